@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ExceptionsMgmtConfig(AppConfig):
+    name = "exceptions_mgmt"
+    verbose_name = "Delivery exceptions"

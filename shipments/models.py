@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models.functions import Upper
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from phonenumber_field.modelfields import PhoneNumberField
+
+from shipments.status import CLOSED, EventKind, ShipmentStatus
+from shipments.tracking_numbers import FAMILY_LABELS, Family
+
+# Crockford-style alphabet without look-alikes (0/O, 1/I/L) for codes people read out.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+shipment_id_validator = RegexValidator(
+    r"^[A-Z0-9][A-Z0-9-]{2,31}$",
+    _("Use 3 to 32 letters, digits or dashes, starting with a letter or digit."),
+)
+
+
+def new_shipment_code() -> str:
+    return "SH-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+
+
+def new_public_token() -> str:
+    # 128 random bits: the public link must not be guessable or sequential.
+    return secrets.token_urlsafe(16)
+
+
+class Source(models.TextChoices):
+    FORM = "form", _("Form")
+    BULK_SCAN = "bulk_scan", _("Bulk scan")
+    API = "api", _("API")
+    WEBHOOK = "webhook", _("Webhook")
+    IMPORT = "import", _("Import")
+    SYSTEM = "system", _("System")
+
+
+class Carrier(models.Model):
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+    tracking_family = models.CharField(
+        max_length=20,
+        choices=[(f.value, label) for f, label in FAMILY_LABELS.items()],
+        help_text=_("Format its tracking numbers follow; checked on dispatch."),
+    )
+    is_own_fleet = models.BooleanField(
+        default=False, help_text=_("Our own vehicles: tracking numbers are generated.")
+    )
+    tracking_url_template = models.URLField(
+        max_length=300,
+        blank=True,
+        help_text=_("Carrier's tracking page, with {number} where the number goes."),
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def family(self) -> Family:
+        return Family(self.tracking_family)
+
+
+class Location(models.Model):
+    class Kind(models.TextChoices):
+        HUB = "hub", _("Hub")
+        DEPOT = "depot", _("Delivery depot")
+        WAREHOUSE = "warehouse", _("Warehouse")
+        PICKUP_POINT = "pickup_point", _("Pickup point")
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.HUB)
+    city = models.CharField(max_length=100)
+    country = models.CharField(max_length=2, help_text=_("ISO 3166 code, e.g. US"))
+    timezone = models.CharField(max_length=64, default="UTC")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.city})"
+
+
+class Shipment(models.Model):
+    shipment_id = models.CharField(
+        _("shipment ID"), max_length=32, unique=True, validators=[shipment_id_validator]
+    )
+    order_number = models.CharField(max_length=64)
+
+    sender_name = models.CharField(max_length=200)
+    sender_email = models.EmailField(blank=True)
+    sender_phone = PhoneNumberField(blank=True)
+    sender_address = models.TextField(max_length=500)
+    notify_sender = models.BooleanField(
+        default=False, help_text=_("Also send the tracking number to the sender.")
+    )
+
+    recipient_name = models.CharField(max_length=200)
+    recipient_email = models.EmailField(blank=True)
+    recipient_phone = PhoneNumberField(blank=True)
+    recipient_address = models.TextField(max_length=500)
+    recipient_postcode = models.CharField(max_length=16)
+    recipient_city = models.CharField(max_length=100)
+    recipient_country = models.CharField(max_length=2)
+
+    weight_kg = models.DecimalField(
+        max_digits=9, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))]
+    )
+    length_cm = models.DecimalField(
+        max_digits=7, decimal_places=1, validators=[MinValueValidator(Decimal("0.1"))]
+    )
+    width_cm = models.DecimalField(
+        max_digits=7, decimal_places=1, validators=[MinValueValidator(Decimal("0.1"))]
+    )
+    height_cm = models.DecimalField(
+        max_digits=7, decimal_places=1, validators=[MinValueValidator(Decimal("0.1"))]
+    )
+    contents = models.TextField(max_length=1000)
+    pieces = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)]
+    )
+
+    # The final quality and quantity check before dispatch.
+    checked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    checked_at = models.DateTimeField(null=True, blank=True)
+    quality_ok = models.BooleanField(null=True)
+    quantity_ok = models.BooleanField(null=True)
+    check_notes = models.TextField(max_length=1000, blank=True)
+
+    carrier = models.ForeignKey(
+        Carrier, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # NULL, not "", until dispatch: the unique constraint ignores NULLs.
+    tracking_number = models.CharField(max_length=40, null=True, blank=True)  # noqa: DJ001
+    estimated_delivery = models.DateField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    # Derived from the event log by the services; stored so lists need no replay.
+    status = models.CharField(
+        max_length=24, choices=ShipmentStatus.choices, default=ShipmentStatus.CREATED
+    )
+    status_changed_at = models.DateTimeField()
+    # Where an open exception's resolution returns the shipment to.
+    resume_status = models.CharField(
+        max_length=24, choices=ShipmentStatus.choices, default=ShipmentStatus.CREATED
+    )
+    last_event_at = models.DateTimeField()
+    current_location = models.ForeignKey(
+        Location, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    public_token = models.CharField(
+        max_length=32, unique=True, default=new_public_token
+    )
+    # Bumped by every service write; forms carry it to catch concurrent edits.
+    version = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        permissions = [
+            ("verify_shipment", "Can verify a shipment for dispatch"),
+            ("dispatch_shipment", "Can dispatch a shipment"),
+            ("cancel_shipment", "Can cancel a shipment before dispatch"),
+            ("record_checkpoint", "Can log checkpoints and bulk scans"),
+            ("correct_event", "Can void a wrong event"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tracking_number"],
+                condition=models.Q(tracking_number__isnull=False),
+                name="shipment_tracking_number_unique",
+                violation_error_message=_("Another shipment has this tracking number."),
+            ),
+            models.CheckConstraint(
+                condition=models.Q(weight_kg__gt=0),
+                name="shipment_weight_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(length_cm__gt=0, width_cm__gt=0, height_cm__gt=0),
+                name="shipment_dimensions_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(pieces__gte=1), name="shipment_pieces_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=ShipmentStatus.values),
+                name="shipment_status_valid",
+            ),
+            # A dispatched shipment always has its carrier and tracking number.
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=[
+                        ShipmentStatus.CREATED,
+                        ShipmentStatus.READY,
+                        ShipmentStatus.CANCELLED,
+                    ]
+                )
+                | models.Q(
+                    carrier__isnull=False,
+                    tracking_number__isnull=False,
+                    dispatched_at__isnull=False,
+                ),
+                name="shipment_dispatched_has_tracking",
+            ),
+        ]
+        indexes = [
+            # Search: order numbers and emails are matched case-insensitively.
+            models.Index(Upper("order_number"), name="shipment_order_upper"),
+            models.Index(Upper("recipient_email"), name="shipment_email_upper"),
+            models.Index(fields=["recipient_phone"], name="shipment_phone"),
+            # Monitor: open shipments by status, then by ETA / dispatch date.
+            models.Index(
+                fields=["status", "estimated_delivery"], name="shipment_status_eta"
+            ),
+            models.Index(
+                fields=["status", "dispatched_at"], name="shipment_status_dispatch"
+            ),
+            models.Index(fields=["carrier", "status"], name="shipment_carrier_status"),
+            models.Index(
+                fields=["current_location", "status"], name="shipment_loc_status"
+            ),
+            models.Index(fields=["-created_at"], name="shipment_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.shipment_id
+
+    def get_absolute_url(self) -> str:
+        return reverse("shipment-detail", args=[self.shipment_id])
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in CLOSED
+
+    @property
+    def tracking_url(self) -> str:
+        if self.carrier and self.tracking_number and self.carrier.tracking_url_template:
+            return self.carrier.tracking_url_template.replace(
+                "{number}", self.tracking_number
+            )
+        return ""
+
+
+class TrackingEvent(models.Model):
+    """One checkpoint in a shipment's life. Append-only: never edited or deleted;
+    a wrong event is voided by a later CORRECTION event."""
+
+    shipment = models.ForeignKey(
+        Shipment, on_delete=models.PROTECT, related_name="events"
+    )
+    kind = models.CharField(max_length=24, choices=EventKind.choices)
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    location = models.ForeignKey(
+        Location, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    # Name of the integration (API key, carrier feed) when no person recorded it.
+    integration = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    notes = models.TextField(max_length=2000, blank=True)
+    external_id = models.CharField(max_length=100, blank=True)
+    voids = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="voided_by",
+    )
+    # Status after this event was applied, for the timeline and reports.
+    status_after = models.CharField(max_length=24, choices=ShipmentStatus.choices)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            # Re-delivery of the same carrier event is harmless.
+            models.UniqueConstraint(
+                fields=["shipment", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="event_external_id_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=EventKind.values), name="event_kind_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["shipment", "occurred_at"], name="event_timeline"),
+            # Reports scan the log by time and kind.
+            models.Index(fields=["occurred_at", "kind"], name="event_time_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} @ {self.occurred_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,127 @@
+"""Reads for the staff pages: each decides its joins so pages stay constant-query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import phonenumbers
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from shipments import tracking_numbers as tn
+from shipments.models import Shipment, TrackingEvent
+from shipments.status import CLOSED, EventKind
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+SEARCH_LIMIT = 50
+
+
+@dataclass
+class SearchResult:
+    query: str
+    shipments: list[Shipment] = field(default_factory=list)
+    exact: Shipment | None = None
+    truncated: bool = False
+
+
+def _as_phone(query: str) -> str | None:
+    digits = sum(ch.isdigit() for ch in query)
+    if digits < 7 or any(ch.isalpha() for ch in query):
+        return None
+    try:
+        number = phonenumbers.parse(query, settings.PHONENUMBER_DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def shipment_search(
+    *, user: AbstractBaseUser | AnonymousUser, query: str, limit: int = SEARCH_LIMIT
+) -> SearchResult:
+    """One box: tracking number (exact or prefix), shipment ID, order number,
+    recipient email, phone or name. Every branch is served by an index."""
+    text = query.strip()[:200]
+    result = SearchResult(query=text)
+    if not text:
+        return result
+    code = tn.normalize(text)
+    exact = Q(tracking_number=code) | Q(shipment_id=code) | Q(order_number__iexact=text)
+    if "@" in text:
+        exact |= Q(recipient_email__iexact=text)
+    phone = _as_phone(text)
+    if phone:
+        exact |= Q(recipient_phone=phone)
+    loose = Q()
+    if len(code) >= 4 and code.isalnum():
+        loose |= Q(tracking_number__startswith=code)
+    if len(text) >= 3 and "@" not in text and not phone:
+        loose |= Q(recipient_name__icontains=text)
+    rows = list(
+        Shipment.objects.filter(exact | loose)
+        .select_related("carrier", "current_location")
+        .order_by("-created_at")[: limit + 1]
+    )
+    result.truncated = len(rows) > limit
+    result.shipments = rows[:limit]
+    exact_hits = [
+        s
+        for s in result.shipments
+        if code in (s.tracking_number, s.shipment_id)
+        or s.order_number.upper() == text.upper()
+        or (s.recipient_email and s.recipient_email.upper() == text.upper())
+        or (phone and str(s.recipient_phone) == phone)
+    ]
+    if len(exact_hits) == 1:
+        result.exact = exact_hits[0]
+    return result
+
+
+def shipment_get(*, user: AbstractBaseUser | AnonymousUser, code: str) -> Shipment:
+    return get_object_or_404(
+        Shipment.objects.select_related(
+            "carrier", "current_location", "created_by", "checked_by"
+        ),
+        shipment_id=code.upper(),
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    event: TrackingEvent
+    voided: bool
+
+
+def shipment_timeline(*, shipment: Shipment) -> list[TimelineEntry]:
+    """All events in time order; voided ones stay, marked, with their correction."""
+    events = list(
+        TrackingEvent.objects.filter(shipment=shipment)
+        .select_related("location", "recorded_by", "voids")
+        .order_by("occurred_at", "id")
+    )
+    voided = {e.voids_id for e in events if e.kind == EventKind.CORRECTION}
+    return [TimelineEntry(event=e, voided=e.id in voided) for e in events]
+
+
+def monitor_queryset() -> QuerySet[Shipment]:
+    """Open shipments, most urgent ETA first (no ETA last)."""
+    return (
+        Shipment.objects.exclude(status__in=CLOSED)
+        .select_related("carrier", "current_location")
+        .order_by("estimated_delivery", "dispatched_at", "id")
+    )
+
+
+def dashboard_counts() -> dict[str, Any]:
+    """Open shipments per status and how many are past their ETA (two queries)."""
+    open_qs = Shipment.objects.exclude(status__in=CLOSED)
+    rows = open_qs.values("status").annotate(n=Count("id")).order_by()
+    by_status = {row["status"]: row["n"] for row in rows}
+    overdue = open_qs.filter(estimated_delivery__lt=timezone.localdate()).count()
+    return {"by_status": by_status, "overdue": overdue, "open": sum(by_status.values())}

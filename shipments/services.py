@@ -1,0 +1,588 @@
+"""The only write path for shipments and their event log.
+
+Every function is atomic, locks the shipment row (so two scans of one package
+serialise), appends to the event log, keeps the stored status equal to the fold
+of the log, and announces each event through `shipments.events`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from shipments import tracking_numbers as tn
+from shipments.events import publish_event_recorded
+from shipments.models import (
+    Carrier,
+    Location,
+    Shipment,
+    Source,
+    TrackingEvent,
+    new_shipment_code,
+)
+from shipments.status import (
+    CHECKPOINT_KINDS,
+    EventKind,
+    ShipmentStatus,
+    State,
+    TransitionRefused,
+    initial_state,
+    next_state,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    User = AbstractBaseUser | AnonymousUser
+
+__all__ = [
+    "StaleShipment",
+    "TransitionRefused",
+    "bulk_scan_record",
+    "checkpoint_record",
+    "event_void",
+    "shipment_cancel",
+    "shipment_check",
+    "shipment_create",
+    "shipment_dispatch",
+    "shipment_update",
+]
+
+DETAIL_FIELDS = (
+    "order_number",
+    "sender_name",
+    "sender_email",
+    "sender_phone",
+    "sender_address",
+    "notify_sender",
+    "recipient_name",
+    "recipient_email",
+    "recipient_phone",
+    "recipient_address",
+    "recipient_postcode",
+    "recipient_city",
+    "recipient_country",
+    "weight_kg",
+    "length_cm",
+    "width_cm",
+    "height_cm",
+    "contents",
+    "pieces",
+)
+PRE_DISPATCH = (ShipmentStatus.CREATED, ShipmentStatus.READY)
+BULK_SCAN_LIMIT = 500
+
+
+class StaleShipment(Exception):
+    """The shipment changed after the user loaded the form."""
+
+    def __init__(self, shipment: Shipment) -> None:
+        super().__init__(
+            f"Shipment {shipment.shipment_id} was changed by someone else while you "
+            "were working on it. Reload the page to see the latest version, then "
+            "try again."
+        )
+
+
+def _lock(shipment: Shipment | int, expected_version: int | None = None) -> Shipment:
+    pk = shipment if isinstance(shipment, int) else shipment.pk
+    locked = Shipment.objects.select_for_update().select_related("carrier").get(pk=pk)
+    if expected_version is not None and locked.version != expected_version:
+        raise StaleShipment(locked)
+    return locked
+
+
+def _actor(user: User | None) -> Any:
+    return user if user is not None and user.is_authenticated else None
+
+
+def _refuse_future(occurred_at: datetime) -> None:
+    limit = timezone.now() + timedelta(
+        minutes=settings.TRACKSOP_FUTURE_TOLERANCE_MINUTES
+    )
+    if occurred_at > limit:
+        raise ValidationError(
+            {"occurred_at": "This time is in the future. Enter when it happened."}
+        )
+
+
+def _append_event(
+    shipment: Shipment,
+    *,
+    kind: str,
+    occurred_at: datetime,
+    user: User | None,
+    source: str,
+    integration: str = "",
+    location: Location | None = None,
+    notes: str = "",
+    external_id: str = "",
+    data: Mapping[str, Any] | None = None,
+    voids: TrackingEvent | None = None,
+) -> TrackingEvent:
+    """Apply one event to a locked shipment, write it, save the shipment."""
+    previous = shipment.status
+    state = State(
+        status=shipment.status,
+        since=shipment.status_changed_at,
+        resume=shipment.resume_status,
+    )
+    new = next_state(state, kind=kind, occurred_at=occurred_at)
+    event = TrackingEvent.objects.create(
+        shipment=shipment,
+        kind=kind,
+        occurred_at=occurred_at,
+        location=location,
+        recorded_by=_actor(user),
+        integration=integration,
+        source=source,
+        notes=notes,
+        external_id=external_id,
+        data=dict(data or {}),
+        voids=voids,
+        status_after=new.status,
+    )
+    shipment.status = new.status
+    shipment.status_changed_at = new.since or occurred_at
+    shipment.resume_status = new.resume
+    if new.status == ShipmentStatus.DELIVERED and previous != ShipmentStatus.DELIVERED:
+        shipment.delivered_at = occurred_at
+    if occurred_at >= shipment.last_event_at:
+        shipment.last_event_at = occurred_at
+        if location is not None:
+            shipment.current_location = location
+    shipment.version += 1
+    shipment.save()
+    publish_event_recorded(event=event, shipment=shipment, previous_status=previous)
+    return event
+
+
+def _clean_details(shipment: Shipment) -> None:
+    try:
+        shipment.full_clean(
+            exclude=["status_changed_at", "last_event_at", "created_by", "public_token"]
+        )
+    except ValidationError as exc:
+        raise ValidationError(exc.message_dict) from exc
+
+
+def shipment_create(
+    *,
+    user: User | None,
+    details: Mapping[str, Any],
+    shipment_id: str = "",
+    source: str = Source.FORM,
+    integration: str = "",
+) -> Shipment:
+    now = timezone.now()
+    shipment = Shipment(
+        **{name: details[name] for name in DETAIL_FIELDS if name in details},
+        shipment_id=shipment_id.strip().upper() or new_shipment_code(),
+        created_by=_actor(user),
+        status=ShipmentStatus.CREATED,
+        status_changed_at=now,
+        last_event_at=now,
+    )
+    _clean_details(shipment)
+    try:
+        with transaction.atomic():
+            shipment.save()
+            event = TrackingEvent.objects.create(
+                shipment=shipment,
+                kind=EventKind.CREATED,
+                occurred_at=now,
+                recorded_by=_actor(user),
+                integration=integration,
+                source=source,
+                status_after=ShipmentStatus.CREATED,
+            )
+            publish_event_recorded(
+                event=event, shipment=shipment, previous_status=ShipmentStatus.CREATED
+            )
+    except IntegrityError as exc:
+        # Two clerks submitting the same ID at once: full_clean saw neither.
+        raise ValidationError(
+            {"shipment_id": "A shipment with this shipment ID already exists."}
+        ) from exc
+    return shipment
+
+
+def shipment_update(
+    *,
+    shipment: Shipment,
+    user: User,
+    details: Mapping[str, Any],
+    expected_version: int | None = None,
+) -> Shipment:
+    with transaction.atomic():
+        locked = _lock(shipment, expected_version)
+        if locked.is_closed:
+            raise TransitionRefused(
+                f"Shipment {locked.shipment_id} is {locked.get_status_display()}; "
+                "its record is closed."
+            )
+        if locked.status not in PRE_DISPATCH and not user.has_perm(
+            "shipments.correct_event"
+        ):
+            raise PermissionDenied(
+                "Only a supervisor can correct a shipment after dispatch."
+            )
+        changed = [
+            name
+            for name in DETAIL_FIELDS
+            if name in details and getattr(locked, name) != details[name]
+        ]
+        if not changed:
+            return locked
+        for name in changed:
+            setattr(locked, name, details[name])
+        _clean_details(locked)
+        _append_event(
+            locked,
+            kind=EventKind.DETAILS_CHANGED,
+            occurred_at=timezone.now(),
+            user=user,
+            source=Source.FORM,
+            notes="Changed: "
+            + ", ".join(str(Shipment._meta.get_field(n).verbose_name) for n in changed),
+            data={"fields": changed},
+        )
+    return locked
+
+
+def shipment_check(
+    *,
+    shipment: Shipment,
+    user: User,
+    quality_ok: bool,
+    quantity_ok: bool,
+    notes: str = "",
+    expected_version: int | None = None,
+) -> Shipment:
+    """Record the final quality and quantity check; both must pass for READY."""
+    passed = quality_ok and quantity_ok
+    if not passed and not notes.strip():
+        raise ValidationError({"notes": "Say what is wrong when a check fails."})
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock(shipment, expected_version)
+        if locked.status not in PRE_DISPATCH:
+            raise TransitionRefused(
+                f"Shipment {locked.shipment_id} is already "
+                f"{locked.get_status_display()}; the check happens before dispatch."
+            )
+        locked.checked_by = _actor(user)
+        locked.checked_at = now
+        locked.quality_ok = quality_ok
+        locked.quantity_ok = quantity_ok
+        locked.check_notes = notes
+        _append_event(
+            locked,
+            kind=EventKind.CHECK_PASSED if passed else EventKind.CHECK_FAILED,
+            occurred_at=now,
+            user=user,
+            source=Source.FORM,
+            notes=notes,
+            data={"quality_ok": quality_ok, "quantity_ok": quantity_ok},
+        )
+    return locked
+
+
+def tracking_number_generate() -> str:
+    """A fresh S10 number for the own fleet, unused by any shipment."""
+    while True:
+        number = tn.s10_generate(
+            prefix=settings.TRACKSOP_S10_PREFIX,
+            serial=secrets.randbelow(100_000_000),
+            country=settings.TRACKSOP_S10_COUNTRY,
+        )
+        if not Shipment.objects.filter(tracking_number=number).exists():
+            return number
+
+
+def shipment_dispatch(
+    *,
+    shipment: Shipment,
+    user: User | None,
+    carrier: Carrier,
+    tracking_number: str,
+    estimated_delivery: date,
+    expected_version: int | None = None,
+    source: str = Source.FORM,
+    integration: str = "",
+) -> Shipment:
+    """Hand the shipment to its carrier: tracking number and ETA → DISPATCHED."""
+    now = timezone.now()
+    errors: dict[str, str] = {}
+    if tracking_number.strip():
+        try:
+            number = tn.validate(tracking_number, carrier.family).number
+        except tn.InvalidTrackingNumber as exc:
+            errors["tracking_number"] = str(exc)
+    elif carrier.is_own_fleet:
+        number = tracking_number_generate()
+    else:
+        errors["tracking_number"] = (
+            f"Enter the tracking number {carrier.name} gave for this shipment."
+        )
+    if estimated_delivery < timezone.localdate(now):
+        errors["estimated_delivery"] = "The estimated delivery date is in the past."
+    if errors:
+        raise ValidationError(errors)
+    try:
+        with transaction.atomic():
+            locked = _lock(shipment, expected_version)
+            clash = (
+                Shipment.objects.filter(tracking_number=number)
+                .exclude(pk=locked.pk)
+                .values_list("shipment_id", flat=True)
+                .first()
+            )
+            if clash:
+                raise ValidationError(
+                    {"tracking_number": f"Shipment {clash} already has this number."}
+                )
+            locked.carrier = carrier
+            locked.tracking_number = number
+            locked.estimated_delivery = estimated_delivery
+            locked.dispatched_at = now
+            _append_event(
+                locked,
+                kind=EventKind.DISPATCHED,
+                occurred_at=now,
+                user=user,
+                source=source,
+                integration=integration,
+                data={
+                    "carrier": carrier.code,
+                    "tracking_number": number,
+                    "estimated_delivery": estimated_delivery.isoformat(),
+                },
+            )
+    except IntegrityError as exc:
+        raise ValidationError(
+            {"tracking_number": "Another shipment has this tracking number."}
+        ) from exc
+    return locked
+
+
+def shipment_cancel(
+    *,
+    shipment: Shipment,
+    user: User,
+    reason: str,
+    expected_version: int | None = None,
+) -> Shipment:
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the shipment is cancelled."})
+    with transaction.atomic():
+        locked = _lock(shipment, expected_version)
+        _append_event(
+            locked,
+            kind=EventKind.CANCELLED,
+            occurred_at=timezone.now(),
+            user=user,
+            source=Source.FORM,
+            notes=reason,
+        )
+    return locked
+
+
+def checkpoint_record(
+    *,
+    shipment: Shipment | int,
+    kind: str,
+    user: User | None,
+    occurred_at: datetime | None = None,
+    location: Location | None = None,
+    source: str = Source.FORM,
+    integration: str = "",
+    notes: str = "",
+    external_id: str = "",
+    data: Mapping[str, Any] | None = None,
+    expected_version: int | None = None,
+) -> TrackingEvent:
+    """Log one checkpoint. A repeated `external_id` returns the first event."""
+    if kind not in CHECKPOINT_KINDS and kind not in _OTHER_APP_KINDS:
+        raise ValidationError({"kind": "This kind of event has its own action."})
+    occurred_at = occurred_at or timezone.now()
+    _refuse_future(occurred_at)
+    with transaction.atomic():
+        locked = _lock(shipment, expected_version)
+        if external_id:
+            # Under the row lock, so two deliveries of one carrier event
+            # cannot both pass this check.
+            existing = locked.events.filter(external_id=external_id).first()
+            if existing is not None:
+                return existing
+        return _append_event(
+            locked,
+            kind=kind,
+            occurred_at=occurred_at,
+            user=user,
+            source=source,
+            integration=integration,
+            location=location,
+            notes=notes,
+            external_id=external_id,
+            data=data,
+        )
+
+
+# Kinds recorded through checkpoint_record by the exceptions and notifications apps.
+_OTHER_APP_KINDS = frozenset(
+    {EventKind.EXCEPTION_REPORTED, EventKind.EXCEPTION_RESOLVED, EventKind.ETA_CHANGED}
+)
+
+
+def event_void(*, event: TrackingEvent, user: User, reason: str) -> TrackingEvent:
+    """A supervisor's correction: void a wrong event and re-derive the status."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why this event is wrong."})
+    with transaction.atomic():
+        shipment = _lock(event.shipment_id)
+        target = TrackingEvent.objects.select_for_update().get(pk=event.pk)
+        if target.kind in (EventKind.CREATED, EventKind.CORRECTION):
+            raise TransitionRefused("This event cannot be voided.")
+        if TrackingEvent.objects.filter(voids=target).exists():
+            raise TransitionRefused("This event has already been voided.")
+        correction = TrackingEvent.objects.create(
+            shipment=shipment,
+            kind=EventKind.CORRECTION,
+            occurred_at=timezone.now(),
+            recorded_by=_actor(user),
+            source=Source.FORM,
+            notes=reason,
+            voids=target,
+            status_after=shipment.status,
+            data={"voided_kind": target.kind},
+        )
+        previous = shipment.status
+        status_replay(shipment)
+        TrackingEvent.objects.filter(pk=correction.pk).update(
+            status_after=shipment.status
+        )
+        correction.status_after = shipment.status
+        publish_event_recorded(
+            event=correction, shipment=shipment, previous_status=previous
+        )
+    return correction
+
+
+def status_replay(shipment: Shipment) -> None:
+    """Fold the shipment's live events (recorded order) into its stored status.
+
+    Events that the machine would now refuse (they depended on a voided one)
+    stay in the timeline but no longer count.
+    """
+    events = list(
+        shipment.events.filter(voided_by__isnull=True)
+        .exclude(kind=EventKind.CORRECTION)
+        .order_by("id")
+    )
+    state = initial_state()
+    last: TrackingEvent | None = None
+    for event in events:
+        try:
+            state = next_state(state, kind=event.kind, occurred_at=event.occurred_at)
+        except TransitionRefused:
+            continue
+        if last is None or event.occurred_at >= last.occurred_at:
+            last = event
+    shipment.status = state.status
+    shipment.status_changed_at = state.since or shipment.created_at
+    shipment.resume_status = state.resume
+    delivered = [e for e in events if e.kind == EventKind.DELIVERED]
+    shipment.delivered_at = (
+        delivered[-1].occurred_at if state.status == ShipmentStatus.DELIVERED else None
+    )
+    located = [e for e in events if e.location_id is not None]
+    shipment.current_location_id = (
+        max(located, key=lambda e: (e.occurred_at, e.id)).location_id
+        if located
+        else None
+    )
+    shipment.last_event_at = last.occurred_at if last else shipment.created_at
+    shipment.version += 1
+    shipment.save()
+
+
+@dataclass
+class BulkScanResult:
+    saved: list[TrackingEvent] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def bulk_scan_record(
+    *,
+    user: User,
+    kind: str,
+    location: Location | None,
+    numbers: Iterable[str],
+    occurred_at: datetime | None = None,
+    notes: str = "",
+) -> BulkScanResult:
+    """One event per scanned number; each saves on its own, problems are listed."""
+    result = BulkScanResult()
+    occurred_at = occurred_at or timezone.now()
+    wanted: dict[str, str] = {}
+    for raw in numbers:
+        number = tn.normalize(raw)
+        if not number:
+            continue
+        if number in wanted:
+            result.problems.append((raw, "Scanned twice in this batch; logged once."))
+            continue
+        wanted[number] = raw
+    if len(wanted) > BULK_SCAN_LIMIT:
+        raise ValidationError(
+            {"numbers": f"Scan at most {BULK_SCAN_LIMIT} packages in one batch."}
+        )
+    found = dict(
+        Shipment.objects.filter(tracking_number__in=list(wanted)).values_list(
+            "tracking_number", "pk"
+        )
+    )
+    found.update(
+        Shipment.objects.filter(shipment_id__in=list(wanted)).values_list(
+            "shipment_id", "pk"
+        )
+    )
+    for number, raw in wanted.items():
+        pk = found.get(number)
+        if pk is None:
+            result.problems.append((raw, _unknown_number_reason(number)))
+            continue
+        try:
+            event = checkpoint_record(
+                shipment=pk,
+                kind=kind,
+                user=user,
+                occurred_at=occurred_at,
+                location=location,
+                source=Source.BULK_SCAN,
+                notes=notes,
+            )
+        except TransitionRefused as exc:
+            result.problems.append((raw, str(exc)))
+        except ValidationError as exc:
+            result.problems.append((raw, " ".join(exc.messages)))
+        else:
+            result.saved.append(event)
+    return result
+
+
+def _unknown_number_reason(number: str) -> str:
+    try:
+        tn.validate(number)
+    except tn.InvalidTrackingNumber as exc:
+        return str(exc)
+    return "No shipment has this tracking number."

@@ -1,0 +1,17 @@
+from django.urls import path
+
+from shipments import views
+
+urlpatterns = [
+    path("search/", views.search, name="shipment-search"),
+    path("new/", views.shipment_create, name="shipment-create"),
+    path("scan/", views.bulk_scan, name="bulk-scan"),
+    path("monitor/", views.monitor, name="monitor"),
+    path("<str:code>/", views.shipment_detail, name="shipment-detail"),
+    path("<str:code>/edit/", views.shipment_edit, name="shipment-edit"),
+    path("<str:code>/check/", views.shipment_check, name="shipment-check"),
+    path("<str:code>/dispatch/", views.shipment_dispatch, name="shipment-dispatch"),
+    path("<str:code>/checkpoint/", views.checkpoint_create, name="checkpoint-create"),
+    path("<str:code>/cancel/", views.shipment_cancel, name="shipment-cancel"),
+    path("<str:code>/events/<int:event_id>/void/", views.event_void, name="event-void"),
+]

@@ -1,0 +1,370 @@
+"""Staff pages: permission → selector → form → one service → redirect or render.
+
+Invalid input re-renders the form with field messages and status 400; a move
+the status machine refuses, or an edit over someone else's, answers 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.forms import Form
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from shipments import selectors, services
+from shipments.forms import (
+    BulkScanForm,
+    CheckForm,
+    CheckpointForm,
+    DispatchForm,
+    MonitorFilter,
+    ReasonForm,
+    ShipmentForm,
+)
+from shipments.models import Shipment, TrackingEvent
+
+GET_POST = require_http_methods(["GET", "POST"])
+
+
+def staff_view(
+    perm: str,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Anonymous → login page; signed in without `perm` → 403."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        return login_required(permission_required(perm, raise_exception=True)(view))
+
+    return decorate
+
+
+def _run(form: Form, action: Callable[[], Any]) -> tuple[Any, int]:
+    """Call a service; map its refusals onto the form. Returns (result, status)."""
+    try:
+        return action(), 200
+    except ValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            for field, errors in exc.error_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            form.add_error(None, exc)
+        return None, 400
+    except services.StaleShipment as exc:
+        form.add_error(None, str(exc))
+        return None, 409
+    except services.TransitionRefused as exc:
+        form.add_error(None, str(exc))
+        return None, 409
+    except PermissionDenied as exc:
+        form.add_error(None, str(exc))
+        return None, 403
+
+
+def _form_page(
+    request: HttpRequest,
+    form: Form,
+    *,
+    title: str,
+    shipment: Shipment | None = None,
+    status: int = 200,
+    intro: str = "",
+) -> HttpResponse:
+    if request.method == "POST" and status == 200:
+        status = 400  # reached only when the form did not validate
+    return render(
+        request,
+        "shipments/form_page.html",
+        {"form": form, "title": title, "shipment": shipment, "intro": intro},
+        status=status,
+    )
+
+
+@staff_view("shipments.view_shipment")
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "")
+    result = selectors.shipment_search(user=request.user, query=query)
+    if result.exact is not None:
+        return redirect(result.exact)
+    status = 200 if result.shipments or not result.query else 404
+    return render(request, "shipments/search.html", {"result": result}, status=status)
+
+
+@staff_view("shipments.add_shipment")
+@GET_POST
+def shipment_create(request: HttpRequest) -> HttpResponse:
+    form = ShipmentForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        shipment, status = _run(
+            form,
+            lambda: services.shipment_create(
+                user=request.user,
+                details=form.details(),
+                shipment_id=form.cleaned_data["shipment_id"],
+            ),
+        )
+        if shipment:
+            messages.success(request, f"Shipment {shipment.shipment_id} recorded.")
+            return redirect(shipment)
+    return _form_page(request, form, title="New shipment", status=status)
+
+
+@staff_view("shipments.change_shipment")
+@GET_POST
+def shipment_edit(request: HttpRequest, code: str) -> HttpResponse:
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    form = ShipmentForm(request.POST or None, instance=shipment)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        updated, status = _run(
+            form,
+            lambda: services.shipment_update(
+                shipment=shipment,
+                user=request.user,
+                details=form.details(),
+                expected_version=form.cleaned_data["version"],
+            ),
+        )
+        if updated:
+            messages.success(request, "Shipment details saved.")
+            return redirect(updated)
+    return _form_page(
+        request,
+        form,
+        title=f"Edit {shipment.shipment_id}",
+        shipment=shipment,
+        status=status,
+    )
+
+
+def _versioned(
+    form_class: type[Form], request: HttpRequest, shipment: Shipment, **kw: Any
+) -> Any:
+    return form_class(request.POST or None, initial={"version": shipment.version}, **kw)
+
+
+@staff_view("shipments.verify_shipment")
+@GET_POST
+def shipment_check(request: HttpRequest, code: str) -> HttpResponse:
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    form = _versioned(CheckForm, request, shipment)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        checked, status = _run(
+            form,
+            lambda: services.shipment_check(
+                shipment=shipment,
+                user=request.user,
+                quality_ok=data["quality"] == "pass",
+                quantity_ok=data["quantity"] == "pass",
+                notes=data["notes"],
+                expected_version=data["version"],
+            ),
+        )
+        if checked:
+            if checked.status == "ready":
+                messages.success(request, "Check passed: ready for dispatch.")
+            else:
+                messages.warning(request, "Check failed and recorded.")
+            return redirect(checked)
+    return _form_page(
+        request,
+        form,
+        title=f"Quality and quantity check — {shipment.shipment_id}",
+        shipment=shipment,
+        status=status,
+        intro="Check the package against the order before it may be dispatched.",
+    )
+
+
+@staff_view("shipments.dispatch_shipment")
+@GET_POST
+def shipment_dispatch(request: HttpRequest, code: str) -> HttpResponse:
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    form = _versioned(DispatchForm, request, shipment)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        dispatched, status = _run(
+            form,
+            lambda: services.shipment_dispatch(
+                shipment=shipment,
+                user=request.user,
+                carrier=data["carrier"],
+                tracking_number=data["tracking_number"],
+                estimated_delivery=data["estimated_delivery"],
+                expected_version=data["version"],
+            ),
+        )
+        if dispatched:
+            messages.success(
+                request,
+                f"Dispatched with {dispatched.carrier}: {dispatched.tracking_number}.",
+            )
+            return redirect(dispatched)
+    return _form_page(
+        request,
+        form,
+        title=f"Dispatch {shipment.shipment_id}",
+        shipment=shipment,
+        status=status,
+    )
+
+
+@staff_view("shipments.record_checkpoint")
+@GET_POST
+def checkpoint_create(request: HttpRequest, code: str) -> HttpResponse:
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    form = _versioned(CheckpointForm, request, shipment)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        event, status = _run(
+            form,
+            lambda: services.checkpoint_record(
+                shipment=shipment,
+                kind=data["kind"],
+                user=request.user,
+                occurred_at=data["occurred_at"],
+                location=data["location"],
+                notes=data["notes"],
+                expected_version=data["version"],
+            ),
+        )
+        if event:
+            messages.success(request, f"Logged: {event.get_kind_display()}.")
+            return redirect(shipment)
+    return _form_page(
+        request,
+        form,
+        title=f"Log checkpoint — {shipment.shipment_id}",
+        shipment=shipment,
+        status=status,
+    )
+
+
+@staff_view("shipments.cancel_shipment")
+@GET_POST
+def shipment_cancel(request: HttpRequest, code: str) -> HttpResponse:
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    form = _versioned(ReasonForm, request, shipment, submit="Cancel shipment")
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        cancelled, status = _run(
+            form,
+            lambda: services.shipment_cancel(
+                shipment=shipment,
+                user=request.user,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["version"],
+            ),
+        )
+        if cancelled:
+            messages.success(request, "Shipment cancelled.")
+            return redirect(cancelled)
+    return _form_page(
+        request,
+        form,
+        title=f"Cancel {shipment.shipment_id}",
+        shipment=shipment,
+        status=status,
+    )
+
+
+@staff_view("shipments.correct_event")
+@GET_POST
+def event_void(request: HttpRequest, code: str, event_id: int) -> HttpResponse:
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    event = get_object_or_404(TrackingEvent, pk=event_id, shipment=shipment)
+    form = _versioned(ReasonForm, request, shipment, submit="Void event")
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        correction, status = _run(
+            form,
+            lambda: services.event_void(
+                event=event, user=request.user, reason=form.cleaned_data["reason"]
+            ),
+        )
+        if correction:
+            messages.success(request, "Event voided; status re-derived from the log.")
+            return redirect(shipment)
+    return _form_page(
+        request,
+        form,
+        title=f"Void “{event.get_kind_display()}” on {shipment.shipment_id}",
+        shipment=shipment,
+        status=status,
+        intro="The event stays in the log, marked void; the status is derived again.",
+    )
+
+
+@staff_view("shipments.view_shipment")
+@require_GET
+def shipment_detail(request: HttpRequest, code: str) -> HttpResponse:
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    timeline = selectors.shipment_timeline(shipment=shipment)
+    return render(
+        request, "shipments/detail.html", {"shipment": shipment, "timeline": timeline}
+    )
+
+
+@staff_view("shipments.record_checkpoint")
+@GET_POST
+def bulk_scan(request: HttpRequest) -> HttpResponse:
+    form = BulkScanForm(
+        request.POST or None, initial=request.session.get("scan_defaults")
+    )
+    result = None
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            result, status = _run(
+                form,
+                lambda: services.bulk_scan_record(
+                    user=request.user,
+                    kind=data["kind"],
+                    location=data["location"],
+                    numbers=data["numbers"],
+                ),
+            )
+            if result is not None:
+                # Keep kind and location for the next batch; clear the numbers.
+                request.session["scan_defaults"] = {
+                    "kind": data["kind"],
+                    "location": data["location"].pk,
+                }
+                form = BulkScanForm(initial=request.session["scan_defaults"])
+                status = 200 if not result.problems or result.saved else 422
+    return render(
+        request,
+        "shipments/bulk_scan.html",
+        {"form": form, "result": result},
+        status=status,
+    )
+
+
+@staff_view("shipments.view_shipment")
+@require_GET
+def monitor(request: HttpRequest) -> HttpResponse:
+    filterset = MonitorFilter(
+        request.GET or None, queryset=selectors.monitor_queryset()
+    )
+    paginator = Paginator(filterset.qs, 50)
+    page = paginator.get_page(request.GET.get("page"))
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(
+        request,
+        "shipments/monitor.html",
+        {"filter": filterset, "page": page, "params": params.urlencode()},
+    )

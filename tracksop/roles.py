@@ -1,0 +1,63 @@
+"""The staff roles of DESIGN.md as Django groups, and what each may do.
+
+The data migration creates the groups from ROLE_PERMISSIONS; views check the
+permissions, never group names, so a site can grant a person extra rights.
+"""
+
+from __future__ import annotations
+
+LOGISTICS = "Logistics staff"
+CUSTOMER_SERVICE = "Customer service"
+SUPERVISOR = "Supervisor"
+
+_VIEW = [
+    "shipments.view_shipment",
+    "shipments.view_trackingevent",
+    "shipments.view_carrier",
+    "shipments.view_location",
+]
+_LOGISTICS = [
+    *_VIEW,
+    "shipments.add_shipment",
+    "shipments.change_shipment",
+    "shipments.verify_shipment",
+    "shipments.dispatch_shipment",
+    "shipments.cancel_shipment",
+    "shipments.record_checkpoint",
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    LOGISTICS: _LOGISTICS,
+    CUSTOMER_SERVICE: [*_VIEW],
+    SUPERVISOR: [
+        *_LOGISTICS,
+        "shipments.correct_event",
+        "shipments.add_carrier",
+        "shipments.change_carrier",
+        "shipments.add_location",
+        "shipments.change_location",
+    ],
+}
+
+
+def sync_role_groups(apps, schema_editor=None) -> None:  # type: ignore[no-untyped-def]
+    """Create or update the role groups. Used by migrations, so it takes `apps`."""
+    from django.contrib.auth.management import create_permissions
+
+    for config in apps.get_app_configs():
+        config.models_module = True
+        create_permissions(config, verbosity=0, apps=apps)
+        config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for dotted in perms:
+            app_label, codename = dotted.split(".")
+            wanted.append(
+                Permission.objects.get(
+                    content_type__app_label=app_label, codename=codename
+                )
+            )
+        group.permissions.set(wanted)

@@ -1,0 +1,26 @@
+"""Test settings: the real PostgreSQL and Redis (DATABASE_URL / REDIS_URL)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_DEBUG", "true")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tracksop")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+from tracksop.settings.base import *  # noqa: F403
+from tracksop.settings.base import CACHES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES["staticfiles"]["BACKEND"] = (  # noqa: F405
+    "django.contrib.staticfiles.storage.StaticFilesStorage"
+)
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+# Each xdist worker gets its own cache key prefix so workers do not see each other.
+CACHES["default"]["KEY_PREFIX"] = "test-" + os.environ.get(
+    "PYTEST_XDIST_WORKER", "main"
+)
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405

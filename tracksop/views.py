@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import zoneinfo
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from shipments.selectors import dashboard_counts
+from tracksop.middleware import SESSION_KEY
+from tracksop.models import StaffProfile
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    counts = (
+        dashboard_counts() if request.user.has_perm("shipments.view_shipment") else {}
+    )
+    return render(request, "dashboard.html", {"counts": counts})
+
+
+class PreferencesForm(forms.ModelForm):
+    timezone = forms.ChoiceField(
+        choices=[("", "Server default")]
+        + [(name, name) for name in sorted(zoneinfo.available_timezones())],
+        required=False,
+        label="Show times in",
+    )
+
+    class Meta:
+        model = StaffProfile
+        fields = ["timezone"]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest) -> HttpResponse:
+    profile, _ = StaffProfile.objects.get_or_create(user=request.user)
+    form = PreferencesForm(request.POST or None, instance=profile)
+    if request.method == "POST":
+        if form.is_valid():
+            form.save()
+            request.session[SESSION_KEY] = profile.timezone
+            messages.success(request, "Preferences saved.")
+            return redirect("preferences")
+        return render(request, "preferences.html", {"form": form}, status=400)
+    return render(request, "preferences.html", {"form": form})

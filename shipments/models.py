@@ -140,8 +140,8 @@ class Shipment(models.Model):
         related_name="+",
     )
     checked_at = models.DateTimeField(null=True, blank=True)
-    quality_ok = models.BooleanField(null=True)
-    quantity_ok = models.BooleanField(null=True)
+    quality_ok = models.BooleanField(null=True, blank=True)
+    quantity_ok = models.BooleanField(null=True, blank=True)
     check_notes = models.TextField(max_length=1000, blank=True)
 
     carrier = models.ForeignKey(

@@ -94,7 +94,11 @@ class StaleShipment(Exception):
 
 def _lock(shipment: Shipment | int, expected_version: int | None = None) -> Shipment:
     pk = shipment if isinstance(shipment, int) else shipment.pk
-    locked = Shipment.objects.select_for_update().select_related("carrier").get(pk=pk)
+    locked = (
+        Shipment.objects.select_for_update(of=("self",))
+        .select_related("carrier")
+        .get(pk=pk)
+    )
     if expected_version is not None and locked.version != expected_version:
         raise StaleShipment(locked)
     return locked
@@ -454,6 +458,8 @@ def event_void(*, event: TrackingEvent, user: User, reason: str) -> TrackingEven
             raise TransitionRefused("This event cannot be voided.")
         if TrackingEvent.objects.filter(voids=target).exists():
             raise TransitionRefused("This event has already been voided.")
+        previous = shipment.status
+        status_replay(shipment, also_void=target)
         correction = TrackingEvent.objects.create(
             shipment=shipment,
             kind=EventKind.CORRECTION,
@@ -465,29 +471,26 @@ def event_void(*, event: TrackingEvent, user: User, reason: str) -> TrackingEven
             status_after=shipment.status,
             data={"voided_kind": target.kind},
         )
-        previous = shipment.status
-        status_replay(shipment)
-        TrackingEvent.objects.filter(pk=correction.pk).update(
-            status_after=shipment.status
-        )
-        correction.status_after = shipment.status
         publish_event_recorded(
             event=correction, shipment=shipment, previous_status=previous
         )
     return correction
 
 
-def status_replay(shipment: Shipment) -> None:
+def status_replay(
+    shipment: Shipment, *, also_void: TrackingEvent | None = None
+) -> None:
     """Fold the shipment's live events (recorded order) into its stored status.
 
     Events that the machine would now refuse (they depended on a voided one)
     stay in the timeline but no longer count.
     """
-    events = list(
-        shipment.events.filter(voided_by__isnull=True)
-        .exclude(kind=EventKind.CORRECTION)
-        .order_by("id")
+    live = shipment.events.filter(voided_by__isnull=True).exclude(
+        kind=EventKind.CORRECTION
     )
+    if also_void is not None:
+        live = live.exclude(pk=also_void.pk)
+    events = list(live.order_by("id"))
     state = initial_state()
     last: TrackingEvent | None = None
     for event in events:

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import factory
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+
+from shipments import services
+from shipments.models import Carrier, Location, Shipment, TrackingEvent
+from shipments.status import EventKind, ShipmentStatus
+from tracksop import roles
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ["username"]
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    password = factory.PostGenerationMethodCall("set_password", "pass-word-123")
+
+    @factory.post_generation
+    def role(self, create: bool, extracted: str | None, **kwargs: object) -> None:
+        if create and extracted:
+            self.groups.add(Group.objects.get(name=extracted))
+        if create:
+            self.save()
+
+
+class CarrierFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Carrier
+        django_get_or_create = ["code"]
+
+    code = "ups"
+    name = "UPS"
+    tracking_family = "ups"
+    tracking_url_template = "https://www.ups.com/track?tracknum={number}"
+
+
+class OwnFleetFactory(CarrierFactory):
+    code = "fleet"
+    name = "Own fleet"
+    tracking_family = "s10"
+    is_own_fleet = True
+    tracking_url_template = ""
+
+
+class LocationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Location
+        django_get_or_create = ["code"]
+
+    code = factory.Sequence(lambda n: f"hub-{n}")
+    name = factory.Sequence(lambda n: f"Hub {n}")
+    city = "Chicago"
+    country = "US"
+    timezone = "America/Chicago"
+
+
+class ShipmentFactory(factory.django.DjangoModelFactory):
+    """A shipment as recorded (status created) with its CREATED event."""
+
+    class Meta:
+        model = Shipment
+
+    shipment_id = factory.Sequence(lambda n: f"SH-T{n:06d}")
+    order_number = factory.Sequence(lambda n: f"ORD-{n:05d}")
+    sender_name = "Acme Warehouse"
+    sender_email = "dispatch@acme.example"
+    sender_address = "1 Dock Road, Newark"
+    recipient_name = factory.Faker("name")
+    recipient_email = factory.Sequence(lambda n: f"customer{n}@example.net")
+    recipient_phone = factory.Sequence(lambda n: f"+1202555{n % 10000:04d}")
+    recipient_address = "742 Evergreen Terrace"
+    recipient_postcode = "62704"
+    recipient_city = "Springfield"
+    recipient_country = "US"
+    weight_kg = Decimal("2.500")
+    length_cm = Decimal("30.0")
+    width_cm = Decimal("20.0")
+    height_cm = Decimal("10.0")
+    contents = "Books"
+    pieces = 1
+
+    @classmethod
+    def _create(
+        cls, model_class: type[Shipment], *args: object, **kwargs: object
+    ) -> Shipment:
+        code = kwargs.pop("shipment_id")
+        return services.shipment_create(user=None, details=kwargs, shipment_id=code)  # type: ignore[arg-type]
+
+
+def ready_shipment(**kwargs: object) -> Shipment:
+    shipment = ShipmentFactory(**kwargs)
+    return services.shipment_check(
+        shipment=shipment,
+        user=None,
+        quality_ok=True,
+        quantity_ok=True,  # type: ignore[arg-type]
+    )
+
+
+def dispatched_shipment(
+    *, carrier: Carrier | None = None, tracking_number: str = "", **kwargs: object
+) -> Shipment:
+    shipment = ready_shipment(**kwargs)
+    return services.shipment_dispatch(
+        shipment=shipment,
+        user=None,
+        carrier=carrier or OwnFleetFactory(),
+        tracking_number=tracking_number,
+        estimated_delivery=timezone.localdate() + timedelta(days=3),
+    )
+
+
+class TrackingEventFactory(factory.django.DjangoModelFactory):
+    """Raw event rows for selector tests; workflows go through the services."""
+
+    class Meta:
+        model = TrackingEvent
+
+    shipment = factory.SubFactory(ShipmentFactory)
+    kind = EventKind.NOTE
+    occurred_at = factory.LazyFunction(timezone.now)
+    source = "form"
+    status_after = ShipmentStatus.CREATED
+
+
+__all__ = [
+    "CarrierFactory",
+    "LocationFactory",
+    "OwnFleetFactory",
+    "ShipmentFactory",
+    "TrackingEventFactory",
+    "UserFactory",
+    "dispatched_shipment",
+    "ready_shipment",
+    "roles",
+]

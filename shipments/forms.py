@@ -31,7 +31,7 @@ class VersionedForm(forms.Form):
 
 
 class ShipmentForm(forms.ModelForm):
-    version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
     class Meta:
         model = Shipment
@@ -53,6 +53,8 @@ class ShipmentForm(forms.ModelForm):
         if editing:
             del self.fields["shipment_id"]
             self.fields["version"].initial = self.instance.version
+        else:
+            del self.fields["version"]
         for name in ("recipient_country",):
             self.fields[name].widget.attrs.update(
                 maxlength=2, style="text-transform:uppercase"
@@ -112,7 +114,7 @@ class ShipmentForm(forms.ModelForm):
                     css_class=row,
                 ),
             ),
-            "version",
+            *(["version"] if editing else []),
         )
 
     def clean_shipment_id(self) -> str:
@@ -240,10 +242,6 @@ class DispatchForm(VersionedForm):
         return None
 
 
-def _default_now() -> Any:
-    return timezone.localtime().replace(second=0, microsecond=0)
-
-
 class EventTimeField(forms.DateTimeField):
     widget = forms.DateTimeInput(
         attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
@@ -265,7 +263,11 @@ class CheckpointForm(VersionedForm):
     location = forms.ModelChoiceField(
         queryset=Location.objects.filter(is_active=True), required=False
     )
-    occurred_at = EventTimeField(label="When", initial=_default_now)
+    occurred_at = EventTimeField(
+        label="When",
+        required=False,
+        help_text="Leave empty for now; fill in for a scan logged afterwards.",
+    )
     notes = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000
     )

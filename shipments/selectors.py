@@ -52,7 +52,11 @@ def shipment_search(
     if not text:
         return result
     code = tn.normalize(text)
-    exact = Q(tracking_number=code) | Q(shipment_id=code) | Q(order_number__iexact=text)
+    # Shipment IDs keep their dashes ("SH-…"), which normalising strips.
+    ids = {code, text.upper()}
+    exact = (
+        Q(tracking_number=code) | Q(shipment_id__in=ids) | Q(order_number__iexact=text)
+    )
     if "@" in text:
         exact |= Q(recipient_email__iexact=text)
     phone = _as_phone(text)
@@ -73,7 +77,8 @@ def shipment_search(
     exact_hits = [
         s
         for s in result.shipments
-        if code in (s.tracking_number, s.shipment_id)
+        if s.tracking_number == code
+        or s.shipment_id in ids
         or s.order_number.upper() == text.upper()
         or (s.recipient_email and s.recipient_email.upper() == text.upper())
         or (phone and str(s.recipient_phone) == phone)

@@ -161,8 +161,16 @@ def _append_event(
         shipment.delivered_at = occurred_at
     if occurred_at >= shipment.last_event_at:
         shipment.last_event_at = occurred_at
-        if location is not None:
-            shipment.current_location = location
+    # The latest located event places the package (as `status_replay` derives
+    # it), even when a later event without a location was logged since.
+    if location is not None and not (
+        shipment.events.filter(
+            occurred_at__gt=occurred_at,
+            location__isnull=False,
+            voided_by__isnull=True,
+        ).exists()
+    ):
+        shipment.current_location = location
     shipment.version += 1
     shipment.save()
     publish_event_recorded(event=event, shipment=shipment, previous_status=previous)
@@ -447,12 +455,18 @@ _OTHER_APP_KINDS = frozenset(
 )
 
 
-def event_void(*, event: TrackingEvent, user: User, reason: str) -> TrackingEvent:
+def event_void(
+    *,
+    event: TrackingEvent,
+    user: User,
+    reason: str,
+    expected_version: int | None = None,
+) -> TrackingEvent:
     """A supervisor's correction: void a wrong event and re-derive the status."""
     if not reason.strip():
         raise ValidationError({"reason": "Say why this event is wrong."})
     with transaction.atomic():
-        shipment = _lock(event.shipment_id)
+        shipment = _lock(event.shipment_id, expected_version)
         target = TrackingEvent.objects.select_for_update().get(pk=event.pk)
         if target.kind in (EventKind.CREATED, EventKind.CORRECTION):
             raise TransitionRefused("This event cannot be voided.")
@@ -536,33 +550,37 @@ def bulk_scan_record(
     """One event per scanned number; each saves on its own, problems are listed."""
     result = BulkScanResult()
     occurred_at = occurred_at or timezone.now()
+    # Keyed by the text as scanned (trimmed, upper case): a label may carry the
+    # tracking number (matched normalised) or our shipment ID (matched as is).
     wanted: dict[str, str] = {}
+    seen: set[str] = set()
     for raw in numbers:
-        number = tn.normalize(raw)
-        if not number:
+        code = raw.strip().upper()
+        if not code:
             continue
-        if number in wanted:
+        if tn.normalize(code) in seen:
             result.problems.append((raw, "Scanned twice in this batch; logged once."))
             continue
-        wanted[number] = raw
+        seen.add(tn.normalize(code))
+        wanted[code] = raw
     if len(wanted) > BULK_SCAN_LIMIT:
         raise ValidationError(
             {"numbers": f"Scan at most {BULK_SCAN_LIMIT} packages in one batch."}
         )
+    by_number = {tn.normalize(code): code for code in wanted}
     found = dict(
-        Shipment.objects.filter(tracking_number__in=list(wanted)).values_list(
-            "tracking_number", "pk"
-        )
-    )
-    found.update(
         Shipment.objects.filter(shipment_id__in=list(wanted)).values_list(
             "shipment_id", "pk"
         )
     )
-    for number, raw in wanted.items():
-        pk = found.get(number)
+    for number, pk in Shipment.objects.filter(
+        tracking_number__in=list(by_number)
+    ).values_list("tracking_number", "pk"):
+        found[by_number[number]] = pk
+    for code, raw in wanted.items():
+        pk = found.get(code)
         if pk is None:
-            result.problems.append((raw, _unknown_number_reason(number)))
+            result.problems.append((raw, _unknown_number_reason(code)))
             continue
         try:
             event = checkpoint_record(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -72,7 +73,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     | {S.EXCEPTION, S.DELIVERED, S.RETURNED},
     # An open exception holds the package: movement scans are logged and
     # remembered, and its resolution returns it to where the scans left it.
-    S.EXCEPTION: MOVING | {S.EXCEPTION, S.DELIVERED, S.RETURNED},
+    # Dispatch happens once: the resolution may return to DISPATCHED, a new
+    # DISPATCHED event may not.
+    S.EXCEPTION: MOVING - {S.DISPATCHED} | {S.EXCEPTION, S.DELIVERED, S.RETURNED},
     S.DELIVERED: frozenset(),
     S.RETURNED: frozenset(),
     S.CANCELLED: frozenset(),
@@ -141,6 +144,13 @@ def _label(status: str) -> str:
     return str(ShipmentStatus(status).label)
 
 
+def _refuse_late(state: State, kind: str) -> NoReturn:
+    raise TransitionRefused(
+        f"“{EventKind(kind).label}” cannot be dated before the shipment "
+        f"became {_label(state.status)}."
+    )
+
+
 def next_state(state: State, *, kind: str, occurred_at: datetime) -> State:
     """Apply one event; raise TransitionRefused if the machine forbids it.
 
@@ -158,6 +168,8 @@ def next_state(state: State, *, kind: str, occurred_at: datetime) -> State:
                 f"There is no open exception to resolve: the shipment is "
                 f"{_label(state.status)}."
             )
+        if state.since is not None and occurred_at < state.since:
+            _refuse_late(state, kind)
         return State(status=state.resume, since=occurred_at, resume=state.resume)
     if target is None:
         if state.status in CLOSED and kind not in ALWAYS_ALLOWED:
@@ -167,13 +179,10 @@ def next_state(state: State, *, kind: str, occurred_at: datetime) -> State:
             )
         return state
     is_late = state.since is not None and occurred_at < state.since
-    if is_late and target in MOVING and state.resume in MOVING:
+    if is_late and target in MOVING - {S.DISPATCHED} and state.resume in MOVING:
         return state  # a late carrier scan: timeline only
     if is_late:
-        raise TransitionRefused(
-            f"“{EventKind(kind).label}” cannot be dated before the shipment "
-            f"became {_label(state.status)}."
-        )
+        _refuse_late(state, kind)
     if target not in TRANSITIONS[state.status]:
         raise TransitionRefused(
             f"A shipment that is {_label(state.status)} cannot become {_label(target)}."

@@ -44,6 +44,11 @@ def staff_view(
     return decorate
 
 
+def _posted(request: HttpRequest) -> Any:
+    # Not `request.POST or None`: an empty POST must bind, so it gets messages.
+    return request.POST if request.method == "POST" else None
+
+
 def _run(form: Form, action: Callable[[], Any]) -> tuple[Any, int]:
     """Call a service; map its refusals onto the form. Returns (result, status)."""
     try:
@@ -99,7 +104,7 @@ def search(request: HttpRequest) -> HttpResponse:
 @staff_view("shipments.add_shipment")
 @GET_POST
 def shipment_create(request: HttpRequest) -> HttpResponse:
-    form = ShipmentForm(request.POST or None)
+    form = ShipmentForm(_posted(request))
     status = 200
     if request.method == "POST" and form.is_valid():
         shipment, status = _run(
@@ -120,7 +125,7 @@ def shipment_create(request: HttpRequest) -> HttpResponse:
 @GET_POST
 def shipment_edit(request: HttpRequest, code: str) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
-    form = ShipmentForm(request.POST or None, instance=shipment)
+    form = ShipmentForm(_posted(request), instance=shipment)
     status = 200
     if request.method == "POST" and form.is_valid():
         updated, status = _run(
@@ -147,7 +152,7 @@ def shipment_edit(request: HttpRequest, code: str) -> HttpResponse:
 def _versioned(
     form_class: type[Form], request: HttpRequest, shipment: Shipment, **kw: Any
 ) -> Any:
-    return form_class(request.POST or None, initial={"version": shipment.version}, **kw)
+    return form_class(_posted(request), initial={"version": shipment.version}, **kw)
 
 
 @staff_view("shipments.verify_shipment")
@@ -290,7 +295,10 @@ def event_void(request: HttpRequest, code: str, event_id: int) -> HttpResponse:
         correction, status = _run(
             form,
             lambda: services.event_void(
-                event=event, user=request.user, reason=form.cleaned_data["reason"]
+                event=event,
+                user=request.user,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["version"],
             ),
         )
         if correction:
@@ -319,9 +327,7 @@ def shipment_detail(request: HttpRequest, code: str) -> HttpResponse:
 @staff_view("shipments.record_checkpoint")
 @GET_POST
 def bulk_scan(request: HttpRequest) -> HttpResponse:
-    form = BulkScanForm(
-        request.POST or None, initial=request.session.get("scan_defaults")
-    )
+    form = BulkScanForm(_posted(request), initial=request.session.get("scan_defaults"))
     result = None
     status = 200
     if request.method == "POST":

@@ -40,7 +40,8 @@ class PreferencesForm(forms.ModelForm):
 @require_http_methods(["GET", "POST"])
 def preferences(request: HttpRequest) -> HttpResponse:
     profile, _ = StaffProfile.objects.get_or_create(user=request.user)
-    form = PreferencesForm(request.POST or None, instance=profile)
+    posted = request.POST if request.method == "POST" else None
+    form = PreferencesForm(posted, instance=profile)
     if request.method == "POST":
         if form.is_valid():
             form.save()

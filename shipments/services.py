@@ -515,6 +515,12 @@ def status_replay(
         if last is None or event.occurred_at >= last.occurred_at:
             last = event
     shipment.status = state.status
+    if state.status in PRE_DISPATCH:
+        # The dispatch was voided: the carrier's number is free again.
+        shipment.carrier = None
+        shipment.tracking_number = None
+        shipment.estimated_delivery = None
+        shipment.dispatched_at = None
     shipment.status_changed_at = state.since or shipment.created_at
     shipment.resume_status = state.resume
     delivered = [e for e in events if e.kind == EventKind.DELIVERED]

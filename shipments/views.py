@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -365,7 +366,7 @@ def monitor(request: HttpRequest) -> HttpResponse:
     filterset = MonitorFilter(
         request.GET or None, queryset=selectors.monitor_queryset()
     )
-    paginator = Paginator(filterset.qs, 50)
+    paginator = Paginator(filterset.qs, settings.TRACKSOP_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     params = request.GET.copy()
     params.pop("page", None)

@@ -6,4 +6,13 @@ class TracksopConfig(AppConfig):
     verbose_name = "TrackSOP"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from tracksop import signals  # noqa: F401
+        from tracksop.roles import sync_roles_after_migrate
+
+        # After every app's migrations (and after a test flush), so all the
+        # permissions the roles name exist.
+        post_migrate.connect(
+            sync_roles_after_migrate, sender=self.apps.get_app_config("reports")
+        )

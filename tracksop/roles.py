@@ -40,14 +40,24 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 
 
+def sync_roles_after_migrate(**kwargs: object) -> None:
+    """post_migrate: keep the groups after a flush (tests) or a new permission."""
+    from django.apps import apps
+
+    sync_role_groups(apps)
+
+
 def sync_role_groups(apps, schema_editor=None) -> None:  # type: ignore[no-untyped-def]
     """Create or update the role groups. Used by migrations, so it takes `apps`."""
     from django.contrib.auth.management import create_permissions
 
     for config in apps.get_app_configs():
-        config.models_module = True
+        # Migration-state app configs have no models module, which makes
+        # create_permissions skip them; lend them one for the call.
+        original = config.models_module
+        config.models_module = original or True
         create_permissions(config, verbosity=0, apps=apps)
-        config.models_module = None
+        config.models_module = original
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     for role, perms in ROLE_PERMISSIONS.items():

@@ -156,3 +156,13 @@ def test_a_stale_version_is_refused(staff) -> None:
             expected_version=1,
         )
     assert Shipment.objects.get(pk=shipment.pk).contents == "Maps"
+
+
+def test_voiding_the_dispatch_frees_the_tracking_number(supervisor) -> None:
+    shipment = dispatched_shipment()
+    dispatch = shipment.events.get(kind=K.DISPATCHED)
+    services.event_void(event=dispatch, user=supervisor, reason="Wrong parcel")
+    shipment.refresh_from_db()
+    assert shipment.status == S.READY
+    assert shipment.tracking_number is None
+    assert shipment.carrier is None

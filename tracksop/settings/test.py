@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("DJANGO_DEBUG", "true")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tracksop")
+os.environ.setdefault(
+    "DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/tracksop"
+)
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 from tracksop.settings.base import *  # noqa: F403

@@ -1,0 +1,45 @@
+# TrackSOP: `make run` to try it, `make test` to test it. See README.md.
+SHELL := /bin/bash
+PORT ?= 8000
+SHIPMENTS ?= 2000
+VENV := .venv/bin
+# The embedded defaults for trying it on one machine; set DATABASE_URL,
+# REDIS_URL, EMAIL_URL (see .env.example) to use real services instead.
+RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
+
+.PHONY: run test install bench lint check-deploy clean
+
+install:
+	@scripts/bootstrap.sh
+
+run: install
+	@mkdir -p var/broker var/broker-control var/mail
+	@$(RUN_ENV) $(VENV)/python manage.py migrate --no-input -v 0
+	@$(RUN_ENV) $(VENV)/python manage.py seed_demo --shipments $(SHIPMENTS)
+	@echo
+	@echo "  TrackSOP is starting at http://127.0.0.1:$(PORT)/"
+	@echo "  Demo logins (password: tracksop-demo):"
+	@echo "    logistics   Logistics staff: enter, check, dispatch, scan"
+	@echo "    cs          Customer service: search, read timelines"
+	@echo "    supervisor  Supervisor: everything above, corrections"
+	@echo "    admin       Django admin for carriers, hubs and users"
+	@echo "  Email is printed below (console backend). Ctrl-C stops web, worker and beat."
+	@echo
+	@$(RUN_ENV) PORT=$(PORT) $(VENV)/honcho start -f Procfile.dev
+
+test: install
+	@scripts/test-services.sh
+	@$(VENV)/python manage.py check --fail-level WARNING --settings tracksop.settings.test
+	@$(VENV)/ruff check .
+	@$(VENV)/ruff format --check . >/dev/null || { echo "ruff format would change files: run $(VENV)/ruff format ."; exit 1; }
+	@$(VENV)/pytest -p no:cacheprovider --create-db $(PYTEST_ARGS)
+
+bench: install
+	@scripts/test-services.sh
+	@$(VENV)/python -m bench
+
+lint: install
+	@$(VENV)/ruff check . && $(VENV)/ruff format --check . && $(VENV)/mypy .
+
+clean:
+	rm -rf var .venv

@@ -1,0 +1,104 @@
+"""`python -m bench [--small N] [--large N] [--samples N]`
+
+Seeds (or reuses) one PostgreSQL database per scale with seed_demo, then measures
+the search selector against a primary-key fetch, and the staff pages' query
+counts and wall times at the small and the large scale. Prints one table; exits
+1 if a target fails. BENCH_SCALE sets the default large scale (1,000,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+TARGET_MS = 20.0
+TARGETED_KINDS = ("tracking number", "email")
+EXPLAINED_KINDS = ("email", "name fragment")
+DB_URL = "postgres://postgres:postgres@127.0.0.1:5432/{name}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument(
+        "--large", type=int, default=int(os.environ.get("BENCH_SCALE", 1_000_000))
+    )
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    started = time.monotonic()
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tracksop.settings.test"
+    # Every scale gets its own database; bench.db.prepare() creates and switches.
+    os.environ["DATABASE_URL"] = DB_URL.format(name=f"tracksop_bench_{args.small}")
+    import django
+
+    django.setup()
+    from django.test.utils import setup_test_environment
+
+    from bench import db, pages, search
+
+    setup_test_environment(debug=False)  # the test Client's host; no query log
+
+    rows: list[tuple[str, str, str, str, str, str]] = []
+
+    def row(
+        metric: str, scale: int, value: str, base: str, target: str = "", ok=True
+    ) -> None:
+        verdict = ("ok" if ok else "FAIL") if target else ""
+        rows.append((metric, f"{scale:,}", value, base, target, verdict))
+
+    page_costs = {}
+    for scale in (args.small, args.large):
+        print(db.prepare(scale), flush=True)
+        user = pages.bench_user()
+        sample = search.sample_rows(min(args.samples, scale // 4) + search.WARMUP)
+        for kind, (found, pk) in search.measure(user, sample).items():
+            targeted = scale == args.large and kind in TARGETED_KINDS
+            row(
+                f"search {kind}: median ms",
+                scale,
+                f"{found.median:.2f}",
+                f"{pk.median:.2f} (pk)",
+                f"< {TARGET_MS:g} ms" if targeted else "",
+                ok=found.median < TARGET_MS,
+            )
+            row(f"search {kind}: p95 ms", scale, f"{found.p95:.2f}", f"{pk.p95:.2f}")
+        if scale == args.large:
+            for kind in EXPLAINED_KINDS:
+                query = search.KINDS[kind](sample[0])
+                print(f"\nEXPLAIN ANALYZE shipment_search({query!r})  [{kind}]")
+                print("\n".join(f"  {line}" for line in search.explain(user, query)))
+        page_costs[scale] = pages.measure(user)
+
+    for name, large in page_costs[args.large].items():
+        small = page_costs[args.small][name]
+        row(
+            f"page {name}: queries",
+            args.large,
+            str(large.queries),
+            f"{small.queries} (at {args.small:,})",
+            "= baseline",
+            ok=large.queries == small.queries,
+        )
+        row(
+            f"page {name}: median ms",
+            args.large,
+            f"{large.median_ms:.1f}",
+            f"{small.median_ms:.1f} (at {args.small:,})",
+        )
+
+    header = ("metric", "scale", "value", "baseline", "target", "ok?")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print()
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
+    failed = any(r[-1] == "FAIL" for r in rows)
+    print(f"\n{'FAILED' if failed else 'All targets met'}", end="")
+    print(f" in {time.monotonic() - started:.0f} s.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -54,7 +54,7 @@ def sync_role_groups(apps, schema_editor=None) -> None:  # type: ignore[no-untyp
     for config in apps.get_app_configs():
         # Migration-state app configs have no models module, which makes
         # create_permissions skip them; lend them one for the call.
-        original = config.models_module
+        original = getattr(config, "models_module", None)
         config.models_module = original or True
         create_permissions(config, verbosity=0, apps=apps)
         config.models_module = original

@@ -39,9 +39,9 @@ from shipments.status import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AbstractUser, AnonymousUser
 
-    User = AbstractBaseUser | AnonymousUser
+    User = AbstractUser | AnonymousUser
 
 __all__ = [
     "StaleShipment",
@@ -263,11 +263,16 @@ def shipment_update(
             occurred_at=timezone.now(),
             user=user,
             source=Source.FORM,
-            notes="Changed: "
-            + ", ".join(str(Shipment._meta.get_field(n).verbose_name) for n in changed),
+            notes="Changed: " + ", ".join(_verbose_name(name) for name in changed),
             data={"fields": changed},
         )
     return locked
+
+
+def _verbose_name(field_name: str) -> str:
+    return str(
+        getattr(Shipment._meta.get_field(field_name), "verbose_name", field_name)
+    )
 
 
 def shipment_check(
@@ -574,15 +579,15 @@ def bulk_scan_record(
             {"numbers": f"Scan at most {BULK_SCAN_LIMIT} packages in one batch."}
         )
     by_number = {tn.normalize(code): code for code in wanted}
-    found = dict(
+    found: dict[str, int] = dict(
         Shipment.objects.filter(shipment_id__in=list(wanted)).values_list(
             "shipment_id", "pk"
         )
     )
-    for number, pk in Shipment.objects.filter(
+    for number, shipment_pk in Shipment.objects.filter(
         tracking_number__in=list(by_number)
     ).values_list("tracking_number", "pk"):
-        found[by_number[number]] = pk
+        found[by_number[str(number)]] = shipment_pk
     for code, raw in wanted.items():
         pk = found.get(code)
         if pk is None:

@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.forms import Form
+from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -50,7 +50,7 @@ def _posted(request: HttpRequest) -> Any:
     return request.POST if request.method == "POST" else None
 
 
-def _run(form: Form, action: Callable[[], Any]) -> tuple[Any, int]:
+def _run(form: BaseForm, action: Callable[[], Any]) -> tuple[Any, int]:
     """Call a service; map its refusals onto the form. Returns (result, status)."""
     try:
         return action(), 200
@@ -74,7 +74,7 @@ def _run(form: Form, action: Callable[[], Any]) -> tuple[Any, int]:
 
 def _form_page(
     request: HttpRequest,
-    form: Form,
+    form: BaseForm,
     *,
     title: str,
     shipment: Shipment | None = None,
@@ -151,7 +151,7 @@ def shipment_edit(request: HttpRequest, code: str) -> HttpResponse:
 
 
 def _versioned(
-    form_class: type[Form], request: HttpRequest, shipment: Shipment, **kw: Any
+    form_class: type[BaseForm], request: HttpRequest, shipment: Shipment, **kw: Any
 ) -> Any:
     return form_class(_posted(request), initial={"version": shipment.version}, **kw)
 

@@ -6,6 +6,7 @@ class TracksopConfig(AppConfig):
     verbose_name = "TrackSOP"
 
     def ready(self) -> None:
+        from django.apps import apps
         from django.db.models.signals import post_migrate
 
         from tracksop import signals  # noqa: F401
@@ -14,5 +15,5 @@ class TracksopConfig(AppConfig):
         # After every app's migrations (and after a test flush), so all the
         # permissions the roles name exist.
         post_migrate.connect(
-            sync_roles_after_migrate, sender=self.apps.get_app_config("reports")
+            sync_roles_after_migrate, sender=apps.get_app_config("reports")
         )

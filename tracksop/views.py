@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import zoneinfo
+from typing import cast
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -39,7 +41,8 @@ class PreferencesForm(forms.ModelForm):
 @login_required
 @require_http_methods(["GET", "POST"])
 def preferences(request: HttpRequest) -> HttpResponse:
-    profile, _ = StaffProfile.objects.get_or_create(user=request.user)
+    user = cast(User, request.user)  # login_required: never anonymous here
+    profile, _ = StaffProfile.objects.get_or_create(user=user)
     posted = request.POST if request.method == "POST" else None
     form = PreferencesForm(posted, instance=profile)
     if request.method == "POST":

@@ -25,4 +25,4 @@ CSRF_COOKIE_SECURE = False
 CACHES["default"]["KEY_PREFIX"] = "test-" + os.environ.get(
     "PYTEST_XDIST_WORKER", "main"
 )
-LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405

@@ -32,6 +32,7 @@ test: install
 	@$(VENV)/python manage.py check --fail-level WARNING --settings tracksop.settings.test
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check . >/dev/null || { echo "ruff format would change files: run $(VENV)/ruff format ."; exit 1; }
+	@$(VENV)/mypy . --no-error-summary
 	@$(VENV)/pytest -p no:cacheprovider --create-db $(PYTEST_ARGS)
 
 bench: install

@@ -23,6 +23,12 @@ shipment_id_validator = RegexValidator(
 )
 
 
+def _positive(what: str, smallest: str) -> MinValueValidator:
+    return MinValueValidator(
+        Decimal(smallest), message=f"{what} must be more than zero."
+    )
+
+
 def new_shipment_code() -> str:
     return "SH-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
 
@@ -115,20 +121,33 @@ class Shipment(models.Model):
     recipient_country = models.CharField(max_length=2)
 
     weight_kg = models.DecimalField(
-        max_digits=9, decimal_places=3, validators=[MinValueValidator(Decimal("0.001"))]
+        _("weight (kg)"),
+        max_digits=9,
+        decimal_places=3,
+        validators=[_positive("Weight", "0.001")],
     )
     length_cm = models.DecimalField(
-        max_digits=7, decimal_places=1, validators=[MinValueValidator(Decimal("0.1"))]
+        _("length (cm)"),
+        max_digits=7,
+        decimal_places=1,
+        validators=[_positive("Length", "0.1")],
     )
     width_cm = models.DecimalField(
-        max_digits=7, decimal_places=1, validators=[MinValueValidator(Decimal("0.1"))]
+        _("width (cm)"),
+        max_digits=7,
+        decimal_places=1,
+        validators=[_positive("Width", "0.1")],
     )
     height_cm = models.DecimalField(
-        max_digits=7, decimal_places=1, validators=[MinValueValidator(Decimal("0.1"))]
+        _("height (cm)"),
+        max_digits=7,
+        decimal_places=1,
+        validators=[_positive("Height", "0.1")],
     )
     contents = models.TextField(max_length=1000)
     pieces = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1)]
+        default=1,
+        validators=[MinValueValidator(1, message="A shipment has at least one piece.")],
     )
 
     # The final quality and quantity check before dispatch.

@@ -320,9 +320,17 @@ def event_void(request: HttpRequest, code: str, event_id: int) -> HttpResponse:
 def shipment_detail(request: HttpRequest, code: str) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
     timeline = selectors.shipment_timeline(shipment=shipment)
-    return render(
-        request, "shipments/detail.html", {"shipment": shipment, "timeline": timeline}
-    )
+    context = {
+        "shipment": shipment,
+        "timeline": timeline,
+        "recipient_contacts": [shipment.recipient_email, shipment.recipient_phone],
+        "sender_contacts": [
+            shipment.sender_name,
+            shipment.sender_email,
+            shipment.sender_phone,
+        ],
+    }
+    return render(request, "shipments/detail.html", context)
 
 
 @staff_view("shipments.record_checkpoint")

@@ -7,7 +7,6 @@ dialling out and the closed network refuses it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,8 +26,6 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "pass-word-123"  # tests.factories.UserFactory
 
-expect.set_options(timeout=5_000)
-
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(
@@ -47,46 +44,19 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
     return {**browser_context_args, "viewport": {"width": 1366, "height": 900}}
 
 
-def _sync_role_groups() -> None:
-    # sync_role_groups is written for the migration's state apps: it sets each
-    # app config's models_module to True and then to None. On the global
-    # registry that None would stick, and Django's post_migrate handlers (run
-    # by the flush after every transactional test) skip apps without a models
-    # module, so put the real modules back.
-    saved = {config.label: config.models_module for config in apps.get_app_configs()}
-    try:
-        roles.sync_role_groups(apps)
-    finally:
-        for config in apps.get_app_configs():
-            config.models_module = saved[config.label]
-
-
 @pytest.fixture(autouse=True)
 def role_groups(transactional_db: None) -> None:
-    """The role groups for every test.
+    """The role groups, before every test.
 
     The live server needs committed data, so these tests run with a
-    transactional db, and pytest-django empties every table after each one.
-    The flush re-creates content types and permissions (post_migrate) but not
-    the groups, which come from a data migration. Re-creating them here is
-    cheaper and simpler than `serialized_rollback`, which reloads a dump of the
-    whole database before each test and still leaves it empty afterwards.
+    transactional db, and pytest-django empties every table after each one,
+    the groups of the data migration included. tracksop.apps re-syncs them on
+    post_migrate, which the flush sends; syncing here as well keeps the tests
+    independent of that hook and of a database left empty by an earlier run.
+    Cheaper than `serialized_rollback`, which reloads a dump of the whole
+    database before each test and skips post_migrate, leaving it empty after.
     """
-    _sync_role_groups()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _restore_role_groups(
-    django_db_setup: None, django_db_blocker: Any
-) -> Iterator[None]:
-    """Leave the groups behind for the tests that run later on this database.
-
-    Module teardown runs after the last test's flush; with --reuse-db the
-    database (and a missing group) would otherwise outlive this run too.
-    """
-    yield
-    with django_db_blocker.unblock():
-        _sync_role_groups()
+    roles.sync_role_groups(apps)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from shipments import services
 from shipments.models import Carrier, Location, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tracksop import roles
+from tracksop.models import StaffProfile
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -31,6 +32,14 @@ class UserFactory(factory.django.DjangoModelFactory):
             self.groups.add(Group.objects.get(name=extracted))
         if create:
             self.save()
+
+
+class StaffProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StaffProfile
+
+    user = factory.SubFactory(UserFactory)
+    timezone = "Europe/Berlin"
 
 
 class CarrierFactory(factory.django.DjangoModelFactory):
@@ -138,6 +147,7 @@ __all__ = [
     "LocationFactory",
     "OwnFleetFactory",
     "ShipmentFactory",
+    "StaffProfileFactory",
     "TrackingEventFactory",
     "UserFactory",
     "dispatched_shipment",

@@ -127,26 +127,18 @@ def shipment_create(request: HttpRequest) -> HttpResponse:
 def shipment_edit(request: HttpRequest, code: str) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
     form = ShipmentForm(_posted(request), instance=shipment)
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        updated, status = _run(
-            form,
-            lambda: services.shipment_update(
-                shipment=shipment,
-                user=request.user,
-                details=form.details(),
-                expected_version=form.cleaned_data["version"],
-            ),
-        )
-        if updated:
-            messages.success(request, "Shipment details saved.")
-            return redirect(updated)
-    return _form_page(
+    return _shipment_action(
         request,
+        shipment,
         form,
         title=f"Edit {shipment.shipment_id}",
-        shipment=shipment,
-        status=status,
+        perform=lambda data: services.shipment_update(
+            shipment=shipment,
+            user=request.user,
+            details=form.details(),
+            expected_version=data["version"],
+        ),
+        success=lambda _: "Shipment details saved.",
     )
 
 
@@ -156,38 +148,51 @@ def _versioned(
     return form_class(_posted(request), initial={"version": shipment.version}, **kw)
 
 
+def _shipment_action(
+    request: HttpRequest,
+    shipment: Shipment,
+    form: BaseForm,
+    *,
+    title: str,
+    perform: Callable[[dict[str, Any]], Any],
+    success: Callable[[Any], str],
+    intro: str = "",
+) -> HttpResponse:
+    """One action on one shipment: validate, call its service, report, redirect."""
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        result, status = _run(form, lambda: perform(form.cleaned_data))
+        if result is not None:
+            messages.success(request, success(result))
+            return redirect(shipment)
+    return _form_page(
+        request, form, title=title, shipment=shipment, status=status, intro=intro
+    )
+
+
 @staff_view("shipments.verify_shipment")
 @GET_POST
 def shipment_check(request: HttpRequest, code: str) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
-    form = _versioned(CheckForm, request, shipment)
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        checked, status = _run(
-            form,
-            lambda: services.shipment_check(
-                shipment=shipment,
-                user=request.user,
-                quality_ok=data["quality"] == "pass",
-                quantity_ok=data["quantity"] == "pass",
-                notes=data["notes"],
-                expected_version=data["version"],
-            ),
-        )
-        if checked:
-            if checked.status == "ready":
-                messages.success(request, "Check passed: ready for dispatch.")
-            else:
-                messages.warning(request, "Check failed and recorded.")
-            return redirect(checked)
-    return _form_page(
+    return _shipment_action(
         request,
-        form,
+        shipment,
+        _versioned(CheckForm, request, shipment),
         title=f"Quality and quantity check — {shipment.shipment_id}",
-        shipment=shipment,
-        status=status,
         intro="Check the package against the order before it may be dispatched.",
+        perform=lambda data: services.shipment_check(
+            shipment=shipment,
+            user=request.user,
+            quality_ok=data["quality"] == "pass",
+            quantity_ok=data["quantity"] == "pass",
+            notes=data["notes"],
+            expected_version=data["version"],
+        ),
+        success=lambda checked: (
+            "Check passed: ready for dispatch."
+            if checked.status == "ready"
+            else "Check failed and recorded; the shipment stays Created."
+        ),
     )
 
 
@@ -195,33 +200,20 @@ def shipment_check(request: HttpRequest, code: str) -> HttpResponse:
 @GET_POST
 def shipment_dispatch(request: HttpRequest, code: str) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
-    form = _versioned(DispatchForm, request, shipment)
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        dispatched, status = _run(
-            form,
-            lambda: services.shipment_dispatch(
-                shipment=shipment,
-                user=request.user,
-                carrier=data["carrier"],
-                tracking_number=data["tracking_number"],
-                estimated_delivery=data["estimated_delivery"],
-                expected_version=data["version"],
-            ),
-        )
-        if dispatched:
-            messages.success(
-                request,
-                f"Dispatched with {dispatched.carrier}: {dispatched.tracking_number}.",
-            )
-            return redirect(dispatched)
-    return _form_page(
+    return _shipment_action(
         request,
-        form,
+        shipment,
+        _versioned(DispatchForm, request, shipment),
         title=f"Dispatch {shipment.shipment_id}",
-        shipment=shipment,
-        status=status,
+        perform=lambda data: services.shipment_dispatch(
+            shipment=shipment,
+            user=request.user,
+            carrier=data["carrier"],
+            tracking_number=data["tracking_number"],
+            estimated_delivery=data["estimated_delivery"],
+            expected_version=data["version"],
+        ),
+        success=lambda done: f"Dispatched with {done.carrier}: {done.tracking_number}.",
     )
 
 
@@ -229,31 +221,21 @@ def shipment_dispatch(request: HttpRequest, code: str) -> HttpResponse:
 @GET_POST
 def checkpoint_create(request: HttpRequest, code: str) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
-    form = _versioned(CheckpointForm, request, shipment)
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        event, status = _run(
-            form,
-            lambda: services.checkpoint_record(
-                shipment=shipment,
-                kind=data["kind"],
-                user=request.user,
-                occurred_at=data["occurred_at"],
-                location=data["location"],
-                notes=data["notes"],
-                expected_version=data["version"],
-            ),
-        )
-        if event:
-            messages.success(request, f"Logged: {event.get_kind_display()}.")
-            return redirect(shipment)
-    return _form_page(
+    return _shipment_action(
         request,
-        form,
+        shipment,
+        _versioned(CheckpointForm, request, shipment),
         title=f"Log checkpoint — {shipment.shipment_id}",
-        shipment=shipment,
-        status=status,
+        perform=lambda data: services.checkpoint_record(
+            shipment=shipment,
+            kind=data["kind"],
+            user=request.user,
+            occurred_at=data["occurred_at"],
+            location=data["location"],
+            notes=data["notes"],
+            expected_version=data["version"],
+        ),
+        success=lambda event: f"Logged: {event.get_kind_display()}.",
     )
 
 
@@ -261,27 +243,18 @@ def checkpoint_create(request: HttpRequest, code: str) -> HttpResponse:
 @GET_POST
 def shipment_cancel(request: HttpRequest, code: str) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
-    form = _versioned(ReasonForm, request, shipment, submit="Cancel shipment")
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        cancelled, status = _run(
-            form,
-            lambda: services.shipment_cancel(
-                shipment=shipment,
-                user=request.user,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["version"],
-            ),
-        )
-        if cancelled:
-            messages.success(request, "Shipment cancelled.")
-            return redirect(cancelled)
-    return _form_page(
+    return _shipment_action(
         request,
-        form,
+        shipment,
+        _versioned(ReasonForm, request, shipment, submit="Cancel shipment"),
         title=f"Cancel {shipment.shipment_id}",
-        shipment=shipment,
-        status=status,
+        perform=lambda data: services.shipment_cancel(
+            shipment=shipment,
+            user=request.user,
+            reason=data["reason"],
+            expected_version=data["version"],
+        ),
+        success=lambda _: "Shipment cancelled.",
     )
 
 
@@ -290,28 +263,19 @@ def shipment_cancel(request: HttpRequest, code: str) -> HttpResponse:
 def event_void(request: HttpRequest, code: str, event_id: int) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
     event = get_object_or_404(TrackingEvent, pk=event_id, shipment=shipment)
-    form = _versioned(ReasonForm, request, shipment, submit="Void event")
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        correction, status = _run(
-            form,
-            lambda: services.event_void(
-                event=event,
-                user=request.user,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["version"],
-            ),
-        )
-        if correction:
-            messages.success(request, "Event voided; status re-derived from the log.")
-            return redirect(shipment)
-    return _form_page(
+    return _shipment_action(
         request,
-        form,
+        shipment,
+        _versioned(ReasonForm, request, shipment, submit="Void event"),
         title=f"Void “{event.get_kind_display()}” on {shipment.shipment_id}",
-        shipment=shipment,
-        status=status,
         intro="The event stays in the log, marked void; the status is derived again.",
+        perform=lambda data: services.event_void(
+            event=event,
+            user=request.user,
+            reason=data["reason"],
+            expected_version=data["version"],
+        ),
+        success=lambda _: "Event voided; status re-derived from the log.",
     )
 
 

@@ -65,4 +65,6 @@ def prepare(shipments: int) -> str:
         # Bulk COPY leaves no statistics or visibility map; autovacuum would
         # get there eventually, the benchmark should not race it.
         cursor.execute("VACUUM (ANALYZE)")
-    return f"{name}: seeded {shipments:,} shipments in {time.monotonic() - started:.0f} s"
+    return (
+        f"{name}: seeded {shipments:,} shipments in {time.monotonic() - started:.0f} s"
+    )

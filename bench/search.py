@@ -57,27 +57,24 @@ def sample_rows(n: int, seed: int = 7) -> list[Shipment]:
     return rows[:n]
 
 
-def _timed(call: Callable[[], Any]) -> float:
+def _timed(call: Callable[..., Any], **kwargs: Any) -> float:
     started = time.perf_counter()
-    call()
+    call(**kwargs)
     return (time.perf_counter() - started) * 1000
 
 
 def measure(user: Any, rows: list[Shipment]) -> dict[str, tuple[Latency, Latency]]:
     """Per kind: (search latency, primary-key fetch of the same rows)."""
     warm, timed = rows[:WARMUP], rows[WARMUP:]
+    fetch_by_pk = Shipment.objects.filter
     results = {}
     for kind, make_query in KINDS.items():
         for row in warm:
             shipment_search(user=user, query=make_query(row))
         search_ms = [
-            _timed(lambda r=row: shipment_search(user=user, query=make_query(r)))
-            for row in timed
+            _timed(shipment_search, user=user, query=make_query(row)) for row in timed
         ]
-        pk_ms = [
-            _timed(lambda r=row: Shipment.objects.filter(pk=r.pk).first())
-            for row in timed
-        ]
+        pk_ms = [_timed(lambda pk: fetch_by_pk(pk=pk).first(), pk=r.pk) for r in timed]
         results[kind] = (_latency(search_ms), _latency(pk_ms))
     return results
 

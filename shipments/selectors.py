@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from shipments import tracking_numbers as tn
 from shipments.models import Shipment, TrackingEvent
-from shipments.status import CLOSED, EventKind
+from shipments.status import OPEN, EventKind
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -117,7 +117,7 @@ def shipment_timeline(*, shipment: Shipment) -> list[TimelineEntry]:
 def monitor_queryset() -> QuerySet[Shipment]:
     """Open shipments, most urgent ETA first (no ETA last)."""
     return (
-        Shipment.objects.exclude(status__in=CLOSED)
+        Shipment.objects.filter(status__in=OPEN)
         .select_related("carrier", "current_location")
         .order_by("estimated_delivery", "dispatched_at", "id")
     )
@@ -125,7 +125,7 @@ def monitor_queryset() -> QuerySet[Shipment]:
 
 def dashboard_counts() -> dict[str, Any]:
     """Open shipments per status and how many are past their ETA (two queries)."""
-    open_qs = Shipment.objects.exclude(status__in=CLOSED)
+    open_qs = Shipment.objects.filter(status__in=OPEN)
     rows = open_qs.values("status").annotate(n=Count("id")).order_by()
     by_status = {row["status"]: row["n"] for row in rows}
     overdue = open_qs.filter(estimated_delivery__lt=timezone.localdate()).count()

@@ -57,6 +57,8 @@ S = ShipmentStatus
 K = EventKind
 
 CLOSED = frozenset({S.DELIVERED, S.RETURNED, S.CANCELLED})
+# Sorted so that queries (and the partial index built from it) match exactly.
+OPEN = tuple(sorted(set(ShipmentStatus.values) - CLOSED))
 MOVING = frozenset(
     {S.DISPATCHED, S.IN_TRANSIT, S.OUT_FOR_DELIVERY, S.AVAILABLE_FOR_PICKUP}
 )

@@ -30,6 +30,7 @@ run: install
 test: install
 	@scripts/test-services.sh
 	@$(VENV)/python manage.py check --fail-level WARNING --settings tracksop.settings.test
+	@$(VENV)/python manage.py makemigrations --check --dry-run --settings tracksop.settings.test >/dev/null || { echo "Models changed without a migration: run manage.py makemigrations."; exit 1; }
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check . >/dev/null || { echo "ruff format would change files: run $(VENV)/ruff format ."; exit 1; }
 	@$(VENV)/mypy . --no-error-summary

@@ -14,6 +14,9 @@ install:
 
 run: install
 	@mkdir -p var/broker var/broker-control var/mail
+	@# A local, git-ignored .env so plain `manage.py` commands work after trying it;
+	@# never overwritten (production copies .env.example, which is not debug).
+	@[ -f .env ] || printf '# Written by make run for this machine only.\nDJANGO_DEBUG=true\n' > .env
 	@$(RUN_ENV) $(VENV)/python manage.py migrate --no-input -v 0
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo --shipments $(SHIPMENTS)
 	@echo

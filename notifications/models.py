@@ -1,1 +1,206 @@
-# Models arrive with this app's issue.
+"""Notifications: one row per message is both the outbox and the record.
+
+A row is written in the transaction of the event that causes it, so a message
+exists exactly when its event does. The unique `idempotency_key` (event +
+channel + address) makes a second attempt to write it a no-op, and the
+conditional claim in `services.notification_deliver` makes a second delivery
+of its task a no-op: at-least-once Celery looks exactly-once to the customer.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from shipments.models import Shipment, TrackingEvent
+
+
+class Kind(models.TextChoices):
+    DISPATCHED = "dispatched", _("Dispatched")
+    IN_TRANSIT = "in_transit", _("Picked up / in transit")
+    OUT_FOR_DELIVERY = "out_for_delivery", _("Out for delivery")
+    AVAILABLE_FOR_PICKUP = "available_for_pickup", _("Available for pickup")
+    DELIVERED = "delivered", _("Delivered")
+    EXCEPTION = "exception", _("Exception")
+    EXCEPTION_RESOLVED = "exception_resolved", _("Exception resolved")
+    DELAY = "delay", _("Delay")
+    # Staff messages: supervisors and managers hear about stale exceptions.
+    ESCALATION = "escalation", _("Escalation (staff)")
+
+
+# Kinds that go to customers, so have an SMS text and honour preferences.
+CUSTOMER_KINDS = tuple(k for k in Kind if k != Kind.ESCALATION)
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", _("Email")
+    SMS = "sms", _("SMS")
+
+
+class Audience(models.TextChoices):
+    RECIPIENT = "recipient", _("Recipient")
+    SENDER = "sender", _("Sender")
+    STAFF = "staff", _("Staff")
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed")
+    SUPPRESSED = "suppressed", _("Suppressed")
+
+
+UNSENT = (Status.PENDING, Status.SENDING)
+
+
+class Notification(models.Model):
+    shipment = models.ForeignKey(
+        Shipment, on_delete=models.PROTECT, related_name="notifications"
+    )
+    # The event that caused it; empty for a resend (see `resend_of`).
+    event = models.ForeignKey(
+        TrackingEvent,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notifications",
+    )
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    audience = models.CharField(max_length=12, choices=Audience.choices)
+    # An email address or an E.164 phone number; what was entered when invalid.
+    to = models.CharField(max_length=254, blank=True)
+    subject = models.CharField(max_length=255, blank=True)
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
+
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    # A pending row is due at this time; a sending row's claim lapses at it
+    # (the worker died), after which the sweeper hands it to another worker.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    resend_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="resends",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    # Set on a failed row when staff send it again, so it leaves the failed list.
+    superseded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [
+            ("resend_notification", "Can resend or retry a notification"),
+            ("preview_template", "Can preview message templates"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=Status.values), name="notification_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=UNSENT) | Q(next_attempt_at__isnull=False),
+                name="notification_unsent_has_deadline",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["shipment", "-created_at"], name="notif_shipment"),
+            # The sweeper's scan: only unsent rows, a tiny part of the table.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=Q(status__in=UNSENT),
+                name="notif_unsent_due",
+            ),
+            # The failed list and the dashboard count.
+            models.Index(
+                fields=["-created_at"],
+                condition=Q(status=Status.FAILED, superseded_at__isnull=True),
+                name="notif_failed_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.channel} to {self.to or '-'}"
+
+
+class Preference(models.Model):
+    """What one party of a shipment wants to hear about it. No row: both."""
+
+    class Choice(models.TextChoices):
+        BOTH = "both", _("Email and SMS")
+        EMAIL = "email", _("Email only")
+        SMS = "sms", _("SMS only")
+        NONE = "none", _("No updates")
+
+    shipment = models.ForeignKey(
+        Shipment, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    audience = models.CharField(max_length=12, choices=Audience.choices)
+    channels = models.CharField(max_length=8, choices=Choice.choices)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Empty when the customer changed it through the link in a message.
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shipment", "audience"], name="preference_one_per_party"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shipment} {self.audience}: {self.channels}"
+
+    def allows(self, channel: str) -> bool:
+        return self.channels in (self.Choice.BOTH, channel)
+
+
+class MessageTemplate(models.Model):
+    """An admin's replacement for the template file of one kind and channel."""
+
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    subject = models.CharField(
+        max_length=255, blank=True, help_text=_("Email only. Django template syntax.")
+    )
+    body_text = models.TextField(
+        help_text=_("The plain-text email, or the SMS text. Django template syntax.")
+    )
+    body_html = models.TextField(
+        blank=True, help_text=_("Email only; empty sends plain text alone.")
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "channel"], name="message_template_one_per_kind"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.get_channel_display()})"

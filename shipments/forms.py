@@ -331,6 +331,23 @@ class BulkScanForm(forms.Form):
         return numbers
 
 
+class EtaForm(VersionedForm):
+    estimated_delivery = forms.DateField(
+        label="New estimated delivery",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    reason = forms.CharField(
+        max_length=200,
+        required=False,
+        help_text="Shown to the customer in the delay message when the date moves "
+        "later, so write it for them (e.g. “Severe weather at the hub”).",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.helper = _helper("Change ETA", "estimated_delivery", "reason", "version")
+
+
 class ReasonForm(VersionedForm):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=1000)
 

@@ -30,6 +30,7 @@ from shipments.models import (
 )
 from shipments.status import (
     CHECKPOINT_KINDS,
+    MOVING,
     EventKind,
     ShipmentStatus,
     State,
@@ -53,6 +54,7 @@ __all__ = [
     "shipment_check",
     "shipment_create",
     "shipment_dispatch",
+    "shipment_eta_change",
     "shipment_update",
 ]
 
@@ -389,6 +391,49 @@ def shipment_dispatch(
             {"tracking_number": "Another shipment has this tracking number."}
         ) from exc
     return locked
+
+
+def shipment_eta_change(
+    *,
+    shipment: Shipment,
+    user: User | None,
+    estimated_delivery: date,
+    reason: str = "",
+    expected_version: int | None = None,
+    source: str = Source.FORM,
+    integration: str = "",
+) -> TrackingEvent | None:
+    """Move the estimated delivery date. Later than before is a delay, which
+    the customer is told about; the same date records nothing."""
+    if estimated_delivery < timezone.localdate():
+        raise ValidationError(
+            {"estimated_delivery": "The estimated delivery date is in the past."}
+        )
+    with transaction.atomic():
+        locked = _lock(shipment, expected_version)
+        if locked.status not in MOVING and locked.status != ShipmentStatus.EXCEPTION:
+            raise TransitionRefused(
+                "The estimated delivery date can change only while the shipment is "
+                f"on its way, not when it is {locked.get_status_display().lower()}."
+            )
+        previous = locked.estimated_delivery
+        if previous == estimated_delivery:
+            return None
+        locked.estimated_delivery = estimated_delivery
+        return _append_event(
+            locked,
+            kind=EventKind.ETA_CHANGED,
+            occurred_at=timezone.now(),
+            user=user,
+            source=source,
+            integration=integration,
+            notes=reason,
+            data={
+                "from": previous.isoformat() if previous else "",
+                "to": estimated_delivery.isoformat(),
+                "reason": reason,
+            },
+        )
 
 
 def shipment_cancel(

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<str:code>/check/", views.shipment_check, name="shipment-check"),
     path("<str:code>/dispatch/", views.shipment_dispatch, name="shipment-dispatch"),
     path("<str:code>/checkpoint/", views.checkpoint_create, name="checkpoint-create"),
+    path("<str:code>/eta/", views.shipment_eta, name="shipment-eta"),
     path("<str:code>/cancel/", views.shipment_cancel, name="shipment-cancel"),
     path("<str:code>/events/<int:event_id>/void/", views.event_void, name="event-void"),
 ]

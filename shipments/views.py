@@ -25,6 +25,7 @@ from shipments.forms import (
     CheckForm,
     CheckpointForm,
     DispatchForm,
+    EtaForm,
     MonitorFilter,
     ReasonForm,
     ShipmentForm,
@@ -236,6 +237,32 @@ def checkpoint_create(request: HttpRequest, code: str) -> HttpResponse:
             expected_version=data["version"],
         ),
         success=lambda event: f"Logged: {event.get_kind_display()}.",
+    )
+
+
+@staff_view("shipments.record_checkpoint")
+@GET_POST
+def shipment_eta(request: HttpRequest, code: str) -> HttpResponse:
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    form = _versioned(EtaForm, request, shipment)
+    form.initial["estimated_delivery"] = shipment.estimated_delivery
+    return _shipment_action(
+        request,
+        shipment,
+        form,
+        title=f"Change estimated delivery — {shipment.shipment_id}",
+        intro="A later date sends the customer a delay message.",
+        perform=lambda data: (
+            services.shipment_eta_change(
+                shipment=shipment,
+                user=request.user,
+                estimated_delivery=data["estimated_delivery"],
+                reason=data["reason"],
+                expected_version=data["version"],
+            )
+            or shipment
+        ),
+        success=lambda _: "Estimated delivery saved.",
     )
 
 

@@ -15,6 +15,7 @@ _VIEW = [
     "shipments.view_trackingevent",
     "shipments.view_carrier",
     "shipments.view_location",
+    "notifications.view_notification",
 ]
 _LOGISTICS = [
     *_VIEW,
@@ -28,7 +29,7 @@ _LOGISTICS = [
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     LOGISTICS: _LOGISTICS,
-    CUSTOMER_SERVICE: [*_VIEW],
+    CUSTOMER_SERVICE: [*_VIEW, "notifications.resend_notification"],
     SUPERVISOR: [
         *_LOGISTICS,
         "shipments.correct_event",
@@ -36,6 +37,12 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "shipments.change_carrier",
         "shipments.add_location",
         "shipments.change_location",
+        "notifications.resend_notification",
+        "notifications.preview_template",
+        "notifications.view_messagetemplate",
+        "notifications.add_messagetemplate",
+        "notifications.change_messagetemplate",
+        "notifications.delete_messagetemplate",
     ],
 }
 

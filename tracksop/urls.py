@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from notifications.urls import public_urlpatterns as notification_public
 from tracksop import views
 
 urlpatterns = [
@@ -8,5 +9,7 @@ urlpatterns = [
     path("me/", views.preferences, name="preferences"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("shipments/", include("shipments.urls")),
+    path("notifications/", include("notifications.urls")),
     path("admin/", admin.site.urls),
+    *notification_public,
 ]

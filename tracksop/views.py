@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from notifications.selectors import failed_count
 from shipments.selectors import dashboard_counts
 from tracksop.middleware import SESSION_KEY
 from tracksop.models import StaffProfile
@@ -22,7 +23,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     counts = (
         dashboard_counts() if request.user.has_perm("shipments.view_shipment") else {}
     )
-    return render(request, "dashboard.html", {"counts": counts})
+    failed = (
+        failed_count()
+        if request.user.has_perm("notifications.view_notification")
+        else None
+    )
+    return render(
+        request, "dashboard.html", {"counts": counts, "failed_messages": failed}
+    )
 
 
 class PreferencesForm(forms.ModelForm):

@@ -884,7 +884,7 @@ def test_a_bulk_scan_where_nothing_could_be_saved_is_422(
 # own reads; the same however many rows it shows.
 MONITOR_QUERIES = 4 + 4  # open count, carrier and location filters, one page
 SEARCH_QUERIES = 4 + 1  # one query, joins included
-DETAIL_QUERIES = 4 + 2  # the shipment with its joins, the timeline with its joins
+DETAIL_QUERIES = 4 + 3  # the shipment, the timeline, the message history (joins incl.)
 
 
 def _shipments(n: int) -> list[Shipment]:

@@ -172,6 +172,10 @@ elif not _email["EMAIL_BACKEND"].endswith("smtp.EmailBackend"):
     _email_options = {}
 else:
     _email_options["timeout"] = env.int("EMAIL_TIMEOUT", default=20)
+# EMAIL_BACKEND names any other backend (django-anymail's, say) by dotted path;
+# its own settings (ANYMAIL = ...) then come from that package's documentation.
+if env.str("EMAIL_BACKEND", default=""):
+    _email["EMAIL_BACKEND"], _email_options = env.str("EMAIL_BACKEND"), {}
 MAILERS = {"default": {"BACKEND": _email["EMAIL_BACKEND"], "OPTIONS": _email_options}}
 DEFAULT_FROM_EMAIL = env.str(
     "DEFAULT_FROM_EMAIL", default="TrackSOP <tracking@localhost>"
@@ -183,6 +187,9 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 CELERY_BROKER_URL = env.str(
     "CELERY_BROKER_URL", default=f"{REDIS_URL}/0" if REDIS_URL else "filesystem://"
 )
+# Longer than any task and any retry countdown (TRACKSOP_NOTIFY_RETRY_MAX_SECONDS),
+# so Redis never hands a running or waiting task to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 7200}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -191,11 +198,35 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(VAR_DIR / "broker-control"),
     }
 CELERY_TASK_IGNORE_RESULT = True
+# At-least-once: a task is acknowledged after it ran, and requeued when its
+# worker dies; the outbox's conditional claim makes the repeat harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_PREFETCH_MULTIPLIER", default=4)
+# Sending is waiting on mail and SMS servers: threads wait concurrently.
+CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=16)
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+# A web request must not hang on a broker that is down: the row stays pending
+# and the sweeper queues it when the broker is back.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The one place where periodic work is scheduled; apps add their sweepers here.
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "notifications-sweep": {
+        "task": "notifications.tasks.notifications_sweep",
+        "schedule": env.float("TRACKSOP_NOTIFY_SWEEP_SECONDS", default=30.0),
+    },
+}
 
 PHONENUMBER_DEFAULT_REGION = env.str("TRACKSOP_PHONE_REGION", default="US")
 PHONENUMBER_DB_FORMAT = "E164"
@@ -219,6 +250,56 @@ TRACKSOP_FUTURE_TOLERANCE_MINUTES = env.int(
 # Base URL used in links sent to customers (tracking page, unsubscribe).
 TRACKSOP_PUBLIC_URL = env.str("TRACKSOP_PUBLIC_URL", default="http://127.0.0.1:8000")
 TRACKSOP_PAGE_SIZE = env.int("TRACKSOP_PAGE_SIZE", default=50)
+# The name customers see in messages and on public pages.
+TRACKSOP_COMPANY_NAME = env.str("TRACKSOP_COMPANY_NAME", default="TrackSOP")
+
+# Notifications. Which milestones tell the customer (see notifications.models.Kind).
+TRACKSOP_NOTIFY_KINDS = env.list(
+    "TRACKSOP_NOTIFY_KINDS",
+    default=[
+        "dispatched",
+        "out_for_delivery",
+        "available_for_pickup",
+        "delivered",
+        "exception",
+        "exception_resolved",
+        "delay",
+        "escalation",
+    ],
+)
+# Attempts before a message is marked failed; backoff doubles from BASE up to MAX.
+TRACKSOP_NOTIFY_MAX_ATTEMPTS = env.int("TRACKSOP_NOTIFY_MAX_ATTEMPTS", default=8)
+TRACKSOP_NOTIFY_RETRY_BASE_SECONDS = env.float(
+    "TRACKSOP_NOTIFY_RETRY_BASE_SECONDS", default=30.0
+)
+TRACKSOP_NOTIFY_RETRY_MAX_SECONDS = env.float(
+    "TRACKSOP_NOTIFY_RETRY_MAX_SECONDS", default=3600.0
+)
+# A claimed message not finished by then is treated as lost with its worker.
+# Longer than EMAIL_TIMEOUT and the SMS timeout together.
+TRACKSOP_NOTIFY_LEASE_SECONDS = env.float(
+    "TRACKSOP_NOTIFY_LEASE_SECONDS", default=300.0
+)
+# The sweeper queues pending rows that have waited this long (broker was down).
+TRACKSOP_NOTIFY_STALE_SECONDS = env.float("TRACKSOP_NOTIFY_STALE_SECONDS", default=60.0)
+# SMS: console (prints), file (var/sms/), or twilio (the TWILIO_* values below).
+TRACKSOP_SMS_BACKEND = env.str("TRACKSOP_SMS_BACKEND", default="console")
+if TRACKSOP_SMS_BACKEND not in ("console", "file", "twilio"):
+    raise ImproperlyConfigured("TRACKSOP_SMS_BACKEND must be console, file or twilio.")
+TRACKSOP_SMS_FILE_PATH = VAR_DIR / "sms"
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+# A phone number in E.164 form, or a Messaging Service SID (MG...).
+TWILIO_FROM = env.str("TWILIO_FROM", default="")
+TWILIO_API_URL = env.str("TWILIO_API_URL", default="https://api.twilio.com")
+TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=15.0)
+if TRACKSOP_SMS_BACKEND == "twilio" and not (
+    TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and TWILIO_FROM
+):
+    raise ImproperlyConfigured(
+        "The twilio SMS backend needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+        "TWILIO_FROM."
+    )
 
 # Security: all on unless running in debug mode.
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)

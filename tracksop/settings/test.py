@@ -14,7 +14,9 @@ from tracksop.settings.base import *  # noqa: F403
 from tracksop.settings.base import CACHES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+# Tests that start a worker subprocess give it an EMAIL_URL (an aiosmtpd server).
+if "EMAIL_URL" not in os.environ:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 STORAGES["staticfiles"]["BACKEND"] = (  # noqa: F405
     "django.contrib.staticfiles.storage.StaticFilesStorage"
 )

@@ -1,0 +1,103 @@
+"""Leaving the process: hand one message to the mail server or SMS provider.
+
+Each worker thread keeps its mail connection open between messages (a new
+SMTP session per message costs more than the message), and reconnects once if
+the server closed it while idle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import threading
+from email.utils import parseaddr
+
+from django.conf import settings
+from django.core import mail
+from django.core.mail import EmailMultiAlternatives
+
+from notifications import sms
+from notifications.sms import PermanentError, TemporaryError
+
+_local = threading.local()
+
+
+def _mailer():  # type: ignore[no-untyped-def]
+    connection = getattr(_local, "mailer", None)
+    if connection is None:
+        connection = mail.mailers.default
+        _local.mailer = connection
+    return connection
+
+
+def _drop_mailer() -> None:
+    connection = getattr(_local, "mailer", None)
+    _local.mailer = None
+    if connection is not None:
+        # Already broken; a new one follows.
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def _classify(exc: Exception) -> Exception:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        if codes and all(code >= 500 for code in codes):
+            return PermanentError(
+                f"The mail server refused the address: {exc.recipients}"
+            )
+        return TemporaryError(f"The mail server deferred the address: {exc.recipients}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = f"Mail server answered {exc.smtp_code}: {exc.smtp_error!r}"
+        return PermanentError(text) if exc.smtp_code >= 500 else TemporaryError(text)
+    # django-anymail's ESP errors, without importing an optional package.
+    if type(exc).__name__ == "AnymailRecipientsRefused":
+        return PermanentError(f"The email provider refused the address: {exc}")
+    return TemporaryError(f"{type(exc).__name__}: {exc}".strip())
+
+
+def message_id(notification_id: int) -> str:
+    # The same on every attempt: a client that got a message twice (a worker
+    # died after the server took it) shows it once.
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+    return f"<notification-{notification_id}@{domain}>"
+
+
+def send_email(
+    *,
+    notification_id: int,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    unsubscribe_url: str = "",
+) -> str:
+    headers = {"Message-ID": message_id(notification_id)}
+    if unsubscribe_url:
+        # RFC 8058 one-click unsubscribe: mail clients show their own button.
+        headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    try:
+        message = EmailMultiAlternatives(subject, text, to=[to], headers=headers)
+        if html:
+            message.attach_alternative(html, "text/html")
+    except ValueError as exc:  # an address or header Python refuses to encode
+        raise PermanentError(f"The message could not be built: {exc}") from exc
+    for attempt in (1, 2):
+        connection = _mailer()
+        try:
+            connection.open()
+            connection.send_messages([message])
+            return headers["Message-ID"]
+        except smtplib.SMTPServerDisconnected as exc:
+            _drop_mailer()
+            if attempt == 2:
+                raise _classify(exc) from exc
+        except Exception as exc:
+            _drop_mailer()
+            raise _classify(exc) from exc
+    raise AssertionError("unreachable")
+
+
+def send_sms(*, to: str, body: str) -> str:
+    return sms.get_backend().send(to=to, body=body)

@@ -1,0 +1,34 @@
+"""Reads for the notification pages."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from notifications.models import Notification, Status
+from shipments.models import Shipment
+
+HISTORY_LIMIT = 200
+
+
+def notification_history(*, shipment: Shipment) -> list[Notification]:
+    """What was sent to whom about a shipment, newest first (one query)."""
+    return list(
+        Notification.objects.filter(shipment=shipment)
+        .select_related("requested_by")
+        .defer("body_html")
+        .order_by("-created_at", "-id")[:HISTORY_LIMIT]
+    )
+
+
+def failed_notifications() -> QuerySet[Notification]:
+    """Failed messages nobody has sent again yet, newest first."""
+    return (
+        Notification.objects.filter(status=Status.FAILED, superseded_at__isnull=True)
+        .select_related("shipment")
+        .defer("body_html", "body_text")
+        .order_by("-created_at", "-id")
+    )
+
+
+def failed_count() -> int:
+    return failed_notifications().count()

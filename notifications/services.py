@@ -1,0 +1,495 @@
+"""The write path of notifications: the outbox, delivery, retries, resends.
+
+Rows are written inside the transaction of the event that causes them and
+queued on commit. `notification_deliver` claims a row with a conditional
+update, so a task delivered twice (Celery is at-least-once) or a row queued by
+both the commit hook and the sweeper is sent once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from notifications import gateways, links, rendering
+from notifications.models import (
+    UNSENT,
+    Audience,
+    Channel,
+    Kind,
+    Notification,
+    Preference,
+    Status,
+)
+from notifications.sms import PermanentError, SendError
+from shipments.models import Shipment, TrackingEvent
+from shipments.status import EventKind, ShipmentStatus
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+log = logging.getLogger(__name__)
+
+# The status an event must move the shipment into to count as a milestone.
+_MILESTONE_STATUS: dict[str, str] = {
+    ShipmentStatus.OUT_FOR_DELIVERY: Kind.OUT_FOR_DELIVERY,
+    ShipmentStatus.AVAILABLE_FOR_PICKUP: Kind.AVAILABLE_FOR_PICKUP,
+    ShipmentStatus.DELIVERED: Kind.DELIVERED,
+}
+
+
+def milestone_for(
+    *, event: TrackingEvent, shipment: Shipment, previous_status: str
+) -> str | None:
+    """The kind of message an event calls for, or None. Late and repeated
+    scans that do not move the status tell the customer nothing new."""
+    kind = event.kind
+    if kind == EventKind.DISPATCHED:
+        return Kind.DISPATCHED
+    if kind == EventKind.EXCEPTION_REPORTED:
+        return Kind.EXCEPTION
+    if kind == EventKind.EXCEPTION_RESOLVED:
+        return Kind.EXCEPTION_RESOLVED
+    if kind == EventKind.ETA_CHANGED:
+        old, new = event.data.get("from") or "", event.data.get("to") or ""
+        return Kind.DELAY if old and new and new > old else None
+    if shipment.status == previous_status:
+        return None
+    if (
+        shipment.status == ShipmentStatus.IN_TRANSIT
+        and previous_status == ShipmentStatus.DISPATCHED
+    ):
+        return Kind.IN_TRANSIT
+    return _MILESTONE_STATUS.get(shipment.status)
+
+
+def enabled(kind: str) -> bool:
+    return kind in settings.TRACKSOP_NOTIFY_KINDS
+
+
+def _address(shipment: Shipment, audience: str, channel: str) -> str:
+    prefix = "recipient" if audience == Audience.RECIPIENT else "sender"
+    if channel == Channel.EMAIL:
+        return str(getattr(shipment, f"{prefix}_email") or "").strip()
+    phone = getattr(shipment, f"{prefix}_phone")
+    return str(phone.as_e164 if hasattr(phone, "as_e164") else phone or "").strip()
+
+
+def address_problem(channel: str, address: str) -> str:
+    """Why a message cannot go to this address; empty when it can."""
+    if channel == Channel.EMAIL:
+        if not address:
+            return "No email address on the shipment."
+        try:
+            validate_email(address)
+        except ValidationError:
+            return f"The email address {address!r} is not valid."
+        return ""
+    if not address:
+        return "No phone number on the shipment."
+    try:
+        number = phonenumbers.parse(address, settings.PHONENUMBER_DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return f"The phone number {address!r} is not a phone number."
+    if not phonenumbers.is_valid_number(number):
+        return f"The phone number {address!r} is not valid."
+    return ""
+
+
+def preference_for(shipment: Shipment | int, audience: str) -> str:
+    pk = shipment if isinstance(shipment, int) else shipment.pk
+    return (
+        Preference.objects.filter(shipment_id=pk, audience=audience)
+        .values_list("channels", flat=True)
+        .first()
+        or Preference.Choice.BOTH
+    )
+
+
+def _declined(choice: str, channel: str) -> bool:
+    return choice not in (Preference.Choice.BOTH, channel)
+
+
+def _write(
+    *,
+    shipment: Shipment,
+    kind: str,
+    channel: str,
+    audience: str,
+    to: str,
+    key: str,
+    context: dict[str, Any],
+    event: TrackingEvent | None = None,
+    suppressed: str = "",
+    requested_by: User | None = None,
+) -> Notification:
+    """Render and store one outbox row. A template that fails marks the row
+    failed instead of raising: the event that caused it must still save."""
+    row = Notification(
+        shipment=shipment,
+        event=event,
+        kind=kind,
+        channel=channel,
+        audience=audience,
+        to=to[:254],
+        idempotency_key=key,
+        requested_by=requested_by,
+        next_attempt_at=timezone.now(),
+    )
+    missing = rendering.missing_for(kind, context)
+    if missing:
+        suppressed = (
+            suppressed or "Not sent: the message needs the " + ", ".join(missing) + "."
+        )
+    try:
+        text = rendering.render(kind, channel, context)
+        row.subject, row.body_text, row.body_html = text.subject, text.text, text.html
+    except rendering.TemplateFailed as exc:
+        log.exception("Notification %s not rendered", key)
+        row.status, row.last_error, row.next_attempt_at = Status.FAILED, str(exc), None
+    if suppressed and row.status == Status.PENDING:
+        row.status, row.last_error, row.next_attempt_at = (
+            Status.SUPPRESSED,
+            suppressed,
+            None,
+        )
+    row.save()
+    return row
+
+
+def _queue_on_commit(rows: Iterable[Notification]) -> None:
+    ids = [row.pk for row in rows if row.status == Status.PENDING]
+    if ids:
+        transaction.on_commit(partial(queue_now, ids))
+
+
+def queue_now(ids: Sequence[int]) -> int:
+    """Hand ids to the broker; return how many it took. Called after commit:
+    a broker that is down leaves the rows pending for the sweeper, and the
+    request or task that wrote them carries on."""
+    from notifications.tasks import notification_send
+
+    for done, pk in enumerate(ids):
+        try:
+            notification_send.delay(pk)
+        except Exception:
+            log.warning(
+                "Broker unavailable; %d notification(s) wait for the sweeper",
+                len(ids) - done,
+                exc_info=True,
+            )
+            return done
+    return len(ids)
+
+
+def notifications_for_event(
+    *, event: TrackingEvent, shipment: Shipment, previous_status: str
+) -> list[Notification]:
+    """The outbox rows an event causes, written in its transaction."""
+    kind = milestone_for(
+        event=event, shipment=shipment, previous_status=previous_status
+    )
+    if kind is None or not enabled(kind):
+        return []
+    audiences = [Audience.RECIPIENT]
+    if kind == Kind.DISPATCHED and shipment.notify_sender:
+        audiences.append(Audience.SENDER)
+    rows: list[Notification] = []
+    seen: set[str] = set()
+    for audience in audiences:
+        choice = preference_for(shipment, audience)
+        context = rendering.message_context(
+            shipment=shipment, audience=audience, event=event
+        )
+        for channel in Channel:
+            to = _address(shipment, audience, channel)
+            # One message per address: a sender who is also the recipient
+            # gets one email, not two.
+            key = f"event:{event.pk}:{channel}:{to.lower() or audience}"
+            if key in seen:
+                continue
+            seen.add(key)
+            if _declined(choice, channel):
+                reason = f"The {audience} turned off {Channel(channel).label} updates."
+            else:
+                reason = address_problem(channel, to)
+            rows.append(
+                _write(
+                    shipment=shipment,
+                    kind=kind,
+                    channel=channel,
+                    audience=audience,
+                    to=to,
+                    key=key,
+                    context=context,
+                    event=event,
+                    suppressed=reason,
+                )
+            )
+    _queue_on_commit(rows)
+    return rows
+
+
+def staff_alert_queue(
+    *,
+    shipment: Shipment,
+    users: Iterable[User],
+    key: str,
+    context: dict[str, Any],
+    kind: str = Kind.ESCALATION,
+) -> list[Notification]:
+    """Email staff (supervisors, managers) about a shipment through the outbox.
+    `key` names the occasion (e.g. "escalation:<exception>:<level>"); running
+    it twice for the same occasion writes nothing new. Call inside the
+    transaction that records the occasion."""
+    rows = []
+    base = rendering.message_context(shipment=shipment, audience=Audience.STAFF)
+    for user in users:
+        row_key = f"{key}:user:{user.pk}"
+        if Notification.objects.filter(idempotency_key=row_key).exists():
+            continue
+        to = (user.email or "").strip()
+        rows.append(
+            _write(
+                shipment=shipment,
+                kind=kind,
+                channel=Channel.EMAIL,
+                audience=Audience.STAFF,
+                to=to,
+                key=row_key,
+                context={
+                    **base,
+                    **context,
+                    "name": user.get_full_name() or user.username,
+                },
+                suppressed=address_problem(Channel.EMAIL, to)
+                if enabled(kind)
+                else ("Staff alerts of this kind are turned off."),
+            )
+        )
+    _queue_on_commit(rows)
+    return rows
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff with jitter: about BASE·2^(n-1), capped, ±50%."""
+    ceiling = min(
+        settings.TRACKSOP_NOTIFY_RETRY_MAX_SECONDS,
+        settings.TRACKSOP_NOTIFY_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0),
+    )
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311
+
+
+def _claim(pk: int) -> Notification | None:
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.TRACKSOP_NOTIFY_LEASE_SECONDS)
+    claimed = Notification.objects.filter(
+        pk=pk, status=Status.PENDING, next_attempt_at__lte=now
+    ).update(status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=lease)
+    if not claimed:
+        return None
+    return (
+        Notification.objects.select_related("shipment")
+        .only(
+            "id",
+            "kind",
+            "channel",
+            "audience",
+            "to",
+            "subject",
+            "body_text",
+            "body_html",
+            "attempts",
+            "shipment__id",
+            "shipment__public_token",
+        )
+        .get(pk=pk)
+    )
+
+
+def _finish(row: Notification, **fields: Any) -> bool:
+    """Record the outcome unless the claim lapsed and another worker took it."""
+    return bool(
+        Notification.objects.filter(
+            pk=row.pk, status=Status.SENDING, attempts=row.attempts
+        ).update(**fields)
+    )
+
+
+def _send(row: Notification) -> str:
+    if row.channel == Channel.SMS:
+        return gateways.send_sms(to=row.to, body=row.body_text)
+    unsubscribe = (
+        links.unsubscribe_url(row.shipment.public_token, row.audience)
+        if row.audience != Audience.STAFF
+        else ""
+    )
+    return gateways.send_email(
+        notification_id=row.pk,
+        to=row.to,
+        subject=row.subject,
+        text=row.body_text,
+        html=row.body_html,
+        unsubscribe_url=unsubscribe,
+    )
+
+
+def notification_deliver(*, notification_id: int) -> float | None:
+    """Send one pending message. Returns seconds until the next attempt when a
+    temporary failure leaves it pending, else None (sent, failed, suppressed,
+    or not ours to send: gone, done, not yet due, or claimed by another)."""
+    row = _claim(notification_id)
+    if row is None:
+        return None
+    if row.audience != Audience.STAFF and _declined(
+        preference_for(row.shipment_id, row.audience), row.channel
+    ):
+        # Honoured at once: the customer turned this channel off after the
+        # message was written but before it went.
+        _finish(
+            row,
+            status=Status.SUPPRESSED,
+            next_attempt_at=None,
+            last_error=f"The {row.audience} turned off these updates before sending.",
+        )
+        return None
+    try:
+        provider_id = _send(row)
+    except PermanentError as exc:
+        _finish(row, status=Status.FAILED, next_attempt_at=None, last_error=str(exc))
+        return None
+    except Exception as exc:  # temporary: SendError, timeouts, anything unforeseen
+        error = (
+            str(exc) if isinstance(exc, SendError) else f"{type(exc).__name__}: {exc}"
+        )
+        if row.attempts >= settings.TRACKSOP_NOTIFY_MAX_ATTEMPTS:
+            _finish(
+                row,
+                status=Status.FAILED,
+                next_attempt_at=None,
+                last_error=f"Gave up after {row.attempts} attempts. {error}",
+            )
+            return None
+        delay = retry_delay(row.attempts)
+        _finish(
+            row,
+            status=Status.PENDING,
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            last_error=error,
+        )
+        return delay
+    _finish(
+        row,
+        status=Status.SENT,
+        sent_at=timezone.now(),
+        next_attempt_at=None,
+        provider_message_id=provider_id[:255],
+        last_error="",
+    )
+    return None
+
+
+def notifications_sweep(*, limit: int = 1000) -> int:
+    """Queue what is due and nobody is sending: rows left pending while the
+    broker was down, and rows whose worker died mid-send (lapsed claim).
+    Returns how many were queued. Safe to run anywhere, any number of times."""
+    now = timezone.now()
+    lapsed = Notification.objects.filter(status=Status.SENDING, next_attempt_at__lt=now)
+    # A message whose worker keeps dying on it fails rather than loops.
+    lapsed.filter(attempts__gte=settings.TRACKSOP_NOTIFY_MAX_ATTEMPTS).update(
+        status=Status.FAILED,
+        next_attempt_at=None,
+        last_error="The worker stopped while sending, too many times.",
+    )
+    lapsed.update(
+        status=Status.PENDING,
+        next_attempt_at=now,
+        last_error="The worker stopped while sending; it will be sent again.",
+    )
+    stale = now - timedelta(seconds=settings.TRACKSOP_NOTIFY_STALE_SECONDS)
+    with transaction.atomic():
+        # SKIP LOCKED: two sweepers at once share the rows instead of both
+        # queuing them (harmless, the claim decides, but wasteful).
+        ids = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.PENDING, next_attempt_at__lte=stale)
+            .order_by("next_attempt_at", "id")
+            .values_list("id", flat=True)[:limit]
+        )
+        # Push them forward so the next sweep does not queue them again
+        # while they wait in the broker.
+        Notification.objects.filter(pk__in=ids).update(next_attempt_at=now)
+    return queue_now(ids)
+
+
+def notification_resend(*, notification: Notification, user: User) -> Notification:
+    """Send a message again, as a new row, to the party's current address.
+    A failed original leaves the failed list."""
+    original = Notification.objects.select_related("shipment").get(pk=notification.pk)
+    if original.status in UNSENT:
+        raise ValidationError("This message is still being sent. Wait for it first.")
+    shipment = original.shipment
+    if original.audience == Audience.STAFF:
+        to = original.to
+    else:
+        if _declined(preference_for(shipment, original.audience), original.channel):
+            raise ValidationError(
+                f"The {original.audience} turned off "
+                f"{Channel(original.channel).label} updates for this shipment."
+            )
+        to = _address(shipment, original.audience, original.channel)
+    problem = address_problem(original.channel, to)
+    if problem:
+        raise ValidationError(f"Cannot resend. {problem}")
+    with transaction.atomic():
+        row = Notification.objects.create(
+            shipment=shipment,
+            kind=original.kind,
+            channel=original.channel,
+            audience=original.audience,
+            to=to,
+            subject=original.subject,
+            body_text=original.body_text,
+            body_html=original.body_html,
+            idempotency_key=f"resend:{original.pk}:{uuid.uuid4().hex}",
+            resend_of=original,
+            requested_by=user,
+            next_attempt_at=timezone.now(),
+        )
+        if original.status == Status.FAILED:
+            Notification.objects.filter(pk=original.pk, superseded_at=None).update(
+                superseded_at=timezone.now()
+            )
+        _queue_on_commit([row])
+    return row
+
+
+def preference_set(
+    *, shipment: Shipment, audience: str, channels: str, user: User | None = None
+) -> Preference:
+    if audience not in (Audience.RECIPIENT, Audience.SENDER):
+        raise ValidationError("Only customers have preferences.")
+    if channels not in Preference.Choice.values:
+        raise ValidationError({"channels": "Choose email, SMS, both or none."})
+    preference, _ = Preference.objects.update_or_create(
+        shipment=shipment,
+        audience=audience,
+        defaults={
+            "channels": channels,
+            "updated_by": user if user is not None and user.is_authenticated else None,
+        },
+    )
+    return preference

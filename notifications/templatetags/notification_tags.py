@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from notifications.selectors import notification_history as history
+
+register = template.Library()
+
+
+@register.inclusion_tag("notifications/_history.html", takes_context=True)
+def notification_history(context: template.Context, shipment: Any) -> dict[str, Any]:
+    """The shipment page's message history, for those allowed to read it."""
+    request = context["request"]
+    allowed = request.user.has_perm("notifications.view_notification")
+    return {
+        "shipment": shipment,
+        "allowed": allowed,
+        "rows": history(shipment=shipment) if allowed else [],
+        "can_resend": request.user.has_perm("notifications.resend_notification"),
+        "csrf_token": context.get("csrf_token"),
+    }

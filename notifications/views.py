@@ -1,0 +1,254 @@
+"""Staff pages for messages, and the customer's manage link (no login)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from notifications import links, rendering, selectors, services
+from notifications.forms import PreferenceForm, PreviewForm
+from notifications.models import Audience, Channel, Notification, Preference
+from shipments.models import Carrier, Shipment
+from shipments.status import ShipmentStatus
+from shipments.views import GET_POST, staff_view
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(fallback)
+
+
+@staff_view("notifications.resend_notification")
+@require_POST
+def resend(request: HttpRequest, pk: int) -> HttpResponse:
+    original = get_object_or_404(Notification.objects.select_related("shipment"), pk=pk)
+    try:
+        row = services.notification_resend(
+            notification=original, user=cast(User, request.user)
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            f"{row.get_kind_display()} {row.get_channel_display()} queued to {row.to}.",
+        )
+    return _back(request, original.shipment.get_absolute_url() + "#messages")
+
+
+@staff_view("notifications.view_notification")
+@GET_POST
+def failed_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        if not request.user.has_perm("notifications.resend_notification"):
+            raise PermissionDenied
+        ids = request.POST.getlist("ids")
+        chosen = selectors.failed_notifications().filter(
+            pk__in=[i for i in ids if i.isdigit()][: settings.TRACKSOP_PAGE_SIZE]
+        )
+        sent, refused = 0, []
+        for row in chosen:
+            try:
+                services.notification_resend(
+                    notification=row, user=cast(User, request.user)
+                )
+                sent += 1
+            except ValidationError as exc:
+                refused.append(f"{row.shipment.shipment_id}: {' '.join(exc.messages)}")
+        if sent:
+            messages.success(request, f"{sent} message(s) queued again.")
+        for problem in refused:
+            messages.error(request, problem)
+        if not ids:
+            messages.error(request, "Tick the messages to send again.")
+        return redirect("notification-failed")
+    page = Paginator(
+        selectors.failed_notifications(), settings.TRACKSOP_PAGE_SIZE
+    ).get_page(request.GET.get("page"))
+    return render(request, "notifications/failed.html", {"page": page})
+
+
+def _sample_shipment() -> Shipment:
+    """A made-up shipment for previews: nothing real is shown or saved."""
+    now = timezone.now()
+    return Shipment(
+        shipment_id="SHP-SAMPLE",
+        order_number="ORD-10042",
+        sender_name="Example Store",
+        recipient_name="Alex Sample",
+        recipient_email="alex@example.com",
+        recipient_city="Springfield",
+        carrier=Carrier(name="Example Express", code="example"),
+        tracking_number="1Z999AA10123456784",
+        estimated_delivery=date.today() + timedelta(days=3),  # noqa: DTZ011
+        dispatched_at=now,
+        delivered_at=now,
+        status=ShipmentStatus.IN_TRANSIT,
+        weight_kg=Decimal("1.2"),
+        public_token="SampleToken0123456789A",  # noqa: S106  (not a secret)
+    )
+
+
+def _sample_details(context: dict[str, Any]) -> dict[str, Any]:
+    """Event details a preview fills in where the shipment has none."""
+    now = timezone.localtime()
+    eta = context.get("estimated_delivery") or now.date() + timedelta(days=3)
+    return {
+        "cause": context.get("cause") or "Address issue",
+        "expected_resolution": context.get("expected_resolution")
+        or now + timedelta(days=1),
+        "previous_eta": context.get("previous_eta") or eta - timedelta(days=2),
+        "reason": context.get("reason") or "Severe weather at the hub",
+        "city": context.get("city") or "Springfield",
+        "event_time": context.get("event_time") or now,
+        "severity": "High",
+        "level": 1,
+        "reported_at": now - timedelta(hours=30),
+        "deadline": now - timedelta(hours=6),
+    }
+
+
+@staff_view("notifications.preview_template")
+@require_GET
+def template_preview(request: HttpRequest) -> HttpResponse:
+    form = PreviewForm(request.GET or None)
+    preview = None
+    status = 200
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        shipment = _sample_shipment()
+        if data["shipment"]:
+            if not request.user.has_perm("shipments.view_shipment"):
+                raise PermissionDenied
+            shipment = get_object_or_404(
+                Shipment.objects.select_related("carrier"),
+                shipment_id=data["shipment"].upper(),
+            )
+        audience = (
+            Audience.STAFF if data["kind"] == "escalation" else Audience.RECIPIENT
+        )
+        context = rendering.message_context(shipment=shipment, audience=audience)
+        context.update(_sample_details(context))
+        try:
+            if data["source"] == "file":
+                rendered = rendering.render_default(
+                    data["kind"], data["channel"], context
+                )
+            else:
+                rendered = rendering.render(data["kind"], data["channel"], context)
+        except rendering.TemplateFailed as exc:
+            form.add_error(None, str(exc))
+            status = 400
+        else:
+            preview = {
+                "rendered": rendered,
+                "is_sms": data["channel"] == Channel.SMS,
+                "segments": rendering.sms_segments(rendered.text),
+                "length": len(rendered.text),
+                "missing": rendering.missing_for(data["kind"], context),
+            }
+    elif form.is_bound:
+        status = 400
+    return render(
+        request,
+        "notifications/preview.html",
+        {"form": form, "preview": preview},
+        status=status,
+    )
+
+
+def _party(token: str, code: str) -> tuple[Shipment, str]:
+    """The shipment and party a manage link was made for; 404 for a forged or
+    mistyped link, the same as for an unknown one."""
+    shipment = get_object_or_404(
+        Shipment.objects.select_related("carrier"), public_token=token
+    )
+    audience = links.manage_audience(token, code)
+    if audience is None:
+        raise_not_found()
+    return shipment, str(audience)
+
+
+def raise_not_found() -> None:
+    from django.http import Http404
+
+    raise Http404(_("This link is not valid."))
+
+
+@never_cache
+@GET_POST
+def manage(request: HttpRequest, token: str, code: str) -> HttpResponse:
+    shipment, audience = _party(token, code)
+    current = services.preference_for(shipment, audience)
+    form = PreferenceForm(
+        request.POST if request.method == "POST" else None,
+        initial={"channels": current},
+    )
+    status = 200
+    saved = False
+    if request.method == "POST":
+        if "stop" in request.POST:
+            services.preference_set(
+                shipment=shipment, audience=audience, channels=Preference.Choice.NONE
+            )
+            current, saved = Preference.Choice.NONE, True
+        elif form.is_valid():
+            services.preference_set(
+                shipment=shipment,
+                audience=audience,
+                channels=form.cleaned_data["channels"],
+            )
+            current, saved = form.cleaned_data["channels"], True
+        else:
+            status = 400
+        if saved:
+            form = PreferenceForm(initial={"channels": current})
+    return render(
+        request,
+        "public/manage.html",
+        {
+            "shipment": shipment,
+            "form": form,
+            "current": Preference.Choice(current).label,
+            "saved": saved,
+            "stopped": current == Preference.Choice.NONE,
+            "company": settings.TRACKSOP_COMPANY_NAME,
+            "tracking_url": links.tracking_url(shipment.public_token),
+        },
+        status=status,
+    )
+
+
+# RFC 8058: the mail client posts "List-Unsubscribe=One-Click" with no cookie
+# or CSRF token; the signed code in the URL is the authority.
+@csrf_exempt
+@never_cache
+@GET_POST
+def unsubscribe(request: HttpRequest, token: str, code: str) -> HttpResponse:
+    shipment, audience = _party(token, code)
+    if request.method == "GET":
+        # Link scanners fetch URLs in mail: a GET never unsubscribes.
+        return redirect("notification-manage", token=token, code=code)
+    services.preference_set(
+        shipment=shipment, audience=audience, channels=Preference.Choice.NONE
+    )
+    return HttpResponse(_("You will get no more updates about this shipment."))

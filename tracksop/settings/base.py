@@ -8,6 +8,7 @@ hosts, and every `check --deploy` item is on by default.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -184,8 +185,15 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Celery: Redis when REDIS_URL is set; otherwise a broker in local files so that
 # `make run` needs no server. Results are not used: the database records outcomes.
+# With Redis, the broker takes database 1 of the same server, apart from the
+# cache, so that clearing the cache never drops queued tasks.
 CELERY_BROKER_URL = env.str(
-    "CELERY_BROKER_URL", default=f"{REDIS_URL}/0" if REDIS_URL else "filesystem://"
+    "CELERY_BROKER_URL",
+    default=(
+        urlunsplit(urlsplit(REDIS_URL)._replace(path="/1"))
+        if REDIS_URL
+        else "filesystem://"
+    ),
 )
 # Longer than any task and any retry countdown (TRACKSOP_NOTIFY_RETRY_MAX_SECONDS),
 # so Redis never hands a running or waiting task to a second worker.

@@ -64,7 +64,7 @@ class SmtpSink:
     rcpt_seen: threading.Event = field(default_factory=threading.Event)
     controller: Controller | None = None
 
-    async def handle_RCPT(  # noqa: N802  (aiosmtpd's hook name)
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         self.rcpt_seen.set()
@@ -77,7 +77,7 @@ class SmtpSink:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(
             message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
         )
@@ -230,7 +230,7 @@ class FakeTwilio:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 form = {
                     k: v[0]

@@ -11,9 +11,10 @@ os.environ.setdefault(
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 # One broker database per xdist worker (gw0 → 1, gw1 → 2, ...), so tests that
 # start a Celery worker never take each other's tasks.
-_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
 os.environ.setdefault(
-    "CELERY_BROKER_URL", f"redis://127.0.0.1:6379/{1 + int(_worker or 0) % 13}"
+    "CELERY_BROKER_URL",
+    "redis://127.0.0.1:6379/"
+    + str(1 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 13),
 )
 
 from tracksop.settings.base import *  # noqa: F403

@@ -11,10 +11,13 @@ import contextlib
 import smtplib
 import threading
 from email.utils import parseaddr
+from typing import Any
 
 from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from notifications import sms
 from notifications.sms import PermanentError, TemporaryError
@@ -37,6 +40,13 @@ def _drop_mailer() -> None:
         # Already broken; a new one follows.
         with contextlib.suppress(Exception):
             connection.close()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **_: Any) -> None:
+    # Tests point MAILERS at another server: forget this thread's connection.
+    if setting == "MAILERS":
+        _drop_mailer()
 
 
 def _classify(exc: Exception) -> Exception:

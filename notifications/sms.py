@@ -108,14 +108,19 @@ _local = threading.local()
 
 
 def get_backend() -> SmsBackend:
-    """One backend per thread (the Twilio client keeps an HTTP session)."""
-    name = settings.TRACKSOP_SMS_BACKEND
-    cached = getattr(_local, "backend", None)
-    if cached is None or _local.name != name:
-        cached = {
+    """One backend per thread (the Twilio client keeps an HTTP session), made
+    again when its settings change."""
+    key = (
+        settings.TRACKSOP_SMS_BACKEND,
+        settings.TWILIO_ACCOUNT_SID,
+        settings.TWILIO_API_URL,
+        str(settings.TRACKSOP_SMS_FILE_PATH),
+    )
+    if getattr(_local, "key", None) != key:
+        backends: dict[str, type[SmsBackend]] = {
             "console": ConsoleBackend,
             "file": FileBackend,
             "twilio": TwilioBackend,
-        }[name]()
-        _local.backend, _local.name = cached, name
-    return cached
+        }
+        _local.backend, _local.key = backends[key[0]](), key
+    return _local.backend  # type: ignore[no-any-return]

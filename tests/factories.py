@@ -7,6 +7,7 @@ import factory
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
+from notifications.models import Audience, Channel, Kind, Notification, Status
 from shipments import services
 from shipments.models import Carrier, Location, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
@@ -154,3 +155,30 @@ __all__ = [
     "ready_shipment",
     "roles",
 ]
+
+
+class NotificationFactory(factory.django.DjangoModelFactory):
+    """A stored message in any state, for pages that list them. Messages caused
+    by events come from the services; this is for history and failed lists."""
+
+    class Meta:
+        model = Notification
+
+    shipment = factory.LazyFunction(lambda: dispatched_shipment())
+    kind = Kind.DISPATCHED
+    channel = Channel.EMAIL
+    audience = Audience.RECIPIENT
+    to = factory.LazyAttribute(lambda n: n.shipment.recipient_email)
+    subject = factory.LazyAttribute(
+        lambda n: f"Your order {n.shipment.order_number} is on its way"
+    )
+    body_text = "Your order is on its way."
+    status = Status.SENT
+    attempts = 1
+    sent_at = factory.LazyFunction(timezone.now)
+    idempotency_key = factory.Sequence(lambda n: f"factory:{n}")
+    next_attempt_at = factory.LazyAttribute(
+        lambda n: (
+            timezone.now() if n.status in (Status.PENDING, Status.SENDING) else None
+        )
+    )

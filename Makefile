@@ -13,12 +13,13 @@ install:
 	@scripts/bootstrap.sh
 
 run: install
-	@mkdir -p var/broker var/broker-control var/mail
+	@mkdir -p var/broker var/broker-control var/mail var/sms
 	@# A local, git-ignored .env so plain `manage.py` commands work after trying it;
 	@# never overwritten (production copies .env.example, which is not debug).
 	@[ -f .env ] || printf '# Written by make run for this machine only.\nDJANGO_DEBUG=true\n' > .env
 	@$(RUN_ENV) $(VENV)/python manage.py migrate --no-input -v 0
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo --shipments $(SHIPMENTS)
+	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_notifications
 	@echo
 	@echo "  TrackSOP is starting at http://127.0.0.1:$(PORT)/"
 	@echo "  Demo logins (password: tracksop-demo):"
@@ -26,7 +27,7 @@ run: install
 	@echo "    cs          Customer service: search, read timelines"
 	@echo "    supervisor  Supervisor: everything above, corrections"
 	@echo "    admin       Django admin for carriers, hubs and users"
-	@echo "  Email is printed below (console backend). Ctrl-C stops web, worker and beat."
+	@echo "  Email and SMS are printed below (console backends). Ctrl-C stops web, worker and beat."
 	@echo
 	@$(RUN_ENV) PORT=$(PORT) $(VENV)/honcho start -f Procfile.dev
 

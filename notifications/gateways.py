@@ -8,6 +8,7 @@ the server closed it while idle.
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import smtplib
 import threading
 from email.utils import parseaddr
@@ -40,6 +41,17 @@ def _drop_mailer() -> None:
         # Already broken; a new one follows.
         with contextlib.suppress(Exception):
             connection.close()
+
+
+# Python's email package folds a long URL in a header into RFC 2047 encoded
+# words, which mail clients do not read as a List-Unsubscribe URL. Lines up to
+# RFC 5322's hard limit of 998 characters keep such headers whole.
+_POLICY = email.policy.default.clone(max_line_length=998)
+
+
+class _Message(EmailMultiAlternatives):
+    def message(self, *, policy: Any = _POLICY) -> Any:
+        return super().message(policy=policy or _POLICY)
 
 
 @receiver(setting_changed)
@@ -88,7 +100,7 @@ def send_email(
         headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     try:
-        message = EmailMultiAlternatives(subject, text, to=[to], headers=headers)
+        message = _Message(subject, text, to=[to], headers=headers)
         if html:
             message.attach_alternative(html, "text/html")
     except ValueError as exc:  # an address or header Python refuses to encode

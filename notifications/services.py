@@ -80,7 +80,8 @@ def enabled(kind: str) -> bool:
     return kind in settings.TRACKSOP_NOTIFY_KINDS
 
 
-def _address(shipment: Shipment, audience: str, channel: str) -> str:
+def party_address(shipment: Shipment, audience: str, channel: str) -> str:
+    """The address a party of the shipment has for a channel (may be empty)."""
     prefix = "recipient" if audience == Audience.RECIPIENT else "sender"
     if channel == Channel.EMAIL:
         return str(getattr(shipment, f"{prefix}_email") or "").strip()
@@ -215,7 +216,7 @@ def notifications_for_event(
             shipment=shipment, audience=audience, event=event
         )
         for channel in Channel:
-            to = _address(shipment, audience, channel)
+            to = party_address(shipment, audience, channel)
             # One message per address: a sender who is also the recipient
             # gets one email, not two.
             key = f"event:{event.pk}:{channel}:{to.lower() or audience}"
@@ -450,7 +451,7 @@ def notification_resend(*, notification: Notification, user: User) -> Notificati
                 f"The {original.audience} turned off "
                 f"{Channel(original.channel).label} updates for this shipment."
             )
-        to = _address(shipment, original.audience, original.channel)
+        to = party_address(shipment, original.audience, original.channel)
     problem = address_problem(original.channel, to)
     if problem:
         raise ValidationError(f"Cannot resend. {problem}")

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -184,14 +184,8 @@ def _party(token: str, code: str) -> tuple[Shipment, str]:
     )
     audience = links.manage_audience(token, code)
     if audience is None:
-        raise_not_found()
-    return shipment, str(audience)
-
-
-def raise_not_found() -> None:
-    from django.http import Http404
-
-    raise Http404(_("This link is not valid."))
+        raise Http404(_("This link is not valid."))
+    return shipment, audience
 
 
 @never_cache

@@ -108,6 +108,8 @@ def message_context(
         "expected_resolution": _datetime(data.get("expected_resolution")),
         "previous_eta": _date(data.get("from")),
         "reason": data.get("reason", ""),
+        # A delay found by the late-shipment sweep rather than a new ETA.
+        "detected": bool(data.get("detected")),
     }
     if audience in (Audience.RECIPIENT, Audience.SENDER):
         context["manage_url"] = links.manage_url(shipment.public_token, audience)

@@ -60,6 +60,9 @@ def milestone_for(
     if kind == EventKind.DISPATCHED:
         return Kind.DISPATCHED
     if kind == EventKind.EXCEPTION_REPORTED:
+        # Found by the late-shipment sweep: to the customer it is a delay.
+        return Kind.DELAY if event.data.get("detected") else Kind.EXCEPTION
+    if kind == EventKind.EXCEPTION_UPDATED:
         return Kind.EXCEPTION
     if kind == EventKind.EXCEPTION_RESOLVED:
         return Kind.EXCEPTION_RESOLVED

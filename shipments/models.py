@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
-from shipments.status import CLOSED, OPEN, EventKind, ShipmentStatus
+from shipments.status import CLOSED, MOVING, OPEN, EventKind, ShipmentStatus
 from shipments.tracking_numbers import FAMILY_LABELS, Family
 
 # Crockford-style alphabet without look-alikes (0/O, 1/I/L) for codes people read out.
@@ -270,6 +270,12 @@ class Shipment(models.Model):
                 fields=["estimated_delivery", "dispatched_at", "id"],
                 condition=models.Q(status__in=OPEN),
                 name="shipment_open_eta",
+            ),
+            # Detection of stalled packages: moving ones by their last scan.
+            models.Index(
+                fields=["last_event_at", "id"],
+                condition=models.Q(status__in=sorted(MOVING)),
+                name="shipment_moving_last_event",
             ),
         ]
 

@@ -501,7 +501,12 @@ def checkpoint_record(
 
 # Kinds recorded through checkpoint_record by the exceptions and notifications apps.
 _OTHER_APP_KINDS = frozenset(
-    {EventKind.EXCEPTION_REPORTED, EventKind.EXCEPTION_RESOLVED, EventKind.ETA_CHANGED}
+    {
+        EventKind.EXCEPTION_REPORTED,
+        EventKind.EXCEPTION_RESOLVED,
+        EventKind.EXCEPTION_UPDATED,
+        EventKind.ETA_CHANGED,
+    }
 )
 
 

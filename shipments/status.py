@@ -46,6 +46,7 @@ class EventKind(models.TextChoices):
     RETURNED = "returned", _("Returned to sender")
     EXCEPTION_REPORTED = "exception_reported", _("Exception reported")
     EXCEPTION_RESOLVED = "exception_resolved", _("Exception resolved")
+    EXCEPTION_UPDATED = "exception_updated", _("Exception updated")
     ETA_CHANGED = "eta_changed", _("Estimated delivery changed")
     NOTE = "note", _("Note")
     CANCELLED = "cancelled", _("Cancelled")
@@ -100,6 +101,7 @@ KIND_TARGET: dict[str, str | None] = {
     K.RETURNED: S.RETURNED,
     K.EXCEPTION_REPORTED: S.EXCEPTION,
     K.EXCEPTION_RESOLVED: None,  # resolution: see `resolved_status`
+    K.EXCEPTION_UPDATED: None,
     K.ETA_CHANGED: None,
     K.NOTE: None,
     K.CANCELLED: S.CANCELLED,

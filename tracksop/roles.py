@@ -9,6 +9,8 @@ from __future__ import annotations
 LOGISTICS = "Logistics staff"
 CUSTOMER_SERVICE = "Customer service"
 SUPERVISOR = "Supervisor"
+# Escalation level 2: supervisors' managers, who get what supervisors leave.
+MANAGER = "Manager"
 
 _VIEW = [
     "shipments.view_shipment",
@@ -16,6 +18,8 @@ _VIEW = [
     "shipments.view_carrier",
     "shipments.view_location",
     "notifications.view_notification",
+    "exceptions_mgmt.view_deliveryexception",
+    "exceptions_mgmt.work_exception",
 ]
 _LOGISTICS = [
     *_VIEW,
@@ -27,23 +31,31 @@ _LOGISTICS = [
     "shipments.record_checkpoint",
 ]
 
+_SUPERVISOR = [
+    *_LOGISTICS,
+    "shipments.correct_event",
+    "shipments.add_carrier",
+    "shipments.change_carrier",
+    "shipments.add_location",
+    "shipments.change_location",
+    "notifications.resend_notification",
+    "notifications.preview_template",
+    "notifications.view_messagetemplate",
+    "notifications.add_messagetemplate",
+    "notifications.change_messagetemplate",
+    "notifications.delete_messagetemplate",
+    "exceptions_mgmt.supervise_exception",
+    "exceptions_mgmt.view_escalationrule",
+    "exceptions_mgmt.add_escalationrule",
+    "exceptions_mgmt.change_escalationrule",
+    "exceptions_mgmt.delete_escalationrule",
+]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     LOGISTICS: _LOGISTICS,
     CUSTOMER_SERVICE: [*_VIEW, "notifications.resend_notification"],
-    SUPERVISOR: [
-        *_LOGISTICS,
-        "shipments.correct_event",
-        "shipments.add_carrier",
-        "shipments.change_carrier",
-        "shipments.add_location",
-        "shipments.change_location",
-        "notifications.resend_notification",
-        "notifications.preview_template",
-        "notifications.view_messagetemplate",
-        "notifications.add_messagetemplate",
-        "notifications.change_messagetemplate",
-        "notifications.delete_messagetemplate",
-    ],
+    SUPERVISOR: _SUPERVISOR,
+    MANAGER: _SUPERVISOR,
 }
 
 

@@ -230,6 +230,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The one place where periodic work is scheduled; apps add their sweepers here.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "exceptions-sweep": {
+        "task": "exceptions_mgmt.tasks.exceptions_sweep",
+        "schedule": env.float("TRACKSOP_EXCEPTION_SWEEP_SECONDS", default=180.0),
+    },
     "notifications-sweep": {
         "task": "notifications.tasks.notifications_sweep",
         "schedule": env.float("TRACKSOP_NOTIFY_SWEEP_SECONDS", default=30.0),
@@ -260,6 +264,15 @@ TRACKSOP_PUBLIC_URL = env.str("TRACKSOP_PUBLIC_URL", default="http://127.0.0.1:8
 TRACKSOP_PAGE_SIZE = env.int("TRACKSOP_PAGE_SIZE", default=50)
 # The name customers see in messages and on public pages.
 TRACKSOP_COMPANY_NAME = env.str("TRACKSOP_COMPANY_NAME", default="TrackSOP")
+
+# Exceptions: the sweep raises a delay exception for a package past its ETA and
+# for one in transit with no scan for TRACKSOP_STALL_HOURS.
+TRACKSOP_STALL_HOURS = env.int("TRACKSOP_STALL_HOURS", default=48)
+TRACKSOP_DETECTED_SEVERITY = env.str("TRACKSOP_DETECTED_SEVERITY", default="medium")
+# When a detected delay should be sorted out (the customer is told this time).
+TRACKSOP_DETECTED_RESOLUTION_HOURS = env.int(
+    "TRACKSOP_DETECTED_RESOLUTION_HOURS", default=24
+)
 
 # Notifications. Which milestones tell the customer (see notifications.models.Kind).
 TRACKSOP_NOTIFY_KINDS = env.list(

@@ -1,0 +1,494 @@
+"""The write path of exceptions: report, work, escalate, detect, resolve.
+
+Reporting and resolving record checkpoints through the shipments services, so
+the status, the timeline and the customer's message follow from the event log.
+Every change writes an ExceptionChange row with who and when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from exceptions_mgmt.models import (
+    UNRESOLVED,
+    Cause,
+    DeliveryException,
+    EscalationRule,
+    ExceptionChange,
+    ExceptionNote,
+    ExceptionStatus,
+    Level,
+    Severity,
+)
+from notifications.services import staff_alert_queue
+from shipments import services as shipment_services
+from shipments.models import Shipment, Source
+from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+WORK = "exceptions_mgmt.work_exception"
+SUPERVISE = "exceptions_mgmt.supervise_exception"
+
+
+class ExceptionConflict(Exception):
+    """Someone else changed it first (resolved it, say); the message says what."""
+
+
+def _change(
+    exception: DeliveryException, actor: User | None, action: str, **data: Any
+) -> None:
+    ExceptionChange.objects.create(
+        exception=exception, actor=actor, action=action, data=data
+    )
+
+
+def _lock(exception: DeliveryException | int) -> DeliveryException:
+    pk = exception if isinstance(exception, int) else exception.pk
+    return (
+        DeliveryException.objects.select_for_update(of=("self",))
+        .select_related("shipment", "resolved_by")
+        .get(pk=pk)
+    )
+
+
+def _refuse_if_closed(exception: DeliveryException) -> None:
+    if exception.is_resolved:
+        who = exception.resolved_by
+        name = (who.get_full_name() or who.get_username()) if who else "the system"
+        when = timezone.localtime(exception.resolved_at).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
+        raise ExceptionConflict(
+            f"This exception was already resolved by {name} at {when}."
+        )
+    if exception.shipment.status in CLOSED:
+        raise ExceptionConflict(
+            f"The shipment is {exception.shipment.get_status_display().lower()}; "
+            "its record is closed."
+        )
+
+
+def _rules() -> dict[str, list[EscalationRule]]:
+    rules: dict[str, list[EscalationRule]] = {}
+    for rule in EscalationRule.objects.order_by("after"):
+        rules.setdefault(rule.severity, []).append(rule)
+    return rules
+
+
+def _applies(rule: EscalationRule, exception: DeliveryException) -> bool:
+    if rule.level <= exception.escalation_level:
+        return False
+    return (
+        rule.when == EscalationRule.When.UNRESOLVED or exception.acknowledged_at is None
+    )
+
+
+def next_deadline(
+    exception: DeliveryException, rules: dict[str, list[EscalationRule]]
+) -> datetime | None:
+    """When the next rule that could still raise its level falls due."""
+    due = [
+        exception.reported_at + rule.after
+        for rule in rules.get(exception.severity, [])
+        if _applies(rule, exception)
+    ]
+    return min(due) if due else None
+
+
+def _check_resolution_time(expected: datetime) -> None:
+    if expected <= timezone.now():
+        raise ValidationError(
+            {"expected_resolution": "The expected resolution time is in the past."}
+        )
+
+
+def _event_data(exception: DeliveryException, **extra: Any) -> dict[str, Any]:
+    return {
+        "cause": exception.cause_label,
+        "severity": exception.severity,
+        "expected_resolution": exception.expected_resolution.isoformat(),
+        "exception": exception.pk,
+        **extra,
+    }
+
+
+def exception_report(
+    *,
+    shipment: Shipment | int,
+    user: User | None,
+    cause: str,
+    expected_resolution: datetime,
+    severity: str = Severity.MEDIUM,
+    cause_other: str = "",
+    description: str = "",
+    source: str = Source.FORM,
+    detection_key: str = "",
+    occurred_at: datetime | None = None,
+) -> DeliveryException:
+    """Log an exception: a checkpoint puts the shipment on hold and the
+    customer is told the cause and the expected resolution at once."""
+    errors: dict[str, str] = {}
+    if cause not in Cause.values:
+        errors["cause"] = "Choose a cause."
+    if cause == Cause.OTHER and not cause_other.strip():
+        errors["cause_other"] = "Say what the cause is."
+    if severity not in Severity.values:
+        errors["severity"] = "Choose a severity."
+    if expected_resolution <= timezone.now():
+        errors["expected_resolution"] = "The expected resolution time is in the past."
+    if errors:
+        raise ValidationError(errors)
+    now = timezone.now()
+    pk = shipment if isinstance(shipment, int) else shipment.pk
+    try:
+        with transaction.atomic():
+            locked = Shipment.objects.select_for_update(of=("self",)).get(pk=pk)
+            if locked.status not in MOVING:
+                if locked.status == ShipmentStatus.EXCEPTION:
+                    raise ExceptionConflict(
+                        "This shipment already has an open exception; work that one."
+                    )
+                raise ExceptionConflict(
+                    "Exceptions are reported for packages on their way; this one is "
+                    f"{locked.get_status_display().lower()}."
+                )
+            exception = DeliveryException(
+                shipment=locked,
+                cause=cause,
+                cause_other=cause_other.strip() if cause == Cause.OTHER else "",
+                severity=severity,
+                description=description.strip(),
+                expected_resolution=expected_resolution,
+                reported_by=user
+                if user is not None and user.is_authenticated
+                else None,
+                reported_at=now,
+                detection_key=detection_key,
+            )
+            exception.escalate_after = next_deadline(exception, _rules())
+            exception.save()
+            exception.report_event = shipment_services.checkpoint_record(
+                shipment=locked,
+                kind=EventKind.EXCEPTION_REPORTED,
+                user=user,
+                occurred_at=occurred_at or now,
+                source=source,
+                notes=exception.cause_label
+                + (f": {exception.description}" if exception.description else ""),
+                data=_event_data(exception, detected=bool(detection_key)),
+            )
+            exception.save(update_fields=["report_event"])
+            _change(exception, exception.reported_by, "reported", cause=cause)
+    except IntegrityError as exc:
+        raise ExceptionConflict("This shipment already has an open exception.") from exc
+    return exception
+
+
+def _acknowledge(exception: DeliveryException, now: datetime) -> None:
+    if exception.acknowledged_at is None:
+        exception.acknowledged_at = now
+        exception.escalate_after = next_deadline(exception, _rules())
+    if exception.status == ExceptionStatus.OPEN:
+        exception.status = ExceptionStatus.IN_PROGRESS
+
+
+def _save(exception: DeliveryException) -> None:
+    exception.version += 1
+    exception.save()
+
+
+def _may_work(user: User, assignee: Any) -> bool:
+    return bool(assignee.is_active and assignee.has_perm(WORK))
+
+
+def exception_assign(
+    *, exception: DeliveryException, user: User, assignee: User
+) -> DeliveryException:
+    """Take it (anyone who works exceptions) or hand it to someone (supervisors)."""
+    if assignee.pk != user.pk and not user.has_perm(SUPERVISE):
+        raise PermissionDenied("Only supervisors assign exceptions to others.")
+    if not _may_work(user, assignee):
+        raise ValidationError(
+            {"assignee": f"{assignee.get_username()} does not work exceptions."}
+        )
+    with transaction.atomic():
+        locked = _lock(exception)
+        _refuse_if_closed(locked)
+        previous = locked.assignee_id
+        if (
+            previous
+            and previous != user.pk
+            and previous != assignee.pk
+            and not user.has_perm(SUPERVISE)
+        ):
+            raise PermissionDenied("Only supervisors reassign an exception.")
+        locked.assignee = assignee
+        _acknowledge(locked, timezone.now())
+        _save(locked)
+        _change(locked, user, "assigned", to=assignee.get_username(), previous=previous)
+    return locked
+
+
+def exception_note_add(
+    *,
+    exception: DeliveryException,
+    user: User,
+    text: str,
+    customer_contacted: bool = False,
+    contact_channel: str = "",
+) -> ExceptionNote:
+    if not text.strip():
+        raise ValidationError({"text": "Write the note."})
+    if customer_contacted and not contact_channel:
+        raise ValidationError(
+            {"contact_channel": "Say how the customer was contacted."}
+        )
+    with transaction.atomic():
+        locked = _lock(exception)
+        _refuse_if_closed(locked)
+        note = ExceptionNote.objects.create(
+            exception=locked,
+            author=user,
+            text=text.strip(),
+            customer_contacted=customer_contacted,
+            contact_channel=contact_channel if customer_contacted else "",
+        )
+        _acknowledge(locked, timezone.now())
+        _save(locked)
+        _change(locked, user, "noted", note=note.pk)
+    return note
+
+
+def exception_reschedule(
+    *,
+    exception: DeliveryException,
+    user: User,
+    expected_resolution: datetime,
+    reason: str = "",
+) -> DeliveryException:
+    """A new expected resolution time; the customer is told."""
+    _check_resolution_time(expected_resolution)
+    with transaction.atomic():
+        locked = _lock(exception)
+        _refuse_if_closed(locked)
+        previous = locked.expected_resolution
+        locked.expected_resolution = expected_resolution
+        _acknowledge(locked, timezone.now())
+        _save(locked)
+        shipment_services.checkpoint_record(
+            shipment=locked.shipment_id,
+            kind=EventKind.EXCEPTION_UPDATED,
+            user=user,
+            notes=reason.strip() or "New expected resolution",
+            data=_event_data(locked, reason=reason.strip()),
+        )
+        _change(
+            locked,
+            user,
+            "rescheduled",
+            to=expected_resolution.isoformat(),
+            previous=previous.isoformat(),
+        )
+    return locked
+
+
+def exception_resolve(
+    *,
+    exception: DeliveryException,
+    user: User,
+    notes: str,
+    expected_version: int | None = None,
+) -> DeliveryException:
+    """Resolve: a checkpoint returns the shipment to where its scans left it,
+    and the customer is told. Of two people resolving at once, one wins."""
+    if not notes.strip():
+        raise ValidationError({"notes": "Say how it was resolved."})
+    with transaction.atomic():
+        locked = _lock(exception)
+        _refuse_if_closed(locked)
+        if expected_version is not None and locked.version != expected_version:
+            raise ExceptionConflict(
+                "Someone changed this exception while you were working on it. "
+                "Reload the page and try again."
+            )
+        now = timezone.now()
+        locked.status = ExceptionStatus.RESOLVED
+        locked.resolved_by = user
+        locked.resolved_at = now
+        locked.resolution_notes = notes.strip()
+        locked.escalate_after = None
+        _save(locked)
+        shipment_services.checkpoint_record(
+            shipment=locked.shipment_id,
+            kind=EventKind.EXCEPTION_RESOLVED,
+            user=user,
+            occurred_at=now,
+            notes=notes.strip(),
+            data=_event_data(locked),
+        )
+        _change(locked, user, "resolved")
+    return locked
+
+
+def exceptions_close_with_shipment(*, shipment: Shipment) -> int:
+    """A delivered or returned package closes its open exception (inside the
+    event's transaction; called by the event_recorded handler)."""
+    now = timezone.now()
+    closed = 0
+    for exception in DeliveryException.objects.select_for_update().filter(
+        shipment=shipment, status__in=UNRESOLVED
+    ):
+        exception.status = ExceptionStatus.RESOLVED
+        exception.resolved_at = now
+        exception.resolution_notes = (
+            f"Closed: the shipment is {shipment.get_status_display().lower()}."
+        )
+        exception.escalate_after = None
+        _save(exception)
+        _change(exception, None, "closed_with_shipment", status=shipment.status)
+        closed += 1
+    return closed
+
+
+def _level_recipients(level: int) -> Iterable[User]:
+    from tracksop import roles
+
+    group = roles.SUPERVISOR if level == Level.SUPERVISORS else roles.MANAGER
+    return get_user_model().objects.filter(groups__name=group, is_active=True)
+
+
+def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Escalate what is stale. Rows are claimed with SKIP LOCKED in deadline
+    order, so two sweeps at once share the work; levels only go up and each
+    email has its own idempotency key, so a second run escalates nothing twice."""
+    now = now or timezone.now()
+    rules = _rules()
+    escalated = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                DeliveryException.objects.select_for_update(
+                    skip_locked=True, of=("self",)
+                )
+                .select_related("shipment__carrier")
+                .filter(status__in=UNRESOLVED, escalate_after__lte=now)
+                .order_by("escalate_after", "id")[:batch]
+            )
+            for exception in rows:
+                level = max(
+                    (
+                        rule.level
+                        for rule in rules.get(exception.severity, [])
+                        if _applies(rule, exception)
+                        and exception.reported_at + rule.after <= now
+                    ),
+                    default=exception.escalation_level,
+                )
+                if level > exception.escalation_level:
+                    exception.escalation_level = level
+                    exception.status = ExceptionStatus.ESCALATED
+                    _change(exception, None, "escalated", level=level)
+                    staff_alert_queue(
+                        shipment=exception.shipment,
+                        users=_level_recipients(level),
+                        key=f"escalation:{exception.pk}:{level}",
+                        context=_alert_context(exception),
+                    )
+                    escalated += 1
+                exception.escalate_after = next_deadline(exception, rules)
+                _save(exception)
+        if len(rows) < batch:
+            return escalated
+
+
+def _alert_context(exception: DeliveryException) -> dict[str, Any]:
+    from notifications.links import absolute
+
+    return {
+        "cause": exception.cause_label,
+        "severity": exception.get_severity_display(),
+        "reported_at": timezone.localtime(exception.reported_at),
+        "deadline": timezone.localtime(exception.expected_resolution),
+        "level": exception.escalation_level,
+        "staff_url": absolute(exception.get_absolute_url()),
+    }
+
+
+def exceptions_detect(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Raise a delay exception, once, for each package past its ETA and each
+    in-transit package without a scan for TRACKSOP_STALL_HOURS."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    resolution = now + timedelta(hours=settings.TRACKSOP_DETECTED_RESOLUTION_HOURS)
+    detected = DeliveryException.objects.filter(
+        shipment=OuterRef("pk"), detection_key=OuterRef("key")
+    )
+    moving = Shipment.objects.filter(status__in=sorted(MOVING))
+    found = 0
+    late = (
+        moving.filter(estimated_delivery__lt=today)
+        .annotate(key=_key("late:", "estimated_delivery"))
+        .filter(~Exists(detected))
+        .order_by("estimated_delivery", "id")
+        .values_list("pk", "key")[:limit]
+    )
+    stalled = (
+        moving.filter(
+            status=ShipmentStatus.IN_TRANSIT,
+            last_event_at__lt=now - timedelta(hours=settings.TRACKSOP_STALL_HOURS),
+        )
+        .annotate(key=_key("stall:", "last_event_at"))
+        .filter(~Exists(detected))
+        .order_by("last_event_at", "id")
+        .values_list("pk", "key")[:limit]
+    )
+    for cause, rows in ((Cause.LATE, late), (Cause.NO_SCAN, stalled)):
+        for pk, key in list(rows):
+            try:
+                exception_report(
+                    shipment=pk,
+                    user=None,
+                    cause=cause,
+                    severity=settings.TRACKSOP_DETECTED_SEVERITY,
+                    expected_resolution=resolution,
+                    source=Source.SYSTEM,
+                    detection_key=key,
+                )
+            except (ExceptionConflict, IntegrityError):
+                continue  # moved on, or another sweep got there first
+            found += 1
+    return found
+
+
+def _key(prefix: str, field: str) -> Any:
+    from django.db.models import CharField, Value
+    from django.db.models.functions import Cast, Concat
+
+    return Concat(Value(prefix), Cast(field, CharField()), output_field=CharField())
+
+
+def exceptions_sweep() -> dict[str, int]:
+    """The periodic run: detection first, so new delays join this escalation."""
+    return {"detected": exceptions_detect(), "escalated": exceptions_escalate()}
+
+
+def queue_counts() -> dict[str, int]:
+    """Dashboard figures over unresolved exceptions (one query)."""
+    from django.db.models import Count
+
+    now = timezone.now()
+    return DeliveryException.objects.filter(status__in=UNRESOLVED).aggregate(
+        open=Count("id"),
+        escalated=Count("id", filter=Q(status=ExceptionStatus.ESCALATED)),
+        unassigned=Count("id", filter=Q(assignee__isnull=True)),
+        overdue=Count("id", filter=Q(expected_resolution__lt=now)),
+    )

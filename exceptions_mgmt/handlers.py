@@ -14,4 +14,6 @@ def on_event_recorded(
     # Delivered (or returned) while an exception was open: the package is
     # no longer held, so the exception closes with the record.
     if shipment.status in CLOSED and previous_status not in CLOSED:
-        services.exceptions_close_with_shipment(shipment=shipment)
+        services.exceptions_close_with_shipment(
+            shipment=shipment, actor=event.recorded_by
+        )

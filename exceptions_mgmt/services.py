@@ -55,9 +55,12 @@ def _change(
 
 def _lock(exception: DeliveryException | int) -> DeliveryException:
     pk = exception if isinstance(exception, int) else exception.pk
+    # Not resolved_by: when the lock waits for a concurrent resolve, PostgreSQL
+    # re-checks the row but keeps the joined rows it read before the wait, so
+    # a joined resolver would still be empty. Loaded after the lock, it is not.
     return (
         DeliveryException.objects.select_for_update(of=("self",))
-        .select_related("shipment", "resolved_by")
+        .select_related("shipment")
         .get(pk=pk)
     )
 
@@ -252,6 +255,8 @@ def exception_note_add(
         raise ValidationError(
             {"contact_channel": "Say how the customer was contacted."}
         )
+    if contact_channel not in ExceptionNote.Contact.values:
+        raise ValidationError({"contact_channel": "Choose phone, email, SMS or chat."})
     with transaction.atomic():
         locked = _lock(exception)
         _refuse_if_closed(locked)
@@ -339,7 +344,9 @@ def exception_resolve(
     return locked
 
 
-def exceptions_close_with_shipment(*, shipment: Shipment) -> int:
+def exceptions_close_with_shipment(
+    *, shipment: Shipment, actor: User | None = None
+) -> int:
     """A delivered or returned package closes its open exception (inside the
     event's transaction; called by the event_recorded handler)."""
     now = timezone.now()
@@ -353,8 +360,9 @@ def exceptions_close_with_shipment(*, shipment: Shipment) -> int:
             f"Closed: the shipment is {shipment.get_status_display().lower()}."
         )
         exception.escalate_after = None
+        exception.resolved_by = actor
         _save(exception)
-        _change(exception, None, "closed_with_shipment", status=shipment.status)
+        _change(exception, actor, "closed_with_shipment", status=shipment.status)
         closed += 1
     return closed
 
@@ -393,19 +401,28 @@ def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int
                     ),
                     default=exception.escalation_level,
                 )
-                if level > exception.escalation_level:
+                previous = exception.escalation_level
+                if level > previous:
                     exception.escalation_level = level
                     exception.status = ExceptionStatus.ESCALATED
                     _change(exception, None, "escalated", level=level)
-                    staff_alert_queue(
-                        shipment=exception.shipment,
-                        users=_level_recipients(level),
-                        key=f"escalation:{exception.pk}:{level}",
-                        context=_alert_context(exception),
-                    )
+                    # A sweep that ran late may jump two levels: every level
+                    # passed hears of it, supervisors as well as managers.
+                    for reached in range(previous + 1, level + 1):
+                        staff_alert_queue(
+                            shipment=exception.shipment,
+                            users=_level_recipients(reached),
+                            key=f"escalation:{exception.pk}:{reached}",
+                            context=_alert_context(exception),
+                        )
                     escalated += 1
-                exception.escalate_after = next_deadline(exception, rules)
-                _save(exception)
+                    exception.escalate_after = next_deadline(exception, rules)
+                    _save(exception)
+                else:
+                    # A rule was lengthened: move the deadline, not the version
+                    # (a form open on it must not be told it changed).
+                    exception.escalate_after = next_deadline(exception, rules)
+                    exception.save(update_fields=["escalate_after"])
         if len(rows) < batch:
             return escalated
 

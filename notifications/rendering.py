@@ -28,7 +28,8 @@ from shipments.models import Shipment, TrackingEvent
 
 log = logging.getLogger(__name__)
 
-# Plain text must not be HTML-escaped: a separate engine without autoescape.
+# Plain text must not be HTML-escaped: a separate engine without autoescape, and
+# Contexts that say so too (a raw Template takes autoescape from its Context).
 _TEXT = Engine(app_dirs=True, autoescape=False)
 _DIR = "notifications/messages"
 
@@ -133,13 +134,13 @@ def _override(kind: str, channel: str) -> MessageTemplate | None:
 def _render_file(name: str, context: dict[str, Any], *, html: bool) -> str:
     if html:
         return template_engines["django"].get_template(name).render(context)
-    return _TEXT.get_template(name).render(Context(context))
+    return _TEXT.get_template(name).render(Context(context, autoescape=False))
 
 
 def _render_string(source: str, context: dict[str, Any], *, html: bool) -> str:
     if html:
         return template_engines["django"].from_string(source).render(context)
-    return _TEXT.from_string(source).render(Context(context))
+    return _TEXT.from_string(source).render(Context(context, autoescape=False))
 
 
 def _one_line(text: str) -> str:

@@ -214,6 +214,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_PREFETCH_MULTIPLIER", defaul
 # Sending is waiting on mail and SMS servers: threads wait concurrently.
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=16)
+# Unset, Celery's Django fixup closes the database connection before and after
+# every task: a new PostgreSQL session per message. Each worker thread keeps its
+# connection instead; tracksop.celery drops one that failed or outlived
+# CONN_MAX_AGE at each task, as Django does at each request.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 # A web request must not hang on a broker that is down: the row stays pending
@@ -269,6 +274,10 @@ TRACKSOP_COMPANY_NAME = env.str("TRACKSOP_COMPANY_NAME", default="TrackSOP")
 # for one in transit with no scan for TRACKSOP_STALL_HOURS.
 TRACKSOP_STALL_HOURS = env.int("TRACKSOP_STALL_HOURS", default=48)
 TRACKSOP_DETECTED_SEVERITY = env.str("TRACKSOP_DETECTED_SEVERITY", default="medium")
+if TRACKSOP_DETECTED_SEVERITY not in ("low", "medium", "high", "critical"):
+    raise ImproperlyConfigured(
+        "TRACKSOP_DETECTED_SEVERITY must be low, medium, high or critical."
+    )
 # When a detected delay should be sorted out (the customer is told this time).
 TRACKSOP_DETECTED_RESOLUTION_HOURS = env.int(
     "TRACKSOP_DETECTED_RESOLUTION_HOURS", default=24

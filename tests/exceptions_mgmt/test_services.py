@@ -1,0 +1,635 @@
+"""Delivery exceptions worked through the services: report, assign, note,
+reschedule, resolve, and the history each change leaves behind.
+
+The customer's messages are real outbox rows written by the notifications app
+in the same transaction; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from exceptions_mgmt import services
+from exceptions_mgmt.models import (
+    Cause,
+    DeliveryException,
+    EscalationRule,
+    ExceptionChange,
+    ExceptionNote,
+    ExceptionStatus,
+    Severity,
+)
+from exceptions_mgmt.services import ExceptionConflict
+from notifications.models import Audience, Channel, Kind, Notification
+from shipments import services as shipment_services
+from shipments.models import Shipment, TrackingEvent
+from shipments.status import EventKind, ShipmentStatus
+from tests.factories import ShipmentFactory, UserFactory, dispatched_shipment
+from tracksop import roles
+
+pytestmark = pytest.mark.django_db
+
+K = EventKind
+S = ShipmentStatus
+EMAIL, SMS = Channel.EMAIL, Channel.SMS
+
+default_rules = importlib.import_module("exceptions_mgmt.migrations.0002_default_rules")
+
+
+@pytest.fixture(autouse=True)
+def escalation_rules() -> None:
+    """The rules of the data migration. A flush after any transactional test
+    empties the table (and --reuse-db keeps it empty), so put them back."""
+    EscalationRule.objects.all().delete()
+    default_rules.add_rules(apps, None)
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _later(hours: float = 6) -> datetime:
+    return timezone.now() + timedelta(hours=hours)
+
+
+def _scan(shipment: Shipment, kind: str) -> TrackingEvent:
+    return shipment_services.checkpoint_record(shipment=shipment, kind=kind, user=None)
+
+
+def _in_transit() -> Shipment:
+    shipment = dispatched_shipment()
+    _scan(shipment, K.PICKED_UP)
+    shipment.refresh_from_db()
+    return shipment
+
+
+def _report(
+    shipment: Shipment, user: User | None = None, **kwargs: Any
+) -> DeliveryException:
+    kwargs.setdefault("cause", Cause.WEATHER)
+    kwargs.setdefault("expected_resolution", _later())
+    return services.exception_report(shipment=shipment, user=user, **kwargs)
+
+
+def _messages(shipment: Shipment, kind: str) -> dict[str, Notification]:
+    """The customer's messages of one kind, by channel."""
+    rows = Notification.objects.filter(
+        shipment=shipment, kind=kind, audience=Audience.RECIPIENT
+    )
+    found = {row.channel: row for row in rows}
+    assert len(found) == rows.count(), "two messages of one kind on one channel"
+    return found
+
+
+def _nothing_written(shipment: Shipment, events_before: int) -> None:
+    assert not DeliveryException.objects.filter(shipment=shipment).exists()
+    assert shipment.events.count() == events_before
+    assert not Notification.objects.filter(
+        shipment=shipment, kind__in=[Kind.EXCEPTION, Kind.DELAY]
+    ).exists()
+
+
+# --- report ------------------------------------------------------------------
+
+
+def test_reporting_holds_the_shipment_and_logs_the_cause_in_its_timeline(
+    staff: User,
+) -> None:
+    shipment = _in_transit()
+    expected = _later(hours=8)
+
+    exception = _report(
+        shipment,
+        staff,
+        cause=Cause.ADDRESS,
+        severity=Severity.HIGH,
+        description="House number missing",
+        expected_resolution=expected,
+    )
+
+    shipment.refresh_from_db()
+    assert shipment.status == S.EXCEPTION
+    event = shipment.events.get(kind=K.EXCEPTION_REPORTED)
+    assert exception.report_event == event
+    assert event.recorded_by == staff
+    assert event.status_after == S.EXCEPTION
+    assert event.notes == "Address issue: House number missing"
+    assert event.data == {
+        "cause": "Address issue",
+        "severity": Severity.HIGH,
+        "expected_resolution": expected.isoformat(),
+        "exception": exception.pk,
+        "detected": False,
+    }
+    exception.refresh_from_db()
+    assert exception.status == ExceptionStatus.OPEN
+    assert exception.reported_by == staff
+    assert exception.acknowledged_at is None
+    # High: the first rule to fall due is "unacknowledged for an hour".
+    assert exception.escalate_after == exception.reported_at + timedelta(hours=1)
+
+
+def test_reporting_tells_the_customer_by_email_and_sms_on_commit(
+    staff: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    shipment = _in_transit()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        exception = _report(shipment, staff, cause=Cause.CUSTOMS)
+
+    messages = _messages(shipment, Kind.EXCEPTION)
+    assert set(messages) == {EMAIL, SMS}
+    for row in messages.values():
+        assert row.event == exception.report_event
+        assert row.status == "pending"
+        assert "Customs hold" in row.body_text
+    assert messages[EMAIL].to == shipment.recipient_email
+    assert messages[SMS].to == shipment.recipient_phone.as_e164
+    # The broker hears of them only after the commit.
+    queued = [c for c in callbacks if getattr(c, "func", None) is not None]
+    assert sorted(pk for c in queued for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]
+        row.pk for row in messages.values()
+    )
+
+
+def test_a_rolled_back_report_leaves_no_exception_no_event_and_no_message(
+    staff: User,
+) -> None:
+    shipment = _in_transit()
+    events_before = shipment.events.count()
+
+    def report_then_fail() -> None:
+        with transaction.atomic():
+            _report(shipment, staff)
+            raise RuntimeError("the request failed after the report")
+
+    with pytest.raises(RuntimeError):
+        report_then_fail()
+
+    shipment.refresh_from_db()
+    assert shipment.status == S.IN_TRANSIT
+    _nothing_written(shipment, events_before)
+
+
+def test_an_other_cause_needs_a_description_of_it(staff: User) -> None:
+    shipment = _in_transit()
+    events_before = shipment.events.count()
+
+    with pytest.raises(ValidationError) as exc:
+        _report(shipment, staff, cause=Cause.OTHER, cause_other="  ")
+
+    assert "cause_other" in exc.value.message_dict
+    _nothing_written(shipment, events_before)
+    exception = _report(shipment, staff, cause=Cause.OTHER, cause_other="Dog bites")
+    assert exception.cause_label == "Dog bites"
+    assert exception.report_event.data["cause"] == "Dog bites"
+
+
+def test_a_resolution_time_in_the_past_is_refused_and_nothing_is_written(
+    staff: User,
+) -> None:
+    shipment = _in_transit()
+    events_before = shipment.events.count()
+
+    with pytest.raises(ValidationError) as exc:
+        _report(shipment, staff, expected_resolution=_later(hours=-1))
+
+    assert "expected_resolution" in exc.value.message_dict
+    shipment.refresh_from_db()
+    assert shipment.status == S.IN_TRANSIT
+    _nothing_written(shipment, events_before)
+
+
+def _created() -> Shipment:
+    return ShipmentFactory()
+
+
+def _delivered() -> Shipment:
+    shipment = dispatched_shipment()
+    _scan(shipment, K.DELIVERED)
+    return shipment
+
+
+def _cancelled() -> Shipment:
+    shipment = ShipmentFactory()
+    return shipment_services.shipment_cancel(
+        shipment=shipment, user=None, reason="Order withdrawn"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [
+        (_created, S.CREATED),
+        (_delivered, S.DELIVERED),
+        (_cancelled, S.CANCELLED),
+    ],
+    ids=["created", "delivered", "cancelled"],
+)
+def test_reporting_on_a_shipment_that_is_not_on_its_way_is_refused(
+    staff: User, make: Callable[[], Shipment], status: str
+) -> None:
+    shipment = make()
+    events_before = shipment.events.count()
+
+    with pytest.raises(ExceptionConflict, match="packages on their way"):
+        _report(shipment, staff)
+
+    shipment.refresh_from_db()
+    assert shipment.status == status
+    _nothing_written(shipment, events_before)
+
+
+def test_a_second_report_while_one_is_open_is_refused(staff: User) -> None:
+    shipment = _in_transit()
+    first = _report(shipment, staff)
+    events_before = shipment.events.count()
+
+    with pytest.raises(ExceptionConflict, match="already has an open exception"):
+        _report(shipment, staff, cause=Cause.DAMAGED)
+
+    assert list(DeliveryException.objects.filter(shipment=shipment)) == [first]
+    assert shipment.events.count() == events_before
+    assert len(_messages(shipment, Kind.EXCEPTION)) == 2  # the first report's
+
+
+# --- resolve -----------------------------------------------------------------
+
+
+def test_resolving_needs_notes(supervisor: User) -> None:
+    exception = _report(_in_transit())
+
+    with pytest.raises(ValidationError) as exc:
+        services.exception_resolve(exception=exception, user=supervisor, notes=" ")
+
+    assert "notes" in exc.value.message_dict
+    exception.refresh_from_db()
+    assert exception.status == ExceptionStatus.OPEN
+    assert exception.shipment.status == S.EXCEPTION
+
+
+def test_resolving_returns_the_shipment_in_transit_and_tells_the_customer(
+    supervisor: User,
+) -> None:
+    shipment = _in_transit()
+    exception = _report(shipment)
+
+    resolved = services.exception_resolve(
+        exception=exception, user=supervisor, notes="  Weather cleared.  "
+    )
+
+    shipment.refresh_from_db()
+    assert shipment.status == S.IN_TRANSIT
+    assert resolved.status == ExceptionStatus.RESOLVED
+    assert resolved.resolved_by == supervisor
+    assert resolved.resolved_at is not None
+    assert resolved.resolution_notes == "Weather cleared."
+    assert resolved.escalate_after is None
+    event = shipment.events.get(kind=K.EXCEPTION_RESOLVED)
+    assert event.status_after == S.IN_TRANSIT
+    assert event.recorded_by == supervisor
+    messages = _messages(shipment, Kind.EXCEPTION_RESOLVED)
+    assert set(messages) == {EMAIL, SMS}
+    assert all(row.event == event for row in messages.values())
+
+
+def test_resolving_returns_the_shipment_to_where_scans_during_it_left_it(
+    supervisor: User,
+) -> None:
+    shipment = _in_transit()
+    exception = _report(shipment)
+    # The carrier carries on while the exception is open: logged, still held.
+    _scan(shipment, K.OUT_FOR_DELIVERY)
+    shipment.refresh_from_db()
+    assert shipment.status == S.EXCEPTION
+
+    services.exception_resolve(exception=exception, user=supervisor, notes="Fixed")
+
+    shipment.refresh_from_db()
+    assert shipment.status == S.OUT_FOR_DELIVERY
+
+
+def test_resolving_twice_names_who_resolved_it_first(
+    supervisor: User, staff: User
+) -> None:
+    exception = _report(_in_transit())
+    services.exception_resolve(exception=exception, user=supervisor, notes="Done")
+
+    with pytest.raises(ExceptionConflict) as exc:
+        services.exception_resolve(exception=exception, user=staff, notes="Also")
+
+    assert f"already resolved by {supervisor.get_full_name()}" in str(exc.value)
+    assert exception.shipment.events.filter(kind=K.EXCEPTION_RESOLVED).count() == 1
+
+
+def test_resolving_a_version_someone_else_changed_is_refused(
+    supervisor: User, staff: User
+) -> None:
+    exception = _report(_in_transit())
+    seen = exception.version
+    services.exception_note_add(exception=exception, user=staff, text="Called depot")
+
+    with pytest.raises(ExceptionConflict, match="changed this exception"):
+        services.exception_resolve(
+            exception=exception, user=supervisor, notes="Done", expected_version=seen
+        )
+
+    exception.refresh_from_db()
+    assert exception.status == ExceptionStatus.IN_PROGRESS
+    assert exception.shipment.status == S.EXCEPTION
+    resolved = services.exception_resolve(
+        exception=exception,
+        user=supervisor,
+        notes="Done",
+        expected_version=exception.version,
+    )
+    assert resolved.is_resolved
+
+
+def _race(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls in threads released together; each returns or raises."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait(timeout=5)
+            outcomes[i] = call()
+        except Exception as exc:
+            outcomes[i] = exc
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_two_supervisors_resolving_at_the_same_moment_one_wins() -> None:
+    first = UserFactory(username="sup-a", role=roles.SUPERVISOR)
+    second = UserFactory(username="sup-b", role=roles.SUPERVISOR)
+    shipment = _in_transit()
+    exception = _report(shipment)
+
+    outcomes = _race(
+        lambda: services.exception_resolve(
+            exception=exception, user=first, notes="Rerouted"
+        ),
+        lambda: services.exception_resolve(
+            exception=exception, user=second, notes="Rerouted too"
+        ),
+    )
+
+    winners = [o for o in outcomes if isinstance(o, DeliveryException)]
+    losers = [o for o in outcomes if isinstance(o, ExceptionConflict)]
+    assert (len(winners), len(losers)) == (1, 1), outcomes
+    winner = winners[0].resolved_by
+    assert f"already resolved by {winner.get_full_name()}" in str(losers[0])
+    exception.refresh_from_db()
+    assert exception.status == ExceptionStatus.RESOLVED
+    assert exception.resolved_by == winner
+    assert shipment.events.filter(kind=K.EXCEPTION_RESOLVED).count() == 1
+    assert exception.changes.filter(action="resolved").count() == 1
+    assert len(_messages(shipment, Kind.EXCEPTION_RESOLVED)) == 2
+    shipment.refresh_from_db()
+    assert shipment.status == S.IN_TRANSIT
+
+
+# --- assign ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("persona", ["cs_agent", "staff"])
+def test_customer_service_and_logistics_staff_take_an_exception_themselves(
+    request: pytest.FixtureRequest, persona: str
+) -> None:
+    user: User = request.getfixturevalue(persona)
+    exception = _report(_in_transit())
+
+    taken = services.exception_assign(exception=exception, user=user, assignee=user)
+
+    taken.refresh_from_db()
+    assert taken.assignee == user
+
+
+def test_only_a_supervisor_assigns_an_exception_to_someone_else(
+    cs_agent: User, staff: User, supervisor: User
+) -> None:
+    exception = _report(_in_transit())
+
+    with pytest.raises(PermissionDenied):
+        services.exception_assign(exception=exception, user=cs_agent, assignee=staff)
+    exception.refresh_from_db()
+    assert exception.assignee is None
+
+    services.exception_assign(exception=exception, user=supervisor, assignee=staff)
+    exception.refresh_from_db()
+    assert exception.assignee == staff
+
+
+def test_staff_cannot_take_an_exception_someone_else_holds(
+    cs_agent: User, staff: User
+) -> None:
+    exception = _report(_in_transit())
+    services.exception_assign(exception=exception, user=staff, assignee=staff)
+
+    with pytest.raises(PermissionDenied, match="reassign"):
+        services.exception_assign(exception=exception, user=cs_agent, assignee=cs_agent)
+
+    exception.refresh_from_db()
+    assert exception.assignee == staff
+
+
+def test_assigning_to_someone_without_the_role_is_refused_on_assignee(
+    supervisor: User, outsider: User
+) -> None:
+    exception = _report(_in_transit())
+
+    with pytest.raises(ValidationError) as exc:
+        services.exception_assign(
+            exception=exception, user=supervisor, assignee=outsider
+        )
+
+    assert "assignee" in exc.value.message_dict
+    exception.refresh_from_db()
+    assert exception.assignee is None
+    assert not exception.changes.filter(action="assigned").exists()
+
+
+def test_assigning_acknowledges_it_and_moves_the_deadline_to_the_unresolved_rule(
+    staff: User,
+) -> None:
+    exception = _report(_in_transit(), severity=Severity.MEDIUM)
+    assert exception.escalate_after == exception.reported_at + timedelta(hours=4)
+
+    services.exception_assign(exception=exception, user=staff, assignee=staff)
+
+    exception.refresh_from_db()
+    assert exception.acknowledged_at is not None
+    assert exception.status == ExceptionStatus.IN_PROGRESS
+    # Medium: the "unacknowledged 4h" rule no longer applies; "unresolved 48h" does.
+    assert exception.escalate_after == exception.reported_at + timedelta(hours=48)
+
+
+# --- note --------------------------------------------------------------------
+
+
+def test_an_empty_note_is_refused(staff: User) -> None:
+    exception = _report(_in_transit())
+
+    with pytest.raises(ValidationError) as exc:
+        services.exception_note_add(exception=exception, user=staff, text="  \n")
+
+    assert "text" in exc.value.message_dict
+    assert not exception.notes.exists()
+    exception.refresh_from_db()
+    assert exception.acknowledged_at is None
+
+
+def test_a_customer_contact_needs_the_channel_it_went_through(staff: User) -> None:
+    exception = _report(_in_transit())
+
+    with pytest.raises(ValidationError) as exc:
+        services.exception_note_add(
+            exception=exception,
+            user=staff,
+            text="Told them about the delay",
+            customer_contacted=True,
+        )
+
+    assert "contact_channel" in exc.value.message_dict
+    assert not exception.notes.exists()
+
+
+def test_a_note_is_kept_with_its_author_and_acknowledges_the_exception(
+    staff: User,
+) -> None:
+    exception = _report(_in_transit(), severity=Severity.CRITICAL)
+
+    note = services.exception_note_add(
+        exception=exception,
+        user=staff,
+        text=" Called the customer ",
+        customer_contacted=True,
+        contact_channel=ExceptionNote.Contact.PHONE,
+    )
+
+    assert (note.author, note.text) == (staff, "Called the customer")
+    assert (note.customer_contacted, note.contact_channel) == (True, "phone")
+    exception.refresh_from_db()
+    assert exception.acknowledged_at is not None
+    assert exception.status == ExceptionStatus.IN_PROGRESS
+    assert exception.assignee is None
+    assert exception.escalate_after == exception.reported_at + timedelta(hours=4)
+
+
+# --- reschedule --------------------------------------------------------------
+
+
+def test_rescheduling_to_the_past_is_refused(staff: User) -> None:
+    exception = _report(_in_transit())
+    expected = exception.expected_resolution
+
+    with pytest.raises(ValidationError) as exc:
+        services.exception_reschedule(
+            exception=exception, user=staff, expected_resolution=_later(hours=-2)
+        )
+
+    assert "expected_resolution" in exc.value.message_dict
+    exception.refresh_from_db()
+    assert exception.expected_resolution == expected
+    assert not exception.shipment.events.filter(kind=K.EXCEPTION_UPDATED).exists()
+
+
+def test_rescheduling_tells_the_customer_the_new_time(staff: User) -> None:
+    shipment = _in_transit()
+    exception = _report(shipment)
+    new_time = timezone.localtime(_later(hours=30)).replace(second=0, microsecond=0)
+
+    services.exception_reschedule(
+        exception=exception,
+        user=staff,
+        expected_resolution=new_time,
+        reason="Customs asked for an invoice",
+    )
+
+    exception.refresh_from_db()
+    assert exception.expected_resolution == new_time
+    shipment.refresh_from_db()
+    assert shipment.status == S.EXCEPTION
+    event = shipment.events.get(kind=K.EXCEPTION_UPDATED)
+    assert event.recorded_by == staff
+    assert event.data["expected_resolution"] == new_time.isoformat()
+    assert event.data["reason"] == "Customs asked for an invoice"
+    messages = {
+        row.channel: row
+        for row in Notification.objects.filter(shipment=shipment, event=event)
+    }
+    assert set(messages) == {EMAIL, SMS}
+    assert all(row.kind == Kind.EXCEPTION for row in messages.values())
+    assert f"{new_time:%A %-d %B %Y, %H:%M}" in messages[EMAIL].body_text
+    assert f"{new_time:%-d %b %H:%M}" in messages[SMS].body_text
+
+
+# --- delivered while open ----------------------------------------------------
+
+
+def test_a_delivery_closes_the_open_exception(staff: User) -> None:
+    shipment = _in_transit()
+    exception = _report(shipment)
+
+    _scan(shipment, K.DELIVERED)
+
+    shipment.refresh_from_db()
+    assert shipment.status == S.DELIVERED
+    exception.refresh_from_db()
+    assert exception.status == ExceptionStatus.RESOLVED
+    assert exception.resolved_at is not None
+    assert exception.resolution_notes == "Closed: the shipment is delivered."
+    assert exception.escalate_after is None
+    change = exception.changes.get(action="closed_with_shipment")
+    assert (change.actor, change.data) == (None, {"status": S.DELIVERED})
+    with pytest.raises(ExceptionConflict, match="already resolved by the system"):
+        services.exception_note_add(exception=exception, user=staff, text="Late")
+
+
+# --- history -----------------------------------------------------------------
+
+
+def test_every_change_is_recorded_with_who_made_it(
+    staff: User, supervisor: User
+) -> None:
+    exception = _report(_in_transit(), staff)
+    services.exception_assign(exception=exception, user=supervisor, assignee=staff)
+    services.exception_note_add(exception=exception, user=staff, text="On it")
+    services.exception_reschedule(
+        exception=exception, user=staff, expected_resolution=_later(hours=12)
+    )
+    services.exception_resolve(exception=exception, user=supervisor, notes="Done")
+
+    changes = ExceptionChange.objects.filter(exception=exception)
+    assert [(c.action, c.actor) for c in changes] == [
+        ("reported", staff),
+        ("assigned", supervisor),
+        ("noted", staff),
+        ("rescheduled", staff),
+        ("resolved", supervisor),
+    ]
+    assigned = changes.get(action="assigned")
+    assert assigned.data == {"to": staff.username, "previous": None}
+    exception.refresh_from_db()
+    assert exception.version == 5  # one per change after the report

@@ -1,0 +1,464 @@
+"""The periodic sweep: escalating stale exceptions by the rules, and raising
+delay exceptions for late and silent packages. Time is moved with time-machine;
+the database, the outbox and the locks are real.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.apps import apps
+from django.contrib.auth.models import User
+from django.db import connection
+from django.utils import timezone
+
+from exceptions_mgmt import services, tasks
+from exceptions_mgmt.models import (
+    Cause,
+    DeliveryException,
+    EscalationRule,
+    ExceptionStatus,
+    Level,
+    Severity,
+)
+from notifications.models import Audience, Channel, Kind, Notification
+from shipments import services as shipment_services
+from shipments.models import Shipment
+from shipments.status import EventKind, ShipmentStatus
+from tests.factories import UserFactory, dispatched_shipment
+from tracksop import roles
+
+pytestmark = pytest.mark.django_db
+
+K = EventKind
+S = ShipmentStatus
+SECOND = timedelta(seconds=1)
+
+default_rules = importlib.import_module("exceptions_mgmt.migrations.0002_default_rules")
+# (severity, after, level) of each default rule, by the condition it watches.
+UNACKNOWLEDGED_RULES = [
+    (severity, after, level)
+    for severity, rules in default_rules.DEFAULT_RULES.items()
+    for when, after, level in rules
+    if when == EscalationRule.When.UNACKNOWLEDGED
+]
+UNRESOLVED_RULES = [
+    (severity, after, level)
+    for severity, rules in default_rules.DEFAULT_RULES.items()
+    for when, after, level in rules
+    if when == EscalationRule.When.UNRESOLVED
+]
+
+
+def _rule_id(rule: tuple[str, timedelta, int]) -> str:
+    severity, after, level = rule
+    return f"{severity}-after-{after}-to-level-{level}"
+
+
+@pytest.fixture(autouse=True)
+def escalation_rules() -> None:
+    """The rules of the data migration. A flush after any transactional test
+    empties the table (and --reuse-db keeps it empty), so put them back."""
+    EscalationRule.objects.all().delete()
+    default_rules.add_rules(apps, None)
+
+
+@pytest.fixture
+def supervisors(supervisor: User) -> list[User]:
+    return [supervisor, UserFactory(username="supervisor-2", role=roles.SUPERVISOR)]
+
+
+@pytest.fixture
+def managers(db: None) -> list[User]:
+    return [
+        UserFactory(username="manager-1", role=roles.MANAGER),
+        UserFactory(username="manager-2", role=roles.MANAGER),
+    ]
+
+
+@pytest.fixture
+def recipients(
+    supervisors: list[User], managers: list[User], staff: User
+) -> dict[int, list[User]]:
+    """Who hears of each level; `staff` is there to be left out."""
+    return {Level.SUPERVISORS: supervisors, Level.MANAGERS: managers}
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _report(shipment: Shipment | None = None, **kwargs: Any) -> DeliveryException:
+    kwargs.setdefault("cause", Cause.WEATHER)
+    kwargs.setdefault("expected_resolution", timezone.now() + timedelta(days=5))
+    return services.exception_report(
+        shipment=shipment or dispatched_shipment(), user=None, **kwargs
+    )
+
+
+def _sweep_at(moment: datetime, **kwargs: Any) -> int:
+    with time_machine.travel(moment, tick=False):
+        return services.exceptions_escalate(**kwargs)
+
+
+def _emails(exception: DeliveryException) -> list[tuple[int, str]]:
+    """The escalation emails about an exception, as (level, address)."""
+    rows = Notification.objects.filter(
+        shipment=exception.shipment, kind=Kind.ESCALATION
+    )
+    for row in rows:
+        assert (row.channel, row.audience) == (Channel.EMAIL, Audience.STAFF)
+        assert row.status == "pending", row.last_error
+        assert exception.shipment.shipment_id in row.subject
+    return sorted(
+        (int(row.idempotency_key.split(":")[2]), row.to) for row in rows.order_by("id")
+    )
+
+
+def _addressed(level: int, users: list[User]) -> list[tuple[int, str]]:
+    return sorted((level, user.email) for user in users)
+
+
+def _escalations(exception: DeliveryException) -> list[tuple[Any, dict[str, Any]]]:
+    return [
+        (change.actor, change.data)
+        for change in exception.changes.filter(action="escalated")
+    ]
+
+
+def _race(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls in threads released together; each returns or raises."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[Any] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait(timeout=5)
+            outcomes[i] = call()
+        except Exception as exc:
+            outcomes[i] = exc
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    return outcomes
+
+
+# --- escalation --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("severity", "after", "level"),
+    UNACKNOWLEDGED_RULES,
+    ids=map(_rule_id, UNACKNOWLEDGED_RULES),
+)
+def test_an_unacknowledged_exception_goes_to_the_supervisors_past_its_limit(
+    recipients: dict[int, list[User]], severity: str, after: timedelta, level: int
+) -> None:
+    exception = _report(severity=severity)
+    limit = exception.reported_at + after
+
+    assert _sweep_at(limit - SECOND) == 0
+    exception.refresh_from_db()
+    assert (exception.escalation_level, exception.status) == (0, ExceptionStatus.OPEN)
+    assert _emails(exception) == []
+
+    assert _sweep_at(limit + SECOND) == 1
+
+    exception.refresh_from_db()
+    assert level == Level.SUPERVISORS
+    assert exception.escalation_level == Level.SUPERVISORS
+    assert exception.status == ExceptionStatus.ESCALATED
+    assert _emails(exception) == _addressed(level, recipients[level])
+    assert _escalations(exception) == [(None, {"level": level})]
+    # Next due: the same severity's unresolved rule.
+    unresolved = EscalationRule.objects.get(
+        severity=severity, when=EscalationRule.When.UNRESOLVED
+    )
+    assert exception.escalate_after == exception.reported_at + unresolved.after
+
+
+@pytest.mark.parametrize(
+    ("severity", "after", "level"),
+    UNRESOLVED_RULES,
+    ids=map(_rule_id, UNRESOLVED_RULES),
+)
+def test_an_acknowledged_exception_escalates_only_when_its_unresolved_rule_falls_due(
+    recipients: dict[int, list[User]],
+    staff: User,
+    severity: str,
+    after: timedelta,
+    level: int,
+) -> None:
+    exception = _report(severity=severity)
+    services.exception_assign(exception=exception, user=staff, assignee=staff)
+    limit = exception.reported_at + after
+
+    # Past every "unacknowledged" limit, short of the unresolved one: nothing.
+    assert _sweep_at(limit - SECOND) == 0
+    exception.refresh_from_db()
+    assert exception.escalation_level == 0
+    assert exception.status == ExceptionStatus.IN_PROGRESS
+    assert _emails(exception) == []
+
+    assert _sweep_at(limit + SECOND) == 1
+
+    exception.refresh_from_db()
+    assert exception.escalation_level == level
+    assert exception.status == ExceptionStatus.ESCALATED
+    # Straight to the managers: the supervisors, passed over, hear of it too.
+    assert _emails(exception) == sorted(
+        address
+        for reached in range(1, level + 1)
+        for address in _addressed(reached, recipients[reached])
+    )
+    assert _escalations(exception) == [(None, {"level": level})]
+    assert exception.escalate_after is None  # no rule left to fall due
+
+
+def test_an_escalated_exception_left_unresolved_goes_on_to_the_managers(
+    recipients: dict[int, list[User]],
+) -> None:
+    exception = _report(severity=Severity.MEDIUM)
+    reported = exception.reported_at
+
+    assert _sweep_at(reported + timedelta(hours=4, seconds=1)) == 1
+    assert _sweep_at(reported + timedelta(hours=47)) == 0
+    assert _sweep_at(reported + timedelta(hours=48, seconds=1)) == 1
+
+    exception.refresh_from_db()
+    assert exception.escalation_level == Level.MANAGERS
+    assert _emails(exception) == sorted(
+        _addressed(1, recipients[Level.SUPERVISORS])
+        + _addressed(2, recipients[Level.MANAGERS])
+    )
+    assert _escalations(exception) == [(None, {"level": 1}), (None, {"level": 2})]
+
+
+def test_a_resolved_exception_never_escalates(
+    recipients: dict[int, list[User]], supervisor: User
+) -> None:
+    exception = _report(severity=Severity.CRITICAL)
+    services.exception_resolve(exception=exception, user=supervisor, notes="Found")
+
+    assert _sweep_at(exception.reported_at + timedelta(days=30)) == 0
+
+    exception.refresh_from_db()
+    assert exception.escalation_level == 0
+    assert exception.status == ExceptionStatus.RESOLVED
+    assert _emails(exception) == []
+    assert _escalations(exception) == []
+
+
+def test_a_rule_a_supervisor_edits_applies_to_exceptions_reported_afterwards(
+    recipients: dict[int, list[User]],
+) -> None:
+    rule = EscalationRule.objects.get(
+        severity=Severity.MEDIUM, when=EscalationRule.When.UNACKNOWLEDGED
+    )
+    rule.after = timedelta(minutes=30)
+    rule.full_clean()
+    rule.save()
+
+    exception = _report(severity=Severity.MEDIUM)
+
+    assert exception.escalate_after == exception.reported_at + timedelta(minutes=30)
+    assert _sweep_at(exception.reported_at + timedelta(minutes=29)) == 0
+    assert _sweep_at(exception.reported_at + timedelta(minutes=30, seconds=1)) == 1
+    exception.refresh_from_db()
+    assert exception.escalation_level == Level.SUPERVISORS
+    assert _emails(exception) == _addressed(1, recipients[Level.SUPERVISORS])
+
+
+def test_a_second_sweep_escalates_nothing_twice_and_sends_no_second_email(
+    recipients: dict[int, list[User]],
+) -> None:
+    exception = _report(severity=Severity.HIGH)
+    moment = exception.reported_at + timedelta(hours=1, seconds=1)
+
+    assert _sweep_at(moment) == 1
+    assert _sweep_at(moment) == 0
+    assert _sweep_at(moment + timedelta(hours=2)) == 0
+
+    exception.refresh_from_db()
+    assert exception.escalation_level == Level.SUPERVISORS
+    assert _emails(exception) == _addressed(1, recipients[Level.SUPERVISORS])
+    assert len(_escalations(exception)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sweeps_at_once_escalate_each_exception_once() -> None:
+    watchers = [
+        UserFactory(username=f"sup-{i}", role=roles.SUPERVISOR) for i in range(2)
+    ]
+    exceptions = [_report(severity=Severity.HIGH) for _ in range(4)]
+    moment = max(e.reported_at for e in exceptions) + timedelta(hours=1, seconds=1)
+
+    with time_machine.travel(moment, tick=False):
+        # Small batches, so the two sweeps interleave rather than one taking all.
+        outcomes = _race(
+            lambda: services.exceptions_escalate(batch=1),
+            lambda: services.exceptions_escalate(batch=1),
+        )
+
+    assert all(isinstance(o, int) for o in outcomes), outcomes
+    assert sum(outcomes) == len(exceptions)
+    for exception in exceptions:
+        exception.refresh_from_db()
+        assert exception.escalation_level == Level.SUPERVISORS
+        assert _escalations(exception) == [(None, {"level": 1})]
+        assert _emails(exception) == _addressed(1, watchers)
+
+
+# --- detection ---------------------------------------------------------------
+
+
+def _delay_messages(exception: DeliveryException) -> dict[str, Notification]:
+    rows = Notification.objects.filter(event=exception.report_event)
+    assert {row.kind for row in rows} == {Kind.DELAY}
+    return {row.channel: row for row in rows}
+
+
+@pytest.mark.parametrize("scanned", [False, True], ids=["dispatched", "in-transit"])
+def test_a_shipment_past_its_eta_gets_one_late_exception(scanned: bool) -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        shipment = dispatched_shipment()
+        eta = shipment.estimated_delivery
+        clock.shift(timedelta(days=2))
+        if scanned:
+            shipment_services.checkpoint_record(
+                shipment=shipment, kind=K.ARRIVED_HUB, user=None
+            )
+        clock.shift(timedelta(days=1))  # the day of its ETA: not late yet
+        assert services.exceptions_detect() == 0
+
+        # In transit, it is also silent past TRACKSOP_STALL_HOURS by now; one
+        # exception holds it, not two.
+        clock.shift(timedelta(days=1, hours=1))
+        assert services.exceptions_detect() == 1
+        assert services.exceptions_detect() == 0
+
+    exception = DeliveryException.objects.get(shipment=shipment)
+    assert exception.cause == Cause.LATE
+    assert exception.severity == Severity.MEDIUM
+    assert exception.reported_by is None
+    assert exception.detection_key == f"late:{eta.isoformat()}"
+    assert exception.changes.get().action == "reported"
+    shipment.refresh_from_db()
+    assert shipment.status == S.EXCEPTION
+    assert exception.report_event.data["detected"] is True
+    assert exception.report_event.source == "system"
+    messages = _delay_messages(exception)
+    assert set(messages) == {Channel.EMAIL, Channel.SMS}
+    assert "running late" in messages[Channel.EMAIL].body_text
+    assert not Notification.objects.filter(
+        shipment=shipment, kind=Kind.EXCEPTION
+    ).exists()
+
+
+def test_a_resolved_late_shipment_is_raised_again_only_when_its_new_eta_passes(
+    supervisor: User,
+) -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        shipment = dispatched_shipment()
+        clock.shift(timedelta(days=4))
+        assert services.exceptions_detect() == 1
+        first = DeliveryException.objects.get(shipment=shipment)
+        clock.shift(timedelta(hours=1))
+        services.exception_resolve(exception=first, user=supervisor, notes="Found")
+        # Still past the same ETA, which was dealt with.
+        assert services.exceptions_detect() == 0
+
+        new_eta = timezone.localdate() + timedelta(days=2)
+        shipment_services.shipment_eta_change(
+            shipment=shipment, user=supervisor, estimated_delivery=new_eta
+        )
+        assert services.exceptions_detect() == 0
+        clock.shift(timedelta(days=3))
+        assert services.exceptions_detect() == 1
+
+    second = DeliveryException.objects.exclude(pk=first.pk).get(shipment=shipment)
+    assert second.cause == Cause.LATE
+    assert second.detection_key == f"late:{new_eta.isoformat()}"
+    assert second.status == ExceptionStatus.OPEN
+    first.refresh_from_db()
+    assert first.status == ExceptionStatus.RESOLVED
+
+
+def test_an_in_transit_shipment_without_a_scan_gets_one_no_scan_exception(
+    settings: Any,
+) -> None:
+    settings.TRACKSOP_STALL_HOURS = 6
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        moving = dispatched_shipment()
+        shipment_services.checkpoint_record(
+            shipment=moving, kind=K.PICKED_UP, user=None
+        )
+        waiting = dispatched_shipment()  # not picked up yet: not stalled
+        clock.shift(timedelta(hours=5))
+        assert services.exceptions_detect() == 0
+
+        clock.shift(timedelta(hours=2))
+        assert services.exceptions_detect() == 1
+        assert services.exceptions_detect() == 0
+
+    exception = DeliveryException.objects.get()
+    assert exception.shipment == moving
+    assert exception.cause == Cause.NO_SCAN
+    assert exception.detection_key.startswith("stall:")
+    assert set(_delay_messages(exception)) == {Channel.EMAIL, Channel.SMS}
+    moving.refresh_from_db()
+    assert moving.status == S.EXCEPTION
+    waiting.refresh_from_db()
+    assert waiting.status == S.DISPATCHED
+
+
+def test_a_delivered_shipment_past_its_eta_gets_nothing() -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        shipment = dispatched_shipment()
+        shipment_services.checkpoint_record(
+            shipment=shipment, kind=K.DELIVERED, user=None
+        )
+        clock.shift(timedelta(days=10))
+        assert services.exceptions_detect() == 0
+
+    assert not DeliveryException.objects.filter(shipment=shipment).exists()
+
+
+def test_a_shipment_with_an_open_exception_gets_nothing_more() -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        shipment = dispatched_shipment()
+        shipment_services.checkpoint_record(
+            shipment=shipment, kind=K.PICKED_UP, user=None
+        )
+        open_one = _report(shipment, cause=Cause.DAMAGED)
+        clock.shift(timedelta(days=10))  # past its ETA and long silent
+        assert services.exceptions_detect() == 0
+
+    assert list(DeliveryException.objects.filter(shipment=shipment)) == [open_one]
+
+
+def test_the_periodic_task_detects_then_escalates(
+    recipients: dict[int, list[User]],
+) -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        late = dispatched_shipment()
+        stale = _report(severity=Severity.MEDIUM)
+        clock.shift(timedelta(days=4))
+
+        assert tasks.exceptions_sweep() == {"detected": 1, "escalated": 1}
+
+    assert DeliveryException.objects.get(shipment=late).cause == Cause.LATE
+    stale.refresh_from_db()
+    # Four days unacknowledged and unresolved: straight to the managers.
+    assert stale.escalation_level == Level.MANAGERS

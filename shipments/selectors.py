@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -130,3 +131,21 @@ def dashboard_counts() -> dict[str, Any]:
     by_status = {row["status"]: row["n"] for row in rows}
     overdue = open_qs.filter(estimated_delivery__lt=timezone.localdate()).count()
     return {"by_status": by_status, "overdue": overdue, "open": sum(by_status.values())}
+
+
+def shipments_by_codes(codes: Iterable[str]) -> dict[str, int]:
+    """Scanned labels → shipment pk, as bulk scanning matches them: a label
+    may carry our shipment ID (matched as is, upper case) or the tracking
+    number (matched normalised). Unknown codes are left out (two queries)."""
+    wanted = {code.strip().upper() for code in codes if code.strip()}
+    by_number = {tn.normalize(code): code for code in wanted}
+    found: dict[str, int] = dict(
+        Shipment.objects.filter(shipment_id__in=list(wanted)).values_list(
+            "shipment_id", "pk"
+        )
+    )
+    for number, pk in Shipment.objects.filter(
+        tracking_number__in=list(by_number)
+    ).values_list("tracking_number", "pk"):
+        found[by_number[str(number)]] = pk
+    return found

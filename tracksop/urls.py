@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("shipments/", include("shipments.urls")),
     path("notifications/", include("notifications.urls")),
+    path("exceptions/", include("exceptions_mgmt.urls")),
     path("admin/", admin.site.urls),
     *notification_public,
 ]

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from exceptions_mgmt.services import queue_counts
 from notifications.selectors import failed_count
 from shipments.selectors import dashboard_counts
 from tracksop.middleware import SESSION_KEY
@@ -28,8 +29,19 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         if request.user.has_perm("notifications.view_notification")
         else None
     )
+    exception_counts = (
+        queue_counts()
+        if request.user.has_perm("exceptions_mgmt.view_deliveryexception")
+        else None
+    )
     return render(
-        request, "dashboard.html", {"counts": counts, "failed_messages": failed}
+        request,
+        "dashboard.html",
+        {
+            "counts": counts,
+            "failed_messages": failed,
+            "exception_counts": exception_counts,
+        },
     )
 
 

@@ -1,0 +1,184 @@
+"""Reads for the exception pages: each decides its joins so pages stay
+constant-query, whatever the number of rows, notes or changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from exceptions_mgmt.models import (
+    UNRESOLVED,
+    DeliveryException,
+    ExceptionChange,
+    ExceptionNote,
+    Level,
+)
+from notifications.models import Audience, Notification
+from shipments.models import Shipment
+from shipments.status import ShipmentStatus
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def exception_queue() -> QuerySet[DeliveryException]:
+    """Unresolved exceptions, most overdue first. Ascending expected resolution
+    is the same order as "furthest past it", and the `exception_queue` partial
+    index serves it."""
+    return (
+        DeliveryException.objects.filter(status__in=UNRESOLVED)
+        .select_related("shipment", "shipment__carrier", "assignee")
+        .order_by("expected_resolution", "id")
+    )
+
+
+def exception_get(*, pk: int) -> DeliveryException:
+    return get_object_or_404(
+        DeliveryException.objects.select_related(
+            "shipment",
+            "shipment__carrier",
+            "assignee",
+            "reported_by",
+            "resolved_by",
+        ),
+        pk=pk,
+    )
+
+
+def exceptions_by_pk(pks: list[int]) -> dict[int, DeliveryException]:
+    """The rows a bulk action names, whatever their status (one query)."""
+    rows = DeliveryException.objects.filter(pk__in=pks).select_related("shipment")
+    return {row.pk: row for row in rows}
+
+
+def exception_notes(*, exception: DeliveryException) -> list[ExceptionNote]:
+    return list(
+        ExceptionNote.objects.filter(exception=exception).select_related("author")
+    )
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    change: ExceptionChange
+    text: str
+
+
+def exception_history(
+    *, exception: DeliveryException, show_levels: bool
+) -> list[ChangeEntry]:
+    """Who changed what and when, oldest first, in words. Escalation levels are
+    for supervisors: others read that it was escalated, not to which level."""
+    changes = list(
+        ExceptionChange.objects.filter(exception=exception).select_related("actor")
+    )
+    # Assignments name the login; show people as colleagues know them.
+    logins = {str(c.data.get("to")) for c in changes if c.action == "assigned"}
+    names = (
+        {
+            user.get_username(): user.get_full_name() or user.get_username()
+            for user in get_user_model().objects.filter(username__in=logins)
+        }
+        if logins
+        else {}
+    )
+    return [
+        ChangeEntry(c, describe_change(c, show_levels=show_levels, names=names))
+        for c in changes
+    ]
+
+
+def _when(value: Any) -> str:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def describe_change(
+    change: ExceptionChange,
+    *,
+    show_levels: bool = True,
+    names: dict[str, str] | None = None,
+) -> str:
+    data = change.data or {}
+    match change.action:
+        case "reported":
+            return "Reported"
+        case "assigned":
+            login = str(data.get("to", "?"))
+            return f"Assigned to {(names or {}).get(login, login)}"
+        case "noted":
+            return "Added a note"
+        case "rescheduled":
+            return (
+                f"Expected resolution moved from {_when(data.get('previous'))} "
+                f"to {_when(data.get('to'))}"
+            )
+        case "resolved":
+            return "Resolved"
+        case "escalated":
+            if not show_levels:
+                return "Escalated"
+            level = data.get("level")
+            label = Level(level).label if level in Level.values else level
+            return f"Escalated: {label}"
+        case "closed_with_shipment":
+            status = data.get("status", "")
+            label = (
+                ShipmentStatus(status).label
+                if status in ShipmentStatus.values
+                else status
+            )
+            return f"Closed with the shipment ({str(label).lower()})"
+    return str(change.action).replace("_", " ").capitalize()
+
+
+def exception_workers() -> QuerySet[User]:
+    """Active people who may be given an exception: the work permission
+    through a group or their own, or superusers (one query)."""
+    perm = Permission.objects.filter(
+        content_type__app_label="exceptions_mgmt", codename="work_exception"
+    )
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(
+            Q(is_superuser=True)
+            | Q(groups__permissions__in=perm)
+            | Q(user_permissions__in=perm)
+        )
+        .distinct()
+        .order_by("first_name", "last_name", "username")
+    )
+
+
+def open_exception(*, shipment: Shipment) -> DeliveryException | None:
+    """The exception holding a shipment, if any. Only a shipment in status
+    Exception can have one, so other shipment pages cost no query."""
+    if shipment.status != ShipmentStatus.EXCEPTION:
+        return None
+    return (
+        DeliveryException.objects.filter(shipment=shipment, status__in=UNRESOLVED)
+        .select_related("assignee")
+        .first()
+    )
+
+
+def customer_messages(*, exception: DeliveryException) -> list[Notification]:
+    """The messages its report wrote to the customer (recipient or sender)."""
+    if exception.report_event_id is None:
+        return []
+    return list(
+        Notification.objects.filter(
+            event_id=exception.report_event_id,
+            audience__in=[Audience.RECIPIENT, Audience.SENDER],
+        ).order_by("id")
+    )

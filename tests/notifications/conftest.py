@@ -55,18 +55,21 @@ def wait_for(
 @dataclass
 class SmtpSink:
     """Messages the server accepted. `refuse` holds addresses it answers 550
-    for; `delay` makes it wait before accepting each RCPT (a slow server)."""
+    for; `delay` makes it wait before accepting each RCPT (a slow server);
+    `rcpts` lists every RCPT TO address it was offered, refused or not."""
 
     port: int
     messages: list[EmailMessage] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     delay: float = 0.0
     rcpt_seen: threading.Event = field(default_factory=threading.Event)
+    rcpts: list[str] = field(default_factory=list)
     controller: Controller | None = None
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        self.rcpts.append(address)
         self.rcpt_seen.set()
         if self.delay:
             import asyncio

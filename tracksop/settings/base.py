@@ -197,7 +197,13 @@ CELERY_BROKER_URL = env.str(
 )
 # Longer than any task and any retry countdown (TRACKSOP_NOTIFY_RETRY_MAX_SECONDS),
 # so Redis never hands a running or waiting task to a second worker.
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 7200}
+# The socket timeouts stop a publish from hanging on a Redis that accepts the
+# connection but does not answer; the row then waits for the sweeper.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": 7200,
+    "socket_timeout": 3,
+    "socket_connect_timeout": 2,
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {

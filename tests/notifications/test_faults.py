@@ -1,0 +1,445 @@
+"""Fault injection on the real delivery path: a broker that goes away, a mail
+server that is down or refuses an address, a worker killed mid-send, and the
+same task delivered many times. Each test runs a real `celery worker`
+subprocess, so the database is transactional."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.core import mail
+from django.utils import timezone
+from kombu import pools
+from kombu.utils.collections import eqhash
+
+from notifications import services
+from notifications.models import Channel, Kind, Notification, Status
+from notifications.tasks import notification_send
+from shipments import services as shipment_services
+from shipments.models import Shipment
+from shipments.status import EventKind, ShipmentStatus
+from tests.factories import OwnFleetFactory, dispatched_shipment, ready_shipment
+from tests.notifications.conftest import Worker, free_port, wait_for
+from tracksop.celery import app as celery_app
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# --- helpers --------------------------------------------------------------
+
+
+def _email_url(sink: Any) -> str:
+    return f"smtp://127.0.0.1:{sink.port}"
+
+
+def _row(shipment: Shipment, kind: str = Kind.DISPATCHED) -> Notification:
+    return Notification.objects.get(shipment=shipment, kind=kind, channel=Channel.EMAIL)
+
+
+def _has(pk: int, **lookups: Any) -> bool:
+    return Notification.objects.filter(pk=pk, **lookups).exists()
+
+
+# Generous: the machine may be busy; a passing test does not wait this long.
+WAIT = 60.0
+
+
+def _until(condition: Any, what: str, *workers: Worker, timeout: float = WAIT) -> Any:
+    """wait_for, with the workers' logs in the failure message."""
+    try:
+        return wait_for(condition, timeout=timeout, what=what)
+    except pytest.fail.Exception:
+        logs = "\n".join(worker.output()[-6000:] for worker in workers)
+        pytest.fail(f"Timed out after {timeout}s waiting for {what}\n{logs}")
+
+
+_TASK = r"notifications\.tasks\.notification_send\[[0-9a-f-]+\]"
+
+
+def _tasks(worker: Worker) -> tuple[int, int]:
+    """How many notification_send tasks the worker received and finished."""
+    log = worker.output()
+    return (
+        len(re.findall(_TASK + r" received", log)),
+        len(re.findall(_TASK + r" succeeded", log)),
+    )
+
+
+def _wait_idle(worker: Worker, *, received: int) -> None:
+    """Wait until the worker has received at least `received` sends and
+    finished every one it received."""
+
+    def idle() -> bool:
+        got, done = _tasks(worker)
+        return got >= received and done == got
+
+    _until(idle, f"the worker to finish {received} sends", worker)
+
+
+def _dispatch(shipment: Shipment) -> Shipment:
+    return shipment_services.shipment_dispatch(
+        shipment=shipment,
+        user=None,
+        carrier=OwnFleetFactory(),
+        tracking_number="",
+        estimated_delivery=timezone.localdate() + timedelta(days=3),
+    )
+
+
+# --- a Redis of our own -----------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A throwaway `redis-server` that a test may stop and start again on the
+    same port (no persistence: a restart comes back empty)."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._answers, timeout=15, what="redis-server to answer")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+
+def _publish_to(url: str) -> None:
+    """Point this process's Celery app (the publishing side, which the commit
+    hooks and the sweeper use) at another broker. Celery reads
+    CELERY_BROKER_URL from the environment before its own configuration, and
+    caches a connection pool and a producer pool for the old URL."""
+    os.environ["CELERY_BROKER_URL"] = url
+    celery_app.conf.broker_url = url
+    # Dropped, not closed: kombu keeps pools in a global registry keyed by the
+    # connection, and closing them would break the next user of the old URL.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+def _forget_pools(url: str) -> None:
+    """Close and unregister the pools kombu made for a broker that is gone."""
+    connection = celery_app.connection_for_write(url)
+    try:
+        for group in (pools.producers, pools.connections):
+            pool = dict.pop(group, eqhash(connection), None)
+            if pool is not None:
+                pool.force_close_all()
+    finally:
+        connection.release()
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path, settings: Any) -> Iterator[RedisServer]:
+    server = RedisServer(port=free_port(), workdir=tmp_path)
+    server.start()
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    saved_conf = celery_app.conf["broker_url"]
+    # worker_env() and purge_broker() read the Django setting.
+    settings.CELERY_BROKER_URL = server.url
+    _publish_to(server.url)
+    try:
+        yield server
+    finally:
+        _forget_pools(server.url)
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
+        celery_app.conf["broker_url"] = saved_conf
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+        server.stop()
+
+
+# --- the tests --------------------------------------------------------------
+
+
+def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
+    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Any
+) -> None:
+    broker = private_broker
+    address = "broker-down@example.net"
+    shipment = ready_shipment(recipient_email=address)
+
+    # The publishing side really uses our server: with no worker running yet,
+    # the dispatch messages wait in its queue, and nowhere else.
+    assert celery_app.connection_for_write().as_uri().endswith(f":{broker.port}/0")
+    shipment = _dispatch(shipment)
+    assert broker.client().llen("celery") == 2  # email and SMS
+
+    worker = start_worker(
+        purge=False, CELERY_BROKER_URL=broker.url, EMAIL_URL=_email_url(smtp_sink)
+    )
+    _until(
+        lambda: smtp_sink.to(address),
+        "the dispatch email via the private broker",
+        worker,
+    )
+    connected = re.compile(rf"Connected to redis://\S*127\.0\.0\.1:{broker.port}/0")
+    assert len(connected.findall(worker.output())) == 1
+
+    broker.stop()
+    started = time.monotonic()
+    event = shipment_services.checkpoint_record(
+        shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
+    )
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 5, f"logging a checkpoint took {elapsed:.1f}s with Redis down"
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.OUT_FOR_DELIVERY
+    assert shipment.events.filter(pk=event.pk).exists()
+    rows = Notification.objects.filter(shipment=shipment, kind=Kind.OUT_FOR_DELIVERY)
+    assert {(r.channel, r.status, r.attempts) for r in rows} == {
+        (Channel.EMAIL, Status.PENDING, 0),
+        (Channel.SMS, Status.PENDING, 0),
+    }
+
+    broker.start()
+    _until(
+        lambda: len(connected.findall(worker.output())) >= 2,
+        "the worker to reconnect to Redis",
+        worker,
+    )
+    assert broker.client().llen("celery") == 0  # nothing was queued while down
+    settings.TRACKSOP_NOTIFY_STALE_SECONDS = 0
+    assert services.notifications_sweep() == 2
+
+    email = _row(shipment, Kind.OUT_FOR_DELIVERY)
+    _until(
+        lambda: not rows.exclude(status=Status.SENT).exists(),
+        "the swept email and SMS to be sent",
+        worker,
+    )
+    assert services.notifications_sweep() == 0
+    _wait_idle(worker, received=4)
+    out_for_delivery = [
+        m for m in smtp_sink.to(address) if "out for delivery" in m["Subject"].lower()
+    ]
+    assert len(out_for_delivery) == 1
+    assert len(smtp_sink.to(address)) == 2  # dispatch + out for delivery
+    email.refresh_from_db()
+    assert email.attempts == 1
+    assert email.provider_message_id == out_for_delivery[0]["Message-ID"]
+
+
+def test_mail_server_down_is_retried_with_backoff_then_sent_once(
+    smtp_sink: Any, start_worker: Any
+) -> None:
+    address = "smtp-down@example.net"
+    smtp_sink.stop()
+    worker = start_worker(
+        EMAIL_URL=_email_url(smtp_sink),
+        # Room for many fast retries on a slow machine before it would give up.
+        TRACKSOP_NOTIFY_MAX_ATTEMPTS="30",
+    )
+    shipment = dispatched_shipment(recipient_email=address)
+    row = _row(shipment)
+
+    # Pending again after a failed attempt, with the next one in the future.
+    _until(
+        lambda: (
+            Notification.objects.filter(
+                pk=row.pk,
+                status=Status.PENDING,
+                attempts__gte=2,
+                next_attempt_at__gt=timezone.now(),
+            )
+            .exclude(last_error="")
+            .exists()
+        ),
+        "two failed attempts and a scheduled retry",
+        worker,
+    )
+    row.refresh_from_db()
+    assert "ConnectionRefusedError" in row.last_error
+    assert row.sent_at is None
+    failed_attempts = row.attempts
+
+    smtp_sink.start()
+    _until(lambda: smtp_sink.to(address), "the email after the server returned", worker)
+    _until(lambda: _has(row.pk, status=Status.SENT), "the row to be sent", worker)
+    row.refresh_from_db()
+    assert row.attempts > failed_attempts
+    assert row.last_error == ""
+    assert row.next_attempt_at is None
+    assert len(smtp_sink.to(address)) == 1
+    assert smtp_sink.rcpts.count(address) == 1
+
+
+def test_refused_recipient_fails_after_one_attempt_and_others_are_delivered(
+    smtp_sink: Any, start_worker: Any
+) -> None:
+    refused, other = "no-such-user@example.net", "reader@example.net"
+    sender = "dispatch@acme.example"
+    smtp_sink.refuse = {refused}
+    worker = start_worker(EMAIL_URL=_email_url(smtp_sink))
+
+    bounced = dispatched_shipment(
+        recipient_email=refused, sender_email=sender, notify_sender=True
+    )
+    fine = dispatched_shipment(recipient_email=other)
+
+    row = Notification.objects.get(shipment=bounced, channel=Channel.EMAIL, to=refused)
+    _until(lambda: _has(row.pk, status=Status.FAILED), "the refused row", worker)
+    _until(lambda: smtp_sink.to(other), "the other recipient's email", worker)
+    _until(lambda: smtp_sink.to(sender), "the sender's copy", worker)
+    _until(
+        lambda: (
+            _has(_row(fine).pk, status=Status.SENT)
+            and _has(
+                Notification.objects.get(shipment=bounced, to=sender).pk,
+                status=Status.SENT,
+            )
+        ),
+        "the delivered rows to be marked sent",
+        worker,
+    )
+
+    row.refresh_from_db()
+    assert row.attempts == 1
+    assert row.next_attempt_at is None
+    assert "refused" in row.last_error
+    assert "550" in row.last_error
+    assert smtp_sink.to(refused) == []
+    assert smtp_sink.rcpts.count(refused) == 1
+    assert len(smtp_sink.to(other)) == 1
+    assert len(smtp_sink.to(sender)) == 1
+
+
+def test_worker_killed_mid_send_the_message_goes_out_once(
+    smtp_sink: Any, start_worker: Any, settings: Any
+) -> None:
+    address = "killed-worker@example.net"
+    lease = {"TRACKSOP_NOTIFY_LEASE_SECONDS": "2"}
+    # The first worker waits inside RCPT until it is killed (its own socket
+    # timeout is longer than that wait).
+    smtp_sink.delay = 60.0
+    first = start_worker(EMAIL_URL=_email_url(smtp_sink), EMAIL_TIMEOUT="90", **lease)
+    shipment = dispatched_shipment(recipient_email=address)
+    row = _row(shipment)
+    assert smtp_sink.rcpt_seen.wait(30), "the worker never reached RCPT"
+
+    # A second worker is up before the first dies; both tasks of the dispatch
+    # are already reserved by the first, so it has nothing to do yet.
+    second = start_worker(purge=False, EMAIL_URL=_email_url(smtp_sink), **lease)
+    assert _has(row.pk, status=Status.SENDING, attempts=1)
+    first.kill()
+    smtp_sink.delay = 0.0
+    assert smtp_sink.to(address) == []
+    assert _tasks(second) == (0, 0)
+
+    # The dead worker's task stays unacknowledged in Redis until the visibility
+    # timeout (hours); the lapsed lease and the sweeper hand the row over.
+    _until(
+        lambda: _has(row.pk, status=Status.SENDING, next_attempt_at__lt=timezone.now()),
+        "the first worker's lease to lapse",
+        timeout=10,
+    )
+    # The first sweep returns the row to pending; like any pending row it is
+    # queued once it has waited the stale time (here: at once). The SMS row
+    # comes along if the kill caught its task before it ran.
+    assert services.notifications_sweep() == 0
+    assert _has(row.pk, status=Status.PENDING, attempts=1)
+    settings.TRACKSOP_NOTIFY_STALE_SECONDS = 0
+    swept = services.notifications_sweep()
+    assert swept in (1, 2)
+
+    _until(lambda: smtp_sink.to(address), "the email from the second worker", second)
+    _until(
+        lambda: not shipment.notifications.exclude(status=Status.SENT).exists(),
+        "the email and SMS rows to be sent",
+        second,
+    )
+    row.refresh_from_db()
+    assert row.attempts == 2
+    assert row.provider_message_id == smtp_sink.to(address)[0]["Message-ID"]
+
+    # A redelivered task (or a sweep racing the commit hook) for a sent row
+    # does nothing, in the worker and in this process alike.
+    notification_send.delay(row.pk)
+    notification_send.delay(row.pk)
+    assert services.notification_deliver(notification_id=row.pk) is None
+    assert services.notification_deliver(notification_id=row.pk) is None
+    assert mail.outbox == []
+    _wait_idle(second, received=swept + 2)
+
+    assert len(smtp_sink.to(address)) == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (Status.SENT, 2)
+
+
+def test_the_same_notification_queued_five_times_is_sent_once(
+    smtp_sink: Any, start_worker: Any
+) -> None:
+    address = "five-times@example.net"
+    # Queued on commit before any worker runs; starting one empties the broker,
+    # so the row is pending and in no queue.
+    shipment = dispatched_shipment(recipient_email=address)
+    row = _row(shipment)
+    worker = start_worker(EMAIL_URL=_email_url(smtp_sink), concurrency=4)
+    smtp_sink.delay = 0.5  # hold the winner inside the conversation
+
+    for _ in range(5):
+        notification_send.delay(row.pk)
+
+    _until(lambda: smtp_sink.to(address), "the email", worker)
+    _until(lambda: _has(row.pk, status=Status.SENT), "the row to be sent", worker)
+    _wait_idle(worker, received=5)
+
+    assert len(smtp_sink.to(address)) == 1
+    assert smtp_sink.rcpts.count(address) == 1
+    row.refresh_from_db()
+    assert row.attempts == 1

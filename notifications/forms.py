@@ -29,6 +29,7 @@ class PreviewForm(forms.Form):
     source = forms.ChoiceField(
         choices=[("active", "What is sent now"), ("file", "The default file")],
         initial="active",
+        required=False,
         label="Template",
     )
 

@@ -791,19 +791,14 @@ def test_the_sweeper_returns_a_message_whose_worker_died_to_pending(
         attempts=1,
     )
 
-    services.notifications_sweep()
+    assert services.notifications_sweep() == 1
 
     row = _reload(lapsed)
     assert row.status == Status.PENDING
     assert row.attempts == 1
     assert "worker stopped" in row.last_error
     assert _reload(working).status == Status.SENDING
-    # Queued once it has waited the stale time like any other pending row.
-    later = timezone.now() + timedelta(
-        seconds=settings.TRACKSOP_NOTIFY_STALE_SECONDS + 1
-    )
-    with time_machine.travel(later, tick=False):
-        assert services.notifications_sweep() == 1
+    # Queued by the same sweep: its worker is gone, nobody else will.
     assert broker() == [lapsed.pk]
 
 
@@ -996,3 +991,16 @@ def test_an_ups_dispatch_links_to_the_carriers_own_tracking_page() -> None:
     email = _rows(shipment, Kind.DISPATCHED)[RECIPIENT, EMAIL]
 
     assert "https://www.ups.com/track?tracknum=1Z999AA10123456784" in email.body_text
+
+
+def test_handling_the_same_event_twice_writes_no_second_message() -> None:
+    shipment = dispatched_shipment()
+    event = shipment.events.get(kind=EventKind.DISPATCHED)
+    before = Notification.objects.filter(event=event).count()
+
+    again = services.notifications_for_event(
+        event=event, shipment=shipment, previous_status=ShipmentStatus.READY
+    )
+
+    assert again == []
+    assert Notification.objects.filter(event=event).count() == before == 2

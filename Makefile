@@ -24,8 +24,9 @@ run: install
 	@echo "  TrackSOP is starting at http://127.0.0.1:$(PORT)/"
 	@echo "  Demo logins (password: tracksop-demo):"
 	@echo "    logistics   Logistics staff: enter, check, dispatch, scan"
-	@echo "    cs          Customer service: search, read timelines"
-	@echo "    supervisor  Supervisor: everything above, corrections"
+	@echo "    cs          Customer service: search, timelines, messages, exceptions"
+	@echo "    supervisor  Supervisor: everything above, corrections, escalation queue"
+	@echo "    manager     Manager: as supervisor, gets level-2 escalations"
 	@echo "    admin       Django admin for carriers, hubs and users"
 	@echo "  Email and SMS are printed below (console backends). Ctrl-C stops web, worker and beat."
 	@echo

@@ -40,6 +40,7 @@ DEMO_USERS = [
     ("logistics", "Lena", "Logistics", roles.LOGISTICS),
     ("cs", "Carlos", "Service", roles.CUSTOMER_SERVICE),
     ("supervisor", "Sam", "Supervisor", roles.SUPERVISOR),
+    ("manager", "Maya", "Manager", roles.MANAGER),
 ]
 CARRIERS = [
     ("fleet", "TrackSOP Fleet", "s10", True, ""),

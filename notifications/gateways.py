@@ -46,12 +46,13 @@ def _drop_mailer() -> None:
 # Python's email package folds a long URL in a header into RFC 2047 encoded
 # words, which mail clients do not read as a List-Unsubscribe URL. Lines up to
 # RFC 5322's hard limit of 998 characters keep such headers whole.
-_POLICY = email.policy.default.clone(max_line_length=998)
-
-
 class _Message(EmailMultiAlternatives):
-    def message(self, *, policy: Any = _POLICY) -> Any:
-        return super().message(policy=policy or _POLICY)
+    def message(self, *, policy: Any = None) -> Any:
+        # The SMTP backend asks for email.policy.SMTP: keep its CRLF line
+        # endings, lift only the fold.
+        return super().message(
+            policy=(policy or email.policy.default).clone(max_line_length=998)
+        )
 
 
 @receiver(setting_changed)

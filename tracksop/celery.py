@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracksop.settings.base")
 
@@ -10,3 +13,14 @@ app = Celery("tracksop")
 # All Celery configuration lives in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(task: Any = None, **_: Any) -> None:
+    """Around each task what Django does around each request: drop a database
+    connection that failed or outlived CONN_MAX_AGE (CELERY_DB_REUSE_MAX keeps
+    Celery from closing every one). Not for eager tasks: they run inside their
+    caller's transaction."""
+    if task is not None and not getattr(task.request, "is_eager", False):
+        close_old_connections()

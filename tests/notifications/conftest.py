@@ -60,6 +60,7 @@ class SmtpSink:
 
     port: int
     messages: list[EmailMessage] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     delay: float = 0.0
     rcpt_seen: threading.Event = field(default_factory=threading.Event)
@@ -81,6 +82,7 @@ class SmtpSink:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.raw.append(envelope.content)
         self.messages.append(
             message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
         )

@@ -61,6 +61,8 @@ def test_the_dispatch_email_reaches_the_mail_server_with_every_required_fact(
     # The manage link in the footer and the one-click unsubscribe header.
     assert f"/t/{shipment.public_token}/r" in text
     assert message["List-Unsubscribe"].endswith("/unsubscribe/>")
+    # Whole on the wire, not folded into RFC 2047 words mail clients ignore.
+    assert b"\nList-Unsubscribe: <http" in smtp_sink.raw[0]
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     row = Notification.objects.get(

@@ -8,7 +8,6 @@ in the same transaction; nothing of ours is mocked.
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from django.apps import apps
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from exceptions_mgmt import services
@@ -36,6 +35,7 @@ from shipments import services as shipment_services
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import ShipmentFactory, UserFactory, dispatched_shipment
+from tests.helpers import race
 from tracksop import roles
 
 pytestmark = pytest.mark.django_db
@@ -356,29 +356,6 @@ def test_resolving_a_version_someone_else_changed_is_refused(
     assert resolved.is_resolved
 
 
-def _race(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads released together; each returns or raises."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[Any] = [None] * len(calls)
-
-    def run(i: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=5)
-            outcomes[i] = call()
-        except Exception as exc:
-            outcomes[i] = exc
-        finally:
-            connection.close()  # each thread has its own connection
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    return outcomes
-
-
 @pytest.mark.django_db(transaction=True)
 def test_of_two_supervisors_resolving_at_the_same_moment_one_wins() -> None:
     first = UserFactory(username="sup-a", role=roles.SUPERVISOR)
@@ -386,7 +363,7 @@ def test_of_two_supervisors_resolving_at_the_same_moment_one_wins() -> None:
     shipment = _in_transit()
     exception = _report(shipment)
 
-    outcomes = _race(
+    outcomes = race(
         lambda: services.exception_resolve(
             exception=exception, user=first, notes="Rerouted"
         ),

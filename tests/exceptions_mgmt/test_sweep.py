@@ -6,8 +6,6 @@ the database, the outbox and the locks are real.
 from __future__ import annotations
 
 import importlib
-import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +13,6 @@ import pytest
 import time_machine
 from django.apps import apps
 from django.contrib.auth.models import User
-from django.db import connection
 from django.utils import timezone
 
 from exceptions_mgmt import services, tasks
@@ -32,6 +29,7 @@ from shipments import services as shipment_services
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import UserFactory, dispatched_shipment
+from tests.helpers import race
 from tracksop import roles
 
 pytestmark = pytest.mark.django_db
@@ -129,29 +127,6 @@ def _escalations(exception: DeliveryException) -> list[tuple[Any, dict[str, Any]
         (change.actor, change.data)
         for change in exception.changes.filter(action="escalated")
     ]
-
-
-def _race(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads released together; each returns or raises."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[Any] = [None] * len(calls)
-
-    def run(i: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=5)
-            outcomes[i] = call()
-        except Exception as exc:
-            outcomes[i] = exc
-        finally:
-            connection.close()  # each thread has its own connection
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    return outcomes
 
 
 # --- escalation --------------------------------------------------------------
@@ -306,7 +281,7 @@ def test_two_sweeps_at_once_escalate_each_exception_once() -> None:
 
     with time_machine.travel(moment, tick=False):
         # Small batches, so the two sweeps interleave rather than one taking all.
-        outcomes = _race(
+        outcomes = race(
             lambda: services.exceptions_escalate(batch=1),
             lambda: services.exceptions_escalate(batch=1),
         )

@@ -380,6 +380,7 @@ def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int
     email has its own idempotency key, so a second run escalates nothing twice."""
     now = now or timezone.now()
     rules = _rules()
+    recipients: dict[int, list[User]] = {}  # looked up once per level per run
     escalated = 0
     while True:
         with transaction.atomic():
@@ -411,7 +412,9 @@ def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int
                     for reached in range(previous + 1, level + 1):
                         staff_alert_queue(
                             shipment=exception.shipment,
-                            users=_level_recipients(reached),
+                            users=recipients.setdefault(
+                                reached, list(_level_recipients(reached))
+                            ),
                             key=f"escalation:{exception.pk}:{reached}",
                             context=_alert_context(exception),
                         )
@@ -458,8 +461,11 @@ def exceptions_detect(*, now: datetime | None = None, limit: int = 1000) -> int:
         .order_by("estimated_delivery", "id")
         .values_list("pk", "key")[:limit]
     )
+    # In transit only (a moving status): no `moving` filter besides, whose
+    # redundant status test makes the planner misjudge the rows and read every
+    # in-transit shipment instead of the shipment_moving_last_event range.
     stalled = (
-        moving.filter(
+        Shipment.objects.filter(
             status=ShipmentStatus.IN_TRANSIT,
             last_event_at__lt=now - timedelta(hours=settings.TRACKSOP_STALL_HOURS),
         )

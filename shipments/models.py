@@ -277,6 +277,13 @@ class Shipment(models.Model):
                 condition=models.Q(status__in=sorted(MOVING)),
                 name="shipment_moving_last_event",
             ),
+            # Detection of late packages: moving ones by ETA, so the sweep
+            # reads only those past it (not the held or delivered ones).
+            models.Index(
+                fields=["estimated_delivery", "id"],
+                condition=models.Q(status__in=sorted(MOVING)),
+                name="shipment_moving_eta",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -28,6 +28,7 @@ from shipments.models import (
     TrackingEvent,
     new_shipment_code,
 )
+from shipments.selectors import shipments_by_codes
 from shipments.status import (
     CHECKPOINT_KINDS,
     MOVING,
@@ -628,16 +629,7 @@ def bulk_scan_record(
         raise ValidationError(
             {"numbers": f"Scan at most {BULK_SCAN_LIMIT} packages in one batch."}
         )
-    by_number = {tn.normalize(code): code for code in wanted}
-    found: dict[str, int] = dict(
-        Shipment.objects.filter(shipment_id__in=list(wanted)).values_list(
-            "shipment_id", "pk"
-        )
-    )
-    for number, shipment_pk in Shipment.objects.filter(
-        tracking_number__in=list(by_number)
-    ).values_list("tracking_number", "pk"):
-        found[by_number[str(number)]] = shipment_pk
+    found = shipments_by_codes(wanted)
     for code, raw in wanted.items():
         pk = found.get(code)
         if pk is None:

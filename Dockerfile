@@ -1,7 +1,10 @@
 # One image for web, worker and beat (docker-compose.yml picks the command).
 FROM python:3.12.1-slim-bookworm
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# Production settings for every command in the image (manage.py alone would
+# pick the debug settings meant for a checkout).
+ENV DJANGO_SETTINGS_MODULE=tracksop.settings.base \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON_DOWNLOADS=never \

@@ -6,7 +6,8 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracksop.settings.base")
+    # A checkout gets debug settings; deployments set tracksop.settings.base.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracksop.settings.dev")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -117,6 +117,8 @@ def _check_resolution_time(expected: datetime) -> None:
 def _event_data(exception: DeliveryException, **extra: Any) -> dict[str, Any]:
     return {
         "cause": exception.cause_label,
+        # The code as well: the public page words the cause in the reader's language.
+        "cause_code": exception.cause,
         "severity": exception.severity,
         "expected_resolution": exception.expected_resolution.isoformat(),
         "exception": exception.pk,
@@ -435,6 +437,8 @@ def _alert_context(exception: DeliveryException) -> dict[str, Any]:
 
     return {
         "cause": exception.cause_label,
+        # The code as well: the public page words the cause in the reader's language.
+        "cause_code": exception.cause,
         "severity": exception.get_severity_display(),
         "reported_at": timezone.localtime(exception.reported_at),
         "deadline": timezone.localtime(exception.expected_resolution),

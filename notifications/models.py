@@ -28,10 +28,14 @@ class Kind(models.TextChoices):
     DELAY = "delay", _("Delay")
     # Staff messages: supervisors and managers hear about stale exceptions.
     ESCALATION = "escalation", _("Escalation (staff)")
+    # The code that confirms an address added on the public tracking page.
+    SUBSCRIPTION_CONFIRM = "subscription_confirm", _("Confirm updates")
 
 
 # Kinds that go to customers, so have an SMS text and honour preferences.
-CUSTOMER_KINDS = tuple(k for k in Kind if k != Kind.ESCALATION)
+CUSTOMER_KINDS = tuple(
+    k for k in Kind if k not in (Kind.ESCALATION, Kind.SUBSCRIPTION_CONFIRM)
+)
 
 
 class Channel(models.TextChoices):
@@ -42,6 +46,8 @@ class Channel(models.TextChoices):
 class Audience(models.TextChoices):
     RECIPIENT = "recipient", _("Recipient")
     SENDER = "sender", _("Sender")
+    # Someone who added their address on the public tracking page.
+    SUBSCRIBER = "subscriber", _("Subscriber")
     STAFF = "staff", _("Staff")
 
 
@@ -101,6 +107,14 @@ class Notification(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
+    )
+    # The address added on the tracking page that this message goes to.
+    subscription = models.ForeignKey(
+        "Subscription",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notifications",
     )
     # Set on a failed row when staff send it again, so it leaves the failed list.
     superseded_at = models.DateTimeField(null=True, blank=True)
@@ -204,3 +218,40 @@ class MessageTemplate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.get_channel_display()})"
+
+
+class Subscription(models.Model):
+    """An email address or phone number a customer added on the public tracking
+    page. Nothing but the confirmation code goes to it until it is confirmed,
+    so the page cannot be used to send mail to strangers."""
+
+    shipment = models.ForeignKey(
+        Shipment, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    # Normalised: a lower-case email or an E.164 phone number.
+    address = models.CharField(max_length=254)
+    # salted HMAC of the 6-digit code; the code itself is only in the message.
+    code_hash = models.CharField(max_length=128)
+    code_sent_at = models.DateTimeField()
+    # Wrong codes entered; past the limit the code is void and a new one needed.
+    failed_tries = models.PositiveSmallIntegerField(default=0)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    language = models.CharField(max_length=8, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["shipment", "channel", "address"],
+                name="subscription_one_per_address",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shipment} {self.channel} subscription"
+
+    @property
+    def is_active(self) -> bool:
+        return self.confirmed_at is not None and self.stopped_at is None

@@ -362,3 +362,100 @@ class TrackingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Inquiry(models.Model):
+    """A customer's question to customer service about one shipment, and the
+    answer. Staff only: it appears in the staff timeline, never in public."""
+
+    class Channel(models.TextChoices):
+        PHONE = "phone", _("Phone")
+        EMAIL = "email", _("Email")
+        CHAT = "chat", _("Chat")
+        SMS = "sms", _("SMS")
+        SOCIAL = "social", _("Social media")
+        IN_PERSON = "in_person", _("In person")
+        OTHER = "other", _("Other")
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        ANSWERED = "answered", _("Answered")
+
+    shipment = models.ForeignKey(
+        Shipment, on_delete=models.PROTECT, related_name="inquiries"
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    question = models.TextField(max_length=2000)
+    answer = models.TextField(max_length=4000, blank=True)
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.OPEN
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "inquiries"
+        permissions = [("answer_inquiry", "Can answer a customer inquiry")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["open", "answered"]),
+                name="inquiry_status_valid",
+            ),
+            # An answered inquiry always says what, by whom and when.
+            models.CheckConstraint(
+                condition=models.Q(status="open")
+                | models.Q(answered_by__isnull=False, answered_at__isnull=False),
+                name="inquiry_answered_has_answer",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["shipment", "created_at"], name="inquiry_shipment"),
+            # The open-inquiries list: a small part of the table, oldest first.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=models.Q(status="open"),
+                name="inquiry_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.shipment} {self.get_channel_display()} {self.created_at:%Y-%m-%d}"
+        )
+
+
+class Feedback(models.Model):
+    """The customer's rating after delivery: one per shipment, kept for reports.
+    Given through the public page, so it records no person and no address."""
+
+    shipment = models.OneToOneField(
+        Shipment, on_delete=models.PROTECT, related_name="feedback"
+    )
+    rating = models.PositiveSmallIntegerField()
+    comment = models.TextField(max_length=1000, blank=True)
+    # The page's language, so reports can read comments in context.
+    language = models.CharField(max_length=8, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rating__gte=1, rating__lte=5),
+                name="feedback_rating_1_to_5",
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="feedback_created")]
+
+    def __str__(self) -> str:
+        return f"{self.shipment}: {self.rating}/5"

@@ -20,7 +20,11 @@ _VIEW = [
     "notifications.view_notification",
     "exceptions_mgmt.view_deliveryexception",
     "exceptions_mgmt.work_exception",
+    "shipments.view_inquiry",
+    "shipments.view_feedback",
 ]
+# The customer service desk: log what customers ask and what they were told.
+_DESK = ["shipments.add_inquiry", "shipments.answer_inquiry"]
 _LOGISTICS = [
     *_VIEW,
     "shipments.add_shipment",
@@ -33,6 +37,7 @@ _LOGISTICS = [
 
 _SUPERVISOR = [
     *_LOGISTICS,
+    *_DESK,
     "shipments.correct_event",
     "shipments.add_carrier",
     "shipments.change_carrier",
@@ -53,7 +58,7 @@ _SUPERVISOR = [
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     LOGISTICS: _LOGISTICS,
-    CUSTOMER_SERVICE: [*_VIEW, "notifications.resend_notification"],
+    CUSTOMER_SERVICE: [*_VIEW, *_DESK, "notifications.resend_notification"],
     SUPERVISOR: _SUPERVISOR,
     MANAGER: _SUPERVISOR,
 }

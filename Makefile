@@ -20,6 +20,7 @@ run: install
 	@$(RUN_ENV) $(VENV)/python manage.py migrate --no-input -v 0
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo --shipments $(SHIPMENTS)
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_notifications
+	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_desk > var/demo-links.txt
 	@echo
 	@echo "  TrackSOP is starting at http://127.0.0.1:$(PORT)/"
 	@echo "  Demo logins (password: tracksop-demo):"
@@ -28,6 +29,7 @@ run: install
 	@echo "    supervisor  Supervisor: everything above, corrections, escalation queue"
 	@echo "    manager     Manager: as supervisor, gets level-2 escalations"
 	@echo "    admin       Django admin for carriers, hubs and users"
+	@cat var/demo-links.txt
 	@echo "  Email and SMS are printed below (console backends). Ctrl-C stops web, worker and beat."
 	@echo
 	@$(RUN_ENV) PORT=$(PORT) $(VENV)/honcho start -f Procfile.dev
@@ -42,7 +44,7 @@ test: install
 	@$(VENV)/pytest -p no:cacheprovider --create-db $(PYTEST_ARGS)
 
 bench: install
-	@scripts/test-services.sh
+	@scripts/test-services.sh --bench
 	@$(VENV)/python -m bench
 
 lint: install

@@ -1,5 +1,6 @@
-"""`python -m bench [all|search|notifications|exceptions] [--small N] [--large N]
-[--samples N] [--messages N] [--concurrency N] [--sweeps N]`
+"""`python -m bench [all|search|notifications|exceptions|public] [--small N]
+[--large N] [--samples N] [--messages N] [--concurrency N] [--sweeps N]
+[--duration S]`
 
 search: seeds (or reuses) one PostgreSQL database per scale with seed_demo, then
 measures the search selector against a primary-key fetch, and the staff pages'
@@ -15,7 +16,12 @@ the shipments holding open exceptions, at the small and the large scale, median
 of `--sweeps` runs, and EXPLAINs the queries that find the work (see
 bench/exceptions.py).
 
-`all` (the default, `make bench`) runs all three. Prints one table per benchmark;
+public: serves the large scale with gunicorn and production settings and drives
+the public tracking page with wrk (32 connections, `--duration` seconds per run),
+beside a bare view and a one-query view from the same server (see
+bench/public.py).
+
+`all` (the default, `make bench`) runs all four. Prints one table per benchmark;
 exits 1 if a target fails.
 """
 
@@ -43,7 +49,7 @@ def main() -> int:
         "which",
         nargs="?",
         default="all",
-        choices=("all", "search", "notifications", "exceptions"),
+        choices=("all", "search", "notifications", "exceptions", "public"),
     )
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument(
@@ -53,6 +59,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--sweeps", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=60)
     args = parser.parse_args()
     started = time.monotonic()
 
@@ -85,6 +92,13 @@ def main() -> int:
 
         rows, notes = exceptions.run(args.small, args.large, args.sweeps)
         print_table(rows)
+        print("\n".join(["", *notes]))
+        failed = failed or any(r[-1] == "FAIL" for r in rows)
+    if args.which in ("all", "public"):
+        from bench import public
+
+        rows, notes = public.run(args.large, args.duration)
+        print_table(rows, public.HEADER)
         print("\n".join(["", *notes]))
         failed = failed or any(r[-1] == "FAIL" for r in rows)
     print(f"\n{'FAILED' if failed else 'All targets met'}", end="")

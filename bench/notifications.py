@@ -5,14 +5,15 @@ after the search and page benchmarks); `--messages` and `--concurrency` change
 the load and the worker's thread count.
 
 Ten thousand dispatch emails go through the real path: rows written by
-`notifications_for_event`, queued by `queue_now`, sent by the
-`notification_send` task in a `celery worker --pool threads` subprocess to an
-aiosmtpd server in a process of its own (so it never shares the GIL with the
-worker or the producer). Three phases, one fresh worker each, with the same
-command line and settings:
+`notifications_for_event` (which builds and stores each email), queued by
+`queue_now`, sent by the `notification_send` task in a `celery worker --pool
+threads` subprocess to an aiosmtpd server in a process of its own (so it never
+shares the GIL with the worker or the producer). Three phases, one fresh
+worker each, with the same command line and settings:
 
   (a) a no-op task (`noop` below, loaded with `--include bench.notifications`)
-      drained by that worker: Celery's own ceiling on this machine;
+      drained by that worker, published in one pipelined batch as `queue_now`
+      publishes: Celery's own ceiling on this machine;
   (b) the pipeline, with a server that answers at once;
   (c) the pipeline, with a server that waits 50 ms before accepting each message.
 
@@ -21,17 +22,22 @@ no-op's counter in Redis, or the server's count of messages). The server also
 counts distinct Message-IDs (one per notification), so a lost or doubled
 message shows. Targets: (b) at least half the rate of (a); (c) all delivered in
 under a minute; every phase exactly one of each message, and every row sent.
-The notes under the table give each process's CPU time per message: the
-worker's (one process, one GIL) is what bounds the rate.
+The notes under the table give the CPU time per message of each process (the
+worker's PostgreSQL sessions too, when the server runs on this host) and what
+building the stored email costs whoever writes the row, which no phase times.
 
 Database `tracksop_bench_notify` (seeded once, about three minutes, then
-reused; `_N` for other sizes); Redis databases 8 (broker) and 7 (counters),
-both flushed before each phase.
+reused while every email row has its stored bytes; `_N` for other sizes);
+Redis databases 8 (broker) and 7 (counters), both flushed before each phase
+(the tests' default brokers are 1 and up, one per xdist worker: run neither
+beside the other with -n 7 or more). A second run at the same time refuses to
+start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -42,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import batched
@@ -64,6 +70,7 @@ RATIO_TARGET = 0.5  # (b) against (a)
 SLOW_TARGET_SECONDS = 60.0  # (c), all messages
 PHASE_TIMEOUT = 300.0
 NOOP_COUNTER = "bench:noop"
+_LOCK = 0x7A61_6E6F  # pg_advisory_lock key of this benchmark
 HEADER = (
     "phase",
     "messages",
@@ -291,7 +298,8 @@ def prepare(messages: int) -> str:
         db._admin(f'CREATE DATABASE "{name}"')
     db.use(name)
     call_command("migrate", verbosity=0, interactive=False)
-    emails = Notification.objects.filter(channel=Channel.EMAIL)
+    # Rows written before emails were built at write time have no bytes.
+    emails = Notification.objects.filter(channel=Channel.EMAIL).exclude(mime=b"")
     if Shipment.objects.count() == messages and emails.count() == messages:
         return f"{name}: reused ({messages:,} dispatch notifications)"
     from django.db import connection
@@ -503,18 +511,38 @@ class Result:
         return self.messages / self.seconds if self.seconds else 0.0
 
 
-def _cpu(worker: int, sink: int) -> dict[str, float]:
-    """CPU seconds used so far by the worker (all its threads), the sink and
-    this process (the producer), on Linux; empty elsewhere."""
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> dict[str, float]:
+    """CPU seconds used so far by the server processes of the other sessions
+    on the bench database (the worker's), when PostgreSQL runs on this host.
+    A session opened since the last reading counts from its start."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [pid for (pid,) in cursor.fetchall()]
     try:
-        ticks = os.sysconf("SC_CLK_TCK")
-        used = {}
-        for name, pid in (("worker", worker), ("sink", sink)):
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            used[name] = (int(fields[11]) + int(fields[12])) / ticks
+        return {"postgres": sum(_cpu_seconds(pid) for pid in pids)}
     except (OSError, ValueError):
         return {}
-    return used | {"producer": time.process_time()}
+
+
+def _cpu(worker: int, sink: int) -> dict[str, float]:
+    """CPU seconds used so far by the worker (all its threads), the sink,
+    this process (the producer) and the worker's PostgreSQL sessions, on
+    Linux; empty elsewhere."""
+    try:
+        used = {"worker": _cpu_seconds(worker), "sink": _cpu_seconds(sink)}
+    except (OSError, ValueError):
+        return {}
+    return used | {"producer": time.process_time()} | _postgres_cpu()
 
 
 def _broker_drained() -> bool:
@@ -543,8 +571,11 @@ def _phase(
         cpu_before = _cpu(worker.process.pid, sink.process.pid)
         started = time.monotonic()
         if ids is None:
-            for _ in range(messages):
-                noop.delay(NOOP_COUNTER, messages)
+            # Published as queue_now publishes the pipeline's tasks (one
+            # pipelined batch), so that (a) measures the worker, not this loop.
+            with noop.app.producer_or_acquire() as producer, producer.batch():
+                for _ in range(messages):
+                    noop.apply_async((NOOP_COUNTER, messages), producer=producer)
             published = messages
         else:
             published = services.queue_now(ids)
@@ -566,7 +597,7 @@ def _phase(
         finished = finished_at is not None
         seconds = (finished_at or time.monotonic()) - started
         cpu = {
-            k: v - cpu_before[k]
+            k: v - cpu_before.get(k, 0.0)
             for k, v in _cpu(worker.process.pid, sink.process.pid).items()
         }
         if finished:
@@ -605,7 +636,12 @@ def run(
     os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = BROKER_URL
     with app.connection_for_write() as broker:
         assert broker.as_uri().endswith(BROKER_URL.rpartition(":")[2]), broker
-    print(prepare(messages), flush=True)
+    with _alone():
+        print(prepare(messages), flush=True)
+        return _run(messages, concurrency, prefetch)
+
+
+def _run(messages: int, concurrency: int, prefetch: int) -> tuple[list[Row], list[str]]:
     command = worker_command(concurrency, prefetch)
     logs = Path(tempfile.mkdtemp(prefix="bench-notify-"))
     phases = [
@@ -623,7 +659,50 @@ def run(
         assert ids is None or len(ids) == messages
         print(f"{name}: running ...", flush=True)
         results.append(_phase(name, messages, ids, delay, command, logs))
-    return _rows(results, messages), _notes(results, command, logs)
+    notes = _notes(results, command, logs)
+    notes.append(
+        f"Written, not timed: building an email when its row is written costs the"
+        f" writer {_build_ms():.2f} ms CPU (the event's transaction, not the worker)."
+    )
+    return _rows(results, messages), notes
+
+
+@contextlib.contextmanager
+def _alone() -> Iterator[None]:
+    """Refuse to run beside another run of this benchmark (on this PostgreSQL):
+    both would flush the same Redis databases and reseed the same database."""
+    import psycopg
+    from django.db import connection
+
+    s = connection.settings_dict
+    with psycopg.connect(
+        host=s["HOST"],
+        port=s["PORT"] or 5432,
+        user=s["USER"],
+        password=s["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
+        locked = admin.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK]).fetchone()
+        if not (locked and locked[0]):
+            raise RuntimeError("Another notifications benchmark is running.")
+        yield  # the lock goes with the connection
+
+
+def _build_ms(sample: int = 200) -> float:
+    """CPU ms to build one stored email, as _write does, on bench rows."""
+    from notifications import gateways, services
+    from notifications.models import Channel, Notification
+
+    rows = list(
+        Notification.objects.filter(channel=Channel.EMAIL)
+        .select_related("shipment")
+        .order_by("pk")[:sample]
+    )
+    started = time.process_time()
+    for row in rows:
+        gateways.email_bytes(services._email(row))
+    return (time.process_time() - started) * 1000 / len(rows)
 
 
 def _rows(results: list[Result], messages: int) -> list[Row]:

@@ -86,8 +86,22 @@ class ReportForm(forms.Form):
         help_text="What happened, for colleagues.",
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, answers_inquiry: int | None = None, **kwargs: Any
+    ) -> None:
+        """`answers_inquiry`: reported from that open customer inquiry, which
+        the reporter may answer; offers to record the report as its answer."""
         super().__init__(*args, **kwargs)
+        extra = []
+        if answers_inquiry is not None:
+            self.fields["answer_inquiry"] = forms.BooleanField(
+                label=f"Answer inquiry #{answers_inquiry} with this report",
+                required=False,
+                initial=True,
+                help_text="The customer is told the cause and the expected "
+                "resolution by the exception message.",
+            )
+            extra.append("answer_inquiry")
         self.helper = _helper(
             "Report exception",
             Div(
@@ -101,6 +115,7 @@ class ReportForm(forms.Form):
                 css_class="row g-2",
             ),
             "description",
+            *extra,
             css="btn-danger btn-lg",
         )
 

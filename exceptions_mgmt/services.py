@@ -7,6 +7,7 @@ Every change writes an ExceptionChange row with who and when.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,13 +30,15 @@ from exceptions_mgmt.models import (
     Level,
     Severity,
 )
-from notifications.services import staff_alert_queue
+from notifications.services import queue_batched, staff_alert_queue
 from shipments import services as shipment_services
 from shipments.models import Shipment, Source
 from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+log = logging.getLogger(__name__)
 
 WORK = "exceptions_mgmt.work_exception"
 SUPERVISE = "exceptions_mgmt.supervise_exception"
@@ -138,9 +141,12 @@ def exception_report(
     source: str = Source.FORM,
     detection_key: str = "",
     occurred_at: datetime | None = None,
+    rules: dict[str, list[EscalationRule]] | None = None,
 ) -> DeliveryException:
     """Log an exception: a checkpoint puts the shipment on hold and the
-    customer is told the cause and the expected resolution at once."""
+    customer is told the cause and the expected resolution at once.
+    `rules` are the escalation rules when the caller has loaded them (a sweep
+    reporting many at once)."""
     errors: dict[str, str] = {}
     if cause not in Cause.values:
         errors["cause"] = "Choose a cause."
@@ -179,7 +185,9 @@ def exception_report(
                 reported_at=now,
                 detection_key=detection_key,
             )
-            exception.escalate_after = next_deadline(exception, _rules())
+            exception.escalate_after = next_deadline(
+                exception, _rules() if rules is None else rules
+            )
             exception.save()
             exception.report_event = shipment_services.checkpoint_record(
                 shipment=locked,
@@ -385,7 +393,7 @@ def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int
     recipients: dict[int, list[User]] = {}  # looked up once per level per run
     escalated = 0
     while True:
-        with transaction.atomic():
+        with transaction.atomic(), queue_batched():
             rows = list(
                 DeliveryException.objects.select_for_update(
                     skip_locked=True, of=("self",)
@@ -394,6 +402,7 @@ def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int
                 .filter(status__in=UNRESOLVED, escalate_after__lte=now)
                 .order_by("escalate_after", "id")[:batch]
             )
+            changes = []
             for exception in rows:
                 level = max(
                     (
@@ -408,26 +417,35 @@ def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int
                 if level > previous:
                     exception.escalation_level = level
                     exception.status = ExceptionStatus.ESCALATED
-                    _change(exception, None, "escalated", level=level)
+                    exception.version += 1
+                    changes.append(
+                        ExceptionChange(
+                            exception=exception,
+                            actor=None,
+                            action="escalated",
+                            data={"level": level},
+                        )
+                    )
                     # A sweep that ran late may jump two levels: every level
                     # passed hears of it, supervisors as well as managers.
                     for reached in range(previous + 1, level + 1):
+                        if reached not in recipients:
+                            recipients[reached] = list(_level_recipients(reached))
                         staff_alert_queue(
                             shipment=exception.shipment,
-                            users=recipients.setdefault(
-                                reached, list(_level_recipients(reached))
-                            ),
+                            users=recipients[reached],
                             key=f"escalation:{exception.pk}:{reached}",
                             context=_alert_context(exception),
                         )
                     escalated += 1
-                    exception.escalate_after = next_deadline(exception, rules)
-                    _save(exception)
-                else:
-                    # A rule was lengthened: move the deadline, not the version
-                    # (a form open on it must not be told it changed).
-                    exception.escalate_after = next_deadline(exception, rules)
-                    exception.save(update_fields=["escalate_after"])
+                exception.escalate_after = next_deadline(exception, rules)
+            # A row not escalated (a rule was lengthened) gets its new deadline
+            # but keeps its version: a form open on it must not be told it
+            # changed. Its other fields go back as read, under the lock.
+            DeliveryException.objects.bulk_update(
+                rows, ["escalation_level", "status", "version", "escalate_after"]
+            )
+            ExceptionChange.objects.bulk_create(changes)
         if len(rows) < batch:
             return escalated
 
@@ -447,7 +465,9 @@ def _alert_context(exception: DeliveryException) -> dict[str, Any]:
     }
 
 
-def exceptions_detect(*, now: datetime | None = None, limit: int = 1000) -> int:
+def exceptions_detect(
+    *, now: datetime | None = None, limit: int = 1000, chunk: int = 50
+) -> int:
     """Raise a delay exception, once, for each package past its ETA and each
     in-transit package without a scan for TRACKSOP_STALL_HOURS."""
     now = now or timezone.now()
@@ -478,22 +498,52 @@ def exceptions_detect(*, now: datetime | None = None, limit: int = 1000) -> int:
         .order_by("last_event_at", "id")
         .values_list("pk", "key")[:limit]
     )
+    rules = _rules()
     for cause, rows in ((Cause.LATE, late), (Cause.NO_SCAN, stalled)):
-        for pk, key in list(rows):
-            try:
-                exception_report(
-                    shipment=pk,
-                    user=None,
-                    cause=cause,
-                    severity=settings.TRACKSOP_DETECTED_SEVERITY,
-                    expected_resolution=resolution,
-                    source=Source.SYSTEM,
-                    detection_key=key,
-                )
-            except (ExceptionConflict, IntegrityError):
-                continue  # moved on, or another sweep got there first
-            found += 1
+        work = list(rows)  # read once the late ones are on hold, not before
+        for start in range(0, len(work), chunk):
+            # One commit and one publish per chunk rather than per detection;
+            # each detection is still all or nothing, in its own savepoint.
+            # Locks in shipment order: two sweeps at once cannot deadlock.
+            with transaction.atomic(), queue_batched():
+                for pk, key in sorted(work[start : start + chunk]):
+                    found += _detect(
+                        shipment=pk,
+                        cause=cause,
+                        key=key,
+                        resolution=resolution,
+                        rules=rules,
+                    )
     return found
+
+
+def _detect(
+    *,
+    shipment: int,
+    cause: str,
+    key: str,
+    resolution: datetime,
+    rules: dict[str, list[EscalationRule]],
+) -> int:
+    try:
+        exception_report(
+            shipment=shipment,
+            user=None,
+            cause=cause,
+            severity=settings.TRACKSOP_DETECTED_SEVERITY,
+            expected_resolution=resolution,
+            source=Source.SYSTEM,
+            detection_key=key,
+            rules=rules,
+        )
+    except (ExceptionConflict, IntegrityError):
+        return 0  # moved on, or another sweep got there first
+    except Exception:
+        # Rolled back to its savepoint: one bad row must not take the rest
+        # of its chunk with it. The next sweep tries it again.
+        log.exception("Detecting %s on shipment %s failed", key, shipment)
+        return 0
+    return 1
 
 
 def _key(prefix: str, field: str) -> Any:

@@ -23,6 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import Truncator
 from django.views.decorators.http import require_GET, require_POST
 
 from exceptions_mgmt import selectors, services
@@ -41,9 +42,10 @@ from exceptions_mgmt.models import DeliveryException
 from exceptions_mgmt.services import SUPERVISE, WORK, ExceptionConflict
 from notifications.models import Channel, Status
 from shipments import selectors as shipment_selectors
+from shipments import services as shipment_services
 from shipments import tracking_numbers as tn
 from shipments import views as shipment_views
-from shipments.models import Source
+from shipments.models import Inquiry, Shipment, Source
 from shipments.services import TransitionRefused
 from shipments.views import GET_POST, staff_view
 
@@ -354,27 +356,93 @@ def resolve(request: HttpRequest, pk: int) -> HttpResponse:
 @GET_POST
 def report(request: HttpRequest, code: str) -> HttpResponse:
     shipment = shipment_selectors.shipment_get(user=request.user, code=code)
-    form = ReportForm(shipment_views._posted(request))
+    user = _user(request)
+    # Reported from a customer inquiry (`?inquiry=<pk>`, kept in the URL the
+    # form posts back to): its question fills the description, and the
+    # report may become the inquiry's answer.
+    inquiry = _inquiry_asked_about(request, shipment)
+    answers = (
+        inquiry is not None
+        and inquiry.status == Inquiry.Status.OPEN
+        and user.has_perm("shipments.answer_inquiry")
+    )
+    form = ReportForm(
+        shipment_views._posted(request),
+        initial=_from_inquiry(inquiry),
+        answers_inquiry=inquiry.pk if answers and inquiry else None,
+    )
     status = 200
     if request.method == "POST" and form.is_valid():
         exception, status = _run(
             form,
             lambda: services.exception_report(
-                shipment=shipment, user=_user(request), **form.report_kwargs()
+                shipment=shipment, user=user, **form.report_kwargs()
             ),
         )
         if exception is not None:
-            messages.success(request, _customer_told(exception))
+            told = _customer_told(exception)
+            messages.success(request, told)
+            if inquiry is not None and form.cleaned_data.get("answer_inquiry"):
+                _answer_with_report(request, inquiry, exception, told)
             return redirect(exception)
+    intro = (
+        "The package is put on hold, and the customer is told the cause "
+        "and the expected resolution at once."
+    )
+    if inquiry is not None:
+        intro += f" Reported from customer inquiry #{inquiry.pk}."
     return shipment_views._form_page(
         request,
         form,
         title=f"Report an exception — {shipment.shipment_id}",
         shipment=shipment,
         status=status,
-        intro="The package is put on hold, and the customer is told the cause "
-        "and the expected resolution at once.",
+        intro=intro,
     )
+
+
+def _inquiry_asked_about(request: HttpRequest, shipment: Shipment) -> Inquiry | None:
+    raw = request.GET.get("inquiry", "")
+    # Digits that fit a bigint; anything else is a mangled link: ignored.
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 19):
+        return None
+    if not request.user.has_perm(shipment_selectors.VIEW_INQUIRY):
+        return None
+    return shipment_selectors.inquiry_get(shipment=shipment, pk=int(raw))
+
+
+def _from_inquiry(inquiry: Inquiry | None) -> dict[str, Any]:
+    if inquiry is None:
+        return {}
+    when = timezone.localtime(inquiry.created_at).strftime("%Y-%m-%d %H:%M %Z")
+    text = (
+        f"Customer inquiry #{inquiry.pk} ({inquiry.get_channel_display()}, "
+        f"{when}): {inquiry.question}"
+    )
+    limit = DeliveryException._meta.get_field("description").max_length or 2000
+    return {"description": Truncator(text).chars(limit)}
+
+
+def _answer_with_report(
+    request: HttpRequest,
+    inquiry: Inquiry,
+    exception: DeliveryException,
+    told: str,
+) -> None:
+    """The inquiry's answer names the exception, so each leads to the other
+    (the exception's description names the inquiry)."""
+    when = timezone.localtime(exception.expected_resolution)
+    answer = (
+        f"Reported as exception #{exception.pk}: {exception.cause_label}, "
+        f"expected resolution {when:%Y-%m-%d %H:%M %Z}. "
+        + told.removeprefix("Exception reported. ")
+    )
+    try:
+        shipment_services.inquiry_answer(
+            inquiry=inquiry, user=_user(request), answer=answer
+        )
+    except TransitionRefused as exc:
+        messages.warning(request, f"{exc} The exception is reported all the same.")
 
 
 def _customer_told(exception: DeliveryException) -> str:

@@ -17,6 +17,44 @@ class PreferenceForm(forms.Form):
     )
 
 
+class SubscribeForm(forms.Form):
+    """The tracking page's "get updates" form; the service normalises and
+    checks the address, with the shipment's country in hand."""
+
+    channel = forms.ChoiceField(
+        choices=[(Channel.EMAIL, _("Email")), (Channel.SMS, _("Text message (SMS)"))],
+        widget=forms.RadioSelect,
+        initial=Channel.EMAIL,
+        label=_("Send updates by"),
+    )
+    address = forms.CharField(
+        max_length=254,
+        label=_("Email address or mobile number"),
+        widget=forms.TextInput(attrs={"autocapitalize": "off", "spellcheck": "false"}),
+        help_text=_(
+            "We send a code to it first. Nothing else goes to it until you "
+            "type the code here."
+        ),
+    )
+
+
+class SubscriptionCodeForm(forms.Form):
+    code = forms.CharField(
+        max_length=20,
+        label=_("Code"),
+        help_text=_("The 6 digits in the message we sent you."),
+        widget=forms.TextInput(
+            attrs={"inputmode": "numeric", "autocomplete": "one-time-code"}
+        ),
+    )
+
+    def clean_code(self) -> str:
+        code = "".join(self.cleaned_data["code"].split()).replace("-", "")
+        if not (len(code) == 6 and code.isascii() and code.isdigit()):
+            raise forms.ValidationError(_("Enter the 6 digits of the code."))
+        return code
+
+
 class PreviewForm(forms.Form):
     kind = forms.ChoiceField(choices=Kind.choices)
     channel = forms.ChoiceField(choices=Channel.choices)
@@ -51,7 +89,9 @@ class MessageTemplateForm(forms.ModelForm):
         data = super().clean() or {}
         for field in ("subject", "body_text", "body_html"):
             try:
-                Engine().from_string(data.get(field) or "")
+                Engine(libraries={"i18n": "django.templatetags.i18n"}).from_string(
+                    data.get(field) or ""
+                )
             except TemplateSyntaxError as exc:
                 self.add_error(field, f"Template error: {exc}")
         if data.get("channel") == Channel.SMS and data.get("body_html"):

@@ -82,6 +82,10 @@ class Notification(models.Model):
     subject = models.CharField(max_length=255, blank=True)
     body_text = models.TextField(blank=True)
     body_html = models.TextField(blank=True)
+    # An email exactly as the mail server gets it (RFC 5322 bytes), built when
+    # the row is written: the worker only sends it. Empty for SMS, and for a
+    # row written without it, which the worker builds when it sends.
+    mime = models.BinaryField(blank=True, default=b"", editable=False)
 
     status = models.CharField(
         max_length=12, choices=Status.choices, default=Status.PENDING

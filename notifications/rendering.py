@@ -17,20 +17,32 @@ from typing import Any
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 from django.conf import settings
+from django.core.cache import cache
 from django.template import Context, Engine, TemplateDoesNotExist
 from django.template import engines as template_engines
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from notifications import links
-from notifications.models import Audience, Channel, Kind, MessageTemplate
+from notifications.models import (
+    Audience,
+    Channel,
+    Kind,
+    MessageTemplate,
+    Subscription,
+)
 from shipments.models import Shipment, TrackingEvent
 
 log = logging.getLogger(__name__)
 
 # Plain text must not be HTML-escaped: a separate engine without autoescape, and
 # Contexts that say so too (a raw Template takes autoescape from its Context).
-_TEXT = Engine(app_dirs=True, autoescape=False)
+_TEXT = Engine(
+    app_dirs=True,
+    autoescape=False,
+    # {% translate %} in texts sent in the language of the page that asked.
+    libraries={"i18n": "django.templatetags.i18n"},
+)
 _DIR = "notifications/messages"
 
 # What a customer's dispatch message must state (DESIGN: customer notification).
@@ -74,9 +86,12 @@ def message_context(
     audience: str,
     event: TrackingEvent | None = None,
     extra: dict[str, Any] | None = None,
+    subscription: Subscription | None = None,
 ) -> dict[str, Any]:
     """Everything a template may use. Exception and delay details come from the
-    event's data: cause, expected_resolution (ISO time), from/to (ISO dates)."""
+    event's data: cause, expected_resolution (ISO time), from/to (ISO dates).
+    A subscriber's `manage_url` is their stop link, so that every SMS text,
+    which ends with `manage_url`, carries it."""
     data = event.data if event is not None else {}
     names: dict[str, str] = {
         Audience.RECIPIENT: shipment.recipient_name,
@@ -93,6 +108,7 @@ def message_context(
         "tracking_number": shipment.tracking_number or "",
         "carrier_tracking_url": shipment.tracking_url,
         "tracking_url": links.tracking_url(shipment.public_token),
+        "feedback_url": links.feedback_url(shipment.public_token),
         "ship_date": (
             timezone.localdate(shipment.dispatched_at)
             if shipment.dispatched_at
@@ -114,6 +130,11 @@ def message_context(
     }
     if audience in (Audience.RECIPIENT, Audience.SENDER):
         context["manage_url"] = links.manage_url(shipment.public_token, audience)
+    elif audience == Audience.SUBSCRIBER:
+        if subscription is not None:
+            context["stop_url"] = context["manage_url"] = links.stop_url(
+                shipment.public_token, subscription.pk
+            )
     else:
         context["staff_url"] = links.absolute(shipment.get_absolute_url())
     context.update(extra or {})
@@ -127,8 +148,32 @@ def missing_for(kind: str, context: dict[str, Any]) -> list[str]:
     return [label for key, label in DISPATCH_REQUIRED.items() if not context.get(key)]
 
 
+_OVERRIDES_KEY = "notifications:template-overrides"
+
+
 def _override(kind: str, channel: str) -> MessageTemplate | None:
-    return MessageTemplate.objects.filter(kind=kind, channel=channel).first()
+    """The admin's override, from a cached copy of the (tiny) overrides table:
+    a sweep renders hundreds of messages and would otherwise ask the database
+    each time. Saving or deleting an override drops the copy."""
+    try:
+        rows = cache.get(_OVERRIDES_KEY)
+    except Exception:
+        rows = None  # the cache is down: ask the database
+    if rows is None:
+        rows = {(r.kind, r.channel): r for r in MessageTemplate.objects.all()}
+        try:
+            cache.set(_OVERRIDES_KEY, rows, 3600)
+        except Exception:
+            log.warning("Template overrides not cached", exc_info=True)
+    return rows.get((kind, channel))
+
+
+def overrides_forget(**_kwargs: Any) -> None:
+    """post_save/post_delete of MessageTemplate: the cached copy is stale."""
+    try:
+        cache.delete(_OVERRIDES_KEY)
+    except Exception:
+        log.warning("Template overrides cache not cleared", exc_info=True)
 
 
 def _render_file(name: str, context: dict[str, Any], *, html: bool) -> str:

@@ -15,7 +15,7 @@ def notification_history(*, shipment: Shipment) -> list[Notification]:
     return list(
         Notification.objects.filter(shipment=shipment)
         .select_related("requested_by")
-        .defer("body_html")
+        .defer("body_html", "mime")
         .order_by("-created_at", "-id")[:HISTORY_LIMIT]
     )
 
@@ -25,7 +25,7 @@ def failed_notifications() -> QuerySet[Notification]:
     return (
         Notification.objects.filter(status=Status.FAILED, superseded_at__isnull=True)
         .select_related("shipment")
-        .defer("body_html", "body_text")
+        .defer("body_html", "body_text", "mime")
         .order_by("-created_at", "-id")
     )
 

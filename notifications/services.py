@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import timedelta
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
 
 import phonenumbers
+from celery import current_task
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -33,6 +38,7 @@ from notifications.models import (
     Notification,
     Preference,
     Status,
+    Subscription,
 )
 from notifications.sms import PermanentError, SendError
 from shipments.models import Shipment, TrackingEvent
@@ -40,6 +46,7 @@ from shipments.status import EventKind, ShipmentStatus
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+    from django.core.mail import EmailMultiAlternatives
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +146,7 @@ def _write(
     event: TrackingEvent | None = None,
     suppressed: str = "",
     requested_by: User | None = None,
+    subscription: Subscription | None = None,
 ) -> Notification:
     """Render and store one outbox row. A template that fails marks the row
     failed instead of raising: the event that caused it must still save."""
@@ -151,6 +159,7 @@ def _write(
         to=to[:254],
         idempotency_key=key,
         requested_by=requested_by,
+        subscription=subscription,
         next_attempt_at=timezone.now(),
     )
     missing = rendering.missing_for(kind, context)
@@ -171,13 +180,62 @@ def _write(
             None,
         )
     row.save()
+    # Not in a task (the exceptions sweep): the workers that send would build
+    # it all the same, so they do when sending, and the task stays short.
+    # (current_task is a proxy, false outside a task.)
+    pending = row.status == Status.PENDING
+    if row.channel == Channel.EMAIL and pending and not current_task:
+        _prepare_email(row)
     return row
+
+
+def _prepare_email(row: Notification) -> None:
+    """Store the email's bytes on its row, built by the writer (a web request)
+    rather than by a worker: building costs more CPU than the rest of sending
+    together, and workers' CPU limits how fast they send
+    (bench/notifications.py). The record then holds exactly what the mail
+    server got. After the insert: the Message-ID is made of the row's id."""
+    try:
+        row.mime = gateways.email_bytes(_email(row))
+    except PermanentError as exc:
+        row.status, row.last_error, row.next_attempt_at = Status.FAILED, str(exc), None
+    except Exception:
+        # Never the reason an event fails to save: the worker builds it.
+        log.exception("Notification %s not built; the worker will", row.pk)
+        return
+    row.save(update_fields=["mime", "status", "last_error", "next_attempt_at"])
+
+
+# The ids of the rows written inside queue_batched(), if that is where we are.
+_batch: ContextVar[list[int] | None] = ContextVar("queue_batch", default=None)
 
 
 def _queue_on_commit(rows: Iterable[Notification]) -> None:
     ids = [row.pk for row in rows if row.status == Status.PENDING]
-    if ids:
+    if not ids:
+        return
+    batch = _batch.get()
+    if batch is None:
         transaction.on_commit(partial(queue_now, ids))
+    else:
+        # The ids join the batch at commit. A savepoint rolled back drops
+        # this hook with it, so a row that was never committed is not queued.
+        transaction.on_commit(partial(batch.extend, ids))
+
+
+@contextmanager
+def queue_batched() -> Iterator[None]:
+    """Rows queued inside the block go to the broker together after commit,
+    in one publish instead of one per call (a sweep writes hundreds). Use it
+    inside the transaction that writes the rows."""
+    batch: list[int] = []
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    # Registered after the rows' hooks, so it runs once they have all joined.
+    transaction.on_commit(partial(queue_now, batch))
 
 
 def queue_now(ids: Sequence[int]) -> int:
@@ -186,16 +244,25 @@ def queue_now(ids: Sequence[int]) -> int:
     request or task that wrote them carries on."""
     from notifications.tasks import notification_send
 
-    for done, pk in enumerate(ids):
-        try:
-            notification_send.delay(pk)
-        except Exception:
-            log.warning(
-                "Broker unavailable; %d notification(s) wait for the sweeper",
-                len(ids) - done,
-                exc_info=True,
-            )
-            return done
+    if not ids:
+        return 0
+    try:
+        with notification_send.app.producer_or_acquire() as producer:
+            # Kombu >= 5.7 pipelines the publishes to Redis: one round trip
+            # per thousand messages instead of one each. Elsewhere one each.
+            batch = getattr(producer, "batch", None)
+            with batch() if batch is not None else nullcontext():
+                for pk in ids:
+                    notification_send.apply_async((pk,), producer=producer)
+    except Exception:
+        # How many a failed pipeline delivered is unknown: the sweeper queues
+        # them all again and the claim sends each once.
+        log.warning(
+            "Broker unavailable; %d notification(s) wait for the sweeper",
+            len(ids),
+            exc_info=True,
+        )
+        return 0
     return len(ids)
 
 
@@ -248,7 +315,44 @@ def notifications_for_event(
                     suppressed=reason,
                 )
             )
+    rows += _subscriber_rows(event=event, shipment=shipment, kind=kind, seen=seen)
     _queue_on_commit(rows)
+    return rows
+
+
+def _subscriber_rows(
+    *, event: TrackingEvent, shipment: Shipment, kind: str, seen: set[str]
+) -> list[Notification]:
+    """One row per confirmed, unstopped address added on the tracking page, on
+    its own channel. Same key scheme as the parties': an address that is also
+    the recipient's was written above and gets one message."""
+    rows = []
+    for subscription in Subscription.objects.filter(
+        shipment=shipment, confirmed_at__isnull=False, stopped_at__isnull=True
+    ).order_by("pk"):
+        key = f"event:{event.pk}:{subscription.channel}:{subscription.address.lower()}"
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(
+            _write(
+                shipment=shipment,
+                kind=kind,
+                channel=subscription.channel,
+                audience=Audience.SUBSCRIBER,
+                to=subscription.address,
+                key=key,
+                context=rendering.message_context(
+                    shipment=shipment,
+                    audience=Audience.SUBSCRIBER,
+                    event=event,
+                    subscription=subscription,
+                ),
+                event=event,
+                subscription=subscription,
+                suppressed=address_problem(subscription.channel, subscription.address),
+            )
+        )
     return rows
 
 
@@ -266,9 +370,15 @@ def staff_alert_queue(
     transaction that records the occasion."""
     rows = []
     base = rendering.message_context(shipment=shipment, audience=Audience.STAFF)
+    users = list(users)
+    written = set(
+        Notification.objects.filter(
+            idempotency_key__in=[f"{key}:user:{user.pk}" for user in users]
+        ).values_list("idempotency_key", flat=True)
+    )
     for user in users:
         row_key = f"{key}:user:{user.pk}"
-        if Notification.objects.filter(idempotency_key=row_key).exists():
+        if row_key in written:
             continue
         to = (user.email or "").strip()
         rows.append(
@@ -317,17 +427,23 @@ _CLAIMED = frozenset(
         "body_html",
         "attempts",
         "shipment_id",
+        "subscription_id",
+        "mime",
     ]
 )
 
 
 @cache
-def _claim_sql() -> tuple[str, tuple[str, ...]]:
+def _claim_sql(*, others: bool = False) -> tuple[str, tuple[str, ...]]:
     """One statement (UPDATE ... RETURNING, PostgreSQL and SQLite alike) for
     what took the ORM three: the conditional claim, the row, and the party's
     preference. Their query building cost a worker about as much CPU as the
     email itself (see bench/notifications.py). Returns the SQL and the columns
-    it returns, in the model's field order, as Model.from_db wants them."""
+    it returns, in the model's field order, as Model.from_db wants them.
+
+    With `others`, it claims up to a number of due emails instead of one row,
+    newest first: the tasks of the oldest are at the head of the queue, about
+    to claim their own rows."""
     q = connection.ops.quote_name
     notification, shipment, preference = (
         q(model._meta.db_table) for model in (Notification, Shipment, Preference)
@@ -335,11 +451,27 @@ def _claim_sql() -> tuple[str, tuple[str, ...]]:
     columns = tuple(
         f.attname for f in Notification._meta.concrete_fields if f.attname in _CLAIMED
     )
-    # Identifiers from model metadata, never from input.
-    sql = f"""
+    due, where = "", "id = %s AND status = %s AND next_attempt_at <= %s"
+    if others:
+        # Claims at once share the rows instead of waiting for each other.
+        skip = (
+            " FOR UPDATE SKIP LOCKED"
+            if connection.features.has_select_for_update_skip_locked
+            else ""
+        )
+        # Materialized: as a subquery the planner may run it again for each
+        # row it updates, and each run locks other rows, past the limit.
+        # Identifiers from model metadata, never from input (and below).
+        due = f"""WITH due AS MATERIALIZED (
+            SELECT id FROM {notification}
+            WHERE status = %s AND next_attempt_at <= %s AND channel = %s
+            ORDER BY next_attempt_at DESC, id DESC LIMIT %s{skip}
+        )"""  # noqa: S608
+        where = "id IN (SELECT id FROM due) AND status = %s"
+    sql = f"""{due}
         UPDATE {notification}
         SET status = %s, attempts = attempts + 1, next_attempt_at = %s
-        WHERE id = %s AND status = %s AND next_attempt_at <= %s
+        WHERE {where}
         RETURNING {", ".join(q(c) for c in columns)},
             (SELECT public_token FROM {shipment}
              WHERE {shipment}.id = {notification}.shipment_id),
@@ -350,27 +482,54 @@ def _claim_sql() -> tuple[str, tuple[str, ...]]:
     return sql, columns
 
 
-def _claim(pk: int) -> tuple[Notification, str] | None:
-    """Claim the row if it is due and nobody has it: the row (only the fields
-    sending needs, with its shipment's public token) and its party's choice."""
+def _claim_times() -> tuple[Any, Any]:
+    """Now and the end of a claim made now, as the database takes them."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.TRACKSOP_NOTIFY_LEASE_SECONDS)
     adapt = connection.ops.adapt_datetimefield_value
-    sql, columns = _claim_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [Status.SENDING.value, adapt(lease), pk, Status.PENDING.value, adapt(now)],
-        )
-        claimed = cursor.fetchone()
-    if claimed is None:
-        return None
-    *values, token, choice = claimed
-    row = Notification.from_db(connection.alias, columns, values)
+    return adapt(now), adapt(lease)
+
+
+def _claimed(
+    values: Sequence[Any], columns: tuple[str, ...]
+) -> tuple[Notification, str]:
+    """The row (only the fields sending needs, with its shipment's public
+    token) and its party's choice, from a row the claim returned."""
+    *fields, token, choice = values
+    row = Notification.from_db(connection.alias, columns, fields)
     row.shipment = Shipment.from_db(
         connection.alias, ("id", "public_token"), (row.shipment_id, token)
     )
     return row, choice or Preference.Choice.BOTH
+
+
+def _claim(pk: int) -> tuple[Notification, str] | None:
+    """Claim the row if it is due and nobody has it."""
+    now, lease = _claim_times()
+    sql, columns = _claim_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, [Status.SENDING.value, lease, pk, Status.PENDING.value, now]
+        )
+        claimed = cursor.fetchone()
+    return None if claimed is None else _claimed(claimed, columns)
+
+
+def _claim_due_emails(limit: int) -> list[tuple[Notification, str]]:
+    """Claim up to `limit` due emails nobody has, in id order."""
+    now, lease = _claim_times()
+    sql, columns = _claim_sql(others=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                *(Status.PENDING.value, now, Channel.EMAIL.value, limit),
+                *(Status.SENDING.value, lease),
+                Status.PENDING.value,
+            ],
+        )
+        claimed = cursor.fetchall()
+    return sorted((_claimed(c, columns) for c in claimed), key=lambda c: c[0].pk)
 
 
 def _finish(row: Notification, **fields: Any) -> bool:
@@ -392,15 +551,15 @@ def _finish(row: Notification, **fields: Any) -> bool:
         return cursor.rowcount > 0
 
 
-def _send(row: Notification) -> str:
-    if row.channel == Channel.SMS:
-        return gateways.send_sms(to=row.to, body=row.body_text)
-    unsubscribe = (
-        links.unsubscribe_url(row.shipment.public_token, row.audience)
-        if row.audience != Audience.STAFF
-        else ""
-    )
-    return gateways.send_email(
+def _email(row: Notification) -> EmailMultiAlternatives:
+    """The email a row stands for (needs its shipment's public token)."""
+    token, unsubscribe = row.shipment.public_token, ""
+    if row.audience == Audience.SUBSCRIBER:
+        if row.subscription_id is not None:
+            unsubscribe = links.stop_one_click_url(token, row.subscription_id)
+    elif row.audience != Audience.STAFF:
+        unsubscribe = links.unsubscribe_url(token, row.audience)
+    return gateways.email_message(
         notification_id=row.pk,
         to=row.to,
         subject=row.subject,
@@ -410,14 +569,103 @@ def _send(row: Notification) -> str:
     )
 
 
+def _send(row: Notification) -> str:
+    if row.channel == Channel.SMS:
+        return gateways.send_sms(to=row.to, body=row.body_text)
+    if not row.mime and gateways.sends_bytes():
+        # Written by a task, or by a path that does not build (a resend):
+        # built once, now, and kept, so that a retry sends the same bytes and
+        # the record holds what was sent.
+        row.mime = gateways.email_bytes(_email(row))
+        Notification.objects.filter(
+            pk=row.pk, status=Status.SENDING, attempts=row.attempts
+        ).update(mime=row.mime)
+    return gateways.send_email(
+        notification_id=row.pk,
+        to=row.to,
+        prepared=bytes(row.mime),
+        build=partial(_email, row),
+    )
+
+
 def notification_deliver(*, notification_id: int) -> float | None:
     """Send one pending message. Returns seconds until the next attempt when a
     temporary failure leaves it pending, else None (sent, failed, suppressed,
     or not ours to send: gone, done, not yet due, or claimed by another)."""
     claimed = _claim(notification_id)
+    return None if claimed is None else _deliver(*claimed)
+
+
+# Rows a batch in this process took from other rows' tasks (see
+# notification_deliver_batch), so those tasks return without a query. A mark
+# is dropped when its row is left pending: its retry task must claim it.
+# Bounded: a task that went to another process never comes for its mark, and
+# a task whose mark is gone claims nothing (the row is taken or done).
+_taken: dict[int, None] = {}
+_taken_lock = threading.Lock()
+_TAKEN_LIMIT = 50_000
+
+
+def _take(ids: Iterable[int]) -> None:
+    with _taken_lock:
+        _taken.update(dict.fromkeys(ids))
+        while len(_taken) > _TAKEN_LIMIT:
+            del _taken[next(iter(_taken))]
+
+
+def _untake(ids: Iterable[int]) -> bool:
+    """Drop the marks; whether there was any."""
+    found = False
+    with _taken_lock:
+        for pk in ids:
+            found = _taken.pop(pk, False) is None or found
+    return found
+
+
+def notification_deliver_batch(*, notification_id: int, size: int) -> dict[int, float]:
+    """What a task does: send the row `notification_id` names and, while the
+    mail connection is open, up to size - 1 other emails that are due, each
+    claimed, re-checked and recorded on its own as notification_deliver does.
+    Under a backlog a worker then spends its CPU on sending rather than on
+    claiming (bench/notifications.py). Returns the seconds until the next
+    attempt of each row left pending; the caller queues those retries."""
+    if _untake([notification_id]):
+        return {}  # a batch here has it
+    claimed = _claim(notification_id)
     if claimed is None:
-        return None
-    row, choice = claimed
+        return {}
+    batch = [claimed]
+    if size > 1 and claimed[0].channel == Channel.EMAIL:
+        batch += _claim_due_emails(size - 1)
+        _take(row.pk for row, _ in batch[1:])
+    # Past this, the rest would be sent after their claim may have lapsed and
+    # another worker taken them: they go back, untried, their attempt undone.
+    deadline = time.monotonic() + settings.TRACKSOP_NOTIFY_LEASE_SECONDS / 2
+    retries: dict[int, float] = {}
+    try:
+        for n, (row, choice) in enumerate(batch):
+            if n and time.monotonic() > deadline:
+                for rest, _ in batch[n:]:
+                    retries[rest.pk] = wait = retry_delay(rest.attempts)
+                    _finish(
+                        rest,
+                        status=Status.PENDING,
+                        attempts=rest.attempts - 1,
+                        next_attempt_at=timezone.now() + timedelta(seconds=wait),
+                    )
+                break
+            delay = _deliver(row, choice)
+            if delay is not None:
+                retries[row.pk] = delay
+    except BaseException:
+        _untake(row.pk for row, _ in batch)
+        raise
+    _untake(retries)
+    return retries
+
+
+def _deliver(row: Notification, choice: str) -> float | None:
+    """Send a claimed row and record the outcome, as notification_deliver."""
     if row.audience != Audience.STAFF and _declined(choice, row.channel):
         # Honoured at once: the customer turned this channel off after the
         # message was written but before it went.
@@ -426,6 +674,21 @@ def notification_deliver(*, notification_id: int) -> float | None:
             status=Status.SUPPRESSED,
             next_attempt_at=None,
             last_error=f"The {row.audience} turned off these updates before sending.",
+        )
+        return None
+    if (
+        row.audience == Audience.SUBSCRIBER
+        and row.subscription_id is not None
+        and Subscription.objects.filter(
+            pk=row.subscription_id, stopped_at__isnull=False
+        ).exists()
+    ):
+        # Likewise for an address added on the tracking page and stopped since.
+        _finish(
+            row,
+            status=Status.SUPPRESSED,
+            next_attempt_at=None,
+            last_error="The subscriber stopped these updates before sending.",
         )
         return None
     try:
@@ -507,6 +770,17 @@ def notification_resend(*, notification: Notification, user: User) -> Notificati
     shipment = original.shipment
     if original.audience == Audience.STAFF:
         to = original.to
+    elif original.audience == Audience.SUBSCRIBER:
+        # Only to an address still confirmed; a code is asked for anew.
+        subscription = original.subscription
+        if original.kind == Kind.SUBSCRIPTION_CONFIRM:
+            raise ValidationError(
+                "A confirmation code is not sent again: the customer asks "
+                "for a new one on the tracking page."
+            )
+        if subscription is None or not subscription.is_active:
+            raise ValidationError("The subscriber stopped these updates.")
+        to = subscription.address
     else:
         if _declined(preference_for(shipment, original.audience), original.channel):
             raise ValidationError(
@@ -529,6 +803,7 @@ def notification_resend(*, notification: Notification, user: User) -> Notificati
             body_html=original.body_html,
             idempotency_key=f"resend:{original.pk}:{uuid.uuid4().hex}",
             resend_of=original,
+            subscription_id=original.subscription_id,
             requested_by=user,
             next_attempt_at=timezone.now(),
         )

@@ -6,18 +6,21 @@ from __future__ import annotations
 import contextlib
 
 from celery import shared_task
+from django.conf import settings
 
 from notifications import services
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def notification_send(notification_id: int) -> None:
-    retry_in = services.notification_deliver(notification_id=notification_id)
-    if retry_in is not None:
+    retries = services.notification_deliver_batch(
+        notification_id=notification_id, size=settings.TRACKSOP_NOTIFY_BATCH_SIZE
+    )
+    for pk, retry_in in retries.items():
         # Not inside a transaction; if the broker is down now, the sweeper
         # queues the row once its next_attempt_at has passed.
         with contextlib.suppress(Exception):
-            notification_send.apply_async((notification_id,), countdown=retry_in)
+            notification_send.apply_async((pk,), countdown=retry_in)
 
 
 @shared_task(ignore_result=True)

@@ -1,7 +1,9 @@
-"""Staff pages for messages, and the customer's manage link (no login)."""
+"""Staff pages for messages, the customer's manage link, and the tracking
+page's "get updates" pages (no login)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -13,19 +15,36 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from notifications import links, rendering, selectors, services
-from notifications.forms import PreferenceForm, PreviewForm
-from notifications.models import Audience, Channel, Notification, Preference
+from notifications import links, rendering, selectors, services, subscriptions
+from notifications.forms import (
+    PreferenceForm,
+    PreviewForm,
+    SubscribeForm,
+    SubscriptionCodeForm,
+)
+from notifications.models import (
+    Audience,
+    Channel,
+    Notification,
+    Preference,
+    Subscription,
+)
+from notifications.subscriptions import SubscriptionError
 from shipments.models import Carrier, Shipment
 from shipments.status import ShipmentStatus
 from shipments.views import GET_POST, staff_view
+from tracksop.http import over_limit, public_not_found, public_page, too_many
+
+log = logging.getLogger(__name__)
 
 
 def _back(request: HttpRequest, fallback: str) -> HttpResponse:
@@ -124,6 +143,10 @@ def _sample_details(context: dict[str, Any]) -> dict[str, Any]:
         "level": 1,
         "reported_at": now - timedelta(hours=30),
         "deadline": now - timedelta(hours=6),
+        # The confirmation code message.
+        "code": "123456",
+        "minutes": 30,
+        "confirm_url": context.get("tracking_url", "") + "subscribe/1/?code=123456",
     }
 
 
@@ -246,3 +269,164 @@ def unsubscribe(request: HttpRequest, token: str, code: str) -> HttpResponse:
         shipment=shipment, audience=audience, channels=Preference.Choice.NONE
     )
     return HttpResponse(_("You will get no more updates about this shipment."))
+
+
+# --- "Get updates" from the tracking page (no login) ------------------------------
+
+
+def _public_shipment(token: str) -> Shipment | None:
+    return (
+        Shipment.objects.only("id", "status", "public_token", "recipient_country")
+        .filter(public_token=token)
+        .first()
+    )
+
+
+@never_cache
+@GET_POST
+def subscribe(request: HttpRequest, token: str) -> HttpResponse:
+    shipment = _public_shipment(token)
+    if shipment is None:
+        return public_not_found(request)
+    form = SubscribeForm(request.POST if request.method == "POST" else None)
+    context = {
+        "form": form,
+        "closed": shipment.is_closed,
+        "status": shipment.get_status_display(),
+        "tracking_url": links.tracking_url(token),
+    }
+    if request.method != "POST":
+        return public_page(request, "public/subscribe.html", context)
+    if wait := over_limit(
+        request, group="public-subscribe", rate=settings.TRACKSOP_PUBLIC_POST_RATE
+    ):
+        return too_many(request, wait)
+    if form.is_valid():
+        try:
+            subscription = subscriptions.subscription_request(
+                shipment=shipment,
+                channel=form.cleaned_data["channel"],
+                address=form.cleaned_data["address"],
+                language=get_language() or "",
+            )
+        except SubscriptionError as exc:
+            form.add_error(exc.field, exc.message)
+        else:
+            return redirect(
+                "public-subscribe-confirm",
+                token=token,
+                ref=links.confirm_ref(token, subscription.pk),
+            )
+    return public_page(request, "public/subscribe.html", context, status=400)
+
+
+@never_cache
+@GET_POST
+def subscribe_confirm(request: HttpRequest, token: str, ref: str) -> HttpResponse:
+    shipment = _public_shipment(token)
+    pk = links.confirm_subscription_id(token, ref)
+    subscription = (
+        Subscription.objects.filter(pk=pk, shipment=shipment).first()
+        if shipment is not None and pk is not None
+        else None
+    )
+    if shipment is None or subscription is None:
+        return public_not_found(request)
+    here = reverse("public-subscribe-confirm", args=[token, ref])
+    pending = subscription.confirmed_at is None and subscription.stopped_at is None
+    form = SubscriptionCodeForm(initial={"code": request.GET.get("code", "")[:20]})
+    error, status = "", 200
+    if request.method == "POST":
+        if not pending:
+            # Confirmed or stopped meanwhile: the page says which.
+            return redirect(here)
+        if wait := over_limit(
+            request, group="public-subscribe", rate=settings.TRACKSOP_PUBLIC_POST_RATE
+        ):
+            return too_many(request, wait)
+        try:
+            if "resend" in request.POST:
+                subscriptions.subscription_request(
+                    shipment=shipment,
+                    channel=subscription.channel,
+                    address=subscription.address,
+                    language=get_language() or "",
+                )
+                return redirect(f"{here}?sent=1")
+            form = SubscriptionCodeForm(request.POST)
+            if form.is_valid():
+                subscriptions.subscription_confirm(
+                    subscription=subscription, code=form.cleaned_data["code"]
+                )
+                return redirect(here)
+        except SubscriptionError as exc:
+            if exc.field == "code":
+                form.add_error("code", exc.message)
+            else:
+                error = str(exc.message)
+        status = 400
+    return public_page(
+        request,
+        "public/subscribe_confirm.html",
+        {
+            "form": form,
+            "error": error,
+            "pending": pending,
+            "active": subscription.is_active,
+            "sent": request.GET.get("sent") == "1" and pending,
+            "masked": subscriptions.mask_address(
+                subscription.channel, subscription.address
+            ),
+            "minutes": int(subscriptions.CODE_TTL.total_seconds() // 60),
+            "token": token,
+            "tracking_url": links.tracking_url(token),
+        },
+        status=status,
+    )
+
+
+def _stop_target(token: str, code: str) -> Subscription | None:
+    """The subscription a stop link was made for; None for a forged one."""
+    pk = links.stop_subscription_id(token, code)
+    if pk is None:
+        return None
+    return Subscription.objects.filter(pk=pk, shipment__public_token=token).first()
+
+
+@never_cache
+@GET_POST
+def stop(request: HttpRequest, token: str, code: str) -> HttpResponse:
+    """The link in every message to a subscriber: a GET asks, a POST stops."""
+    subscription = _stop_target(token, code)
+    if subscription is None:
+        return public_not_found(request)
+    if request.method == "POST":
+        subscriptions.subscription_stop(subscription=subscription)
+        return redirect("public-subscription-stop", token=token, code=code)
+    return public_page(
+        request,
+        "public/stop.html",
+        {
+            "stopped": subscription.stopped_at is not None,
+            "masked": subscriptions.mask_address(
+                subscription.channel, subscription.address
+            ),
+            "token": token,
+            "tracking_url": links.tracking_url(token),
+        },
+    )
+
+
+# RFC 8058, as for `unsubscribe`: the signed code in the URL is the authority.
+@csrf_exempt
+@never_cache
+@GET_POST
+def stop_one_click(request: HttpRequest, token: str, code: str) -> HttpResponse:
+    subscription = _stop_target(token, code)
+    if subscription is None:
+        return public_not_found(request)
+    if request.method == "GET":
+        # Link scanners fetch URLs in mail: a GET never stops anything.
+        return redirect("public-subscription-stop", token=token, code=code)
+    subscriptions.subscription_stop(subscription=subscription)
+    return HttpResponse(_("You will get no more updates about this package."))

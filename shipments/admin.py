@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from shipments.models import Carrier, Location, Shipment, TrackingEvent
+from shipments.models import Carrier, Inquiry, Location, Shipment, TrackingEvent
 
 
 @admin.register(Carrier)
@@ -54,4 +54,16 @@ class TrackingEventAdmin(ReadOnlyAdmin):
     list_display = ["shipment", "kind", "occurred_at", "location", "source"]
     list_filter = ["kind", "source"]
     raw_id_fields = ["shipment", "voids"]
+    show_full_result_count = False
+
+
+@admin.register(Inquiry)
+class InquiryAdmin(ReadOnlyAdmin):
+    """Logged and answered on the shipment page, where who and when are kept."""
+
+    list_display = ["shipment", "channel", "status", "created_by", "created_at"]
+    list_filter = ["status", "channel"]
+    list_select_related = ["shipment", "created_by"]
+    search_fields = ["shipment__shipment_id"]
+    raw_id_fields = ["shipment"]
     show_full_result_count = False

@@ -8,9 +8,13 @@ Receivers connect in their AppConfig.ready(); shipments imports none of them.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
+from django.db import transaction
 from django.dispatch import Signal
+
+from shipments.public import tracking_page_forget
 
 if TYPE_CHECKING:
     from shipments.models import Shipment, TrackingEvent
@@ -22,6 +26,10 @@ event_recorded = Signal()
 def publish_event_recorded(
     *, event: TrackingEvent, shipment: Shipment, previous_status: str
 ) -> None:
+    # Robust: a cache that is down must not fail the request after its commit.
+    transaction.on_commit(
+        partial(tracking_page_forget, shipment.public_token), robust=True
+    )
     event_recorded.send(
         sender=type(event),
         event=event,

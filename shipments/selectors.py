@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import phonenumbers
 from django.conf import settings
@@ -13,11 +14,11 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from shipments import tracking_numbers as tn
-from shipments.models import Shipment, TrackingEvent
+from shipments.models import Inquiry, Shipment, TrackingEvent
 from shipments.status import OPEN, EventKind
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser
 
 SEARCH_LIMIT = 50
 
@@ -92,7 +93,7 @@ def shipment_search(
 def shipment_get(*, user: AbstractBaseUser | AnonymousUser, code: str) -> Shipment:
     return get_object_or_404(
         Shipment.objects.select_related(
-            "carrier", "current_location", "created_by", "checked_by"
+            "carrier", "current_location", "created_by", "checked_by", "feedback"
         ),
         shipment_id=code.upper(),
     )
@@ -102,6 +103,11 @@ def shipment_get(*, user: AbstractBaseUser | AnonymousUser, code: str) -> Shipme
 class TimelineEntry:
     event: TrackingEvent
     voided: bool
+    is_inquiry: ClassVar[bool] = False
+
+    @property
+    def at(self) -> datetime:
+        return self.event.occurred_at
 
 
 def shipment_timeline(*, shipment: Shipment) -> list[TimelineEntry]:
@@ -149,3 +155,69 @@ def shipments_by_codes(codes: Iterable[str]) -> dict[str, int]:
     ).values_list("tracking_number", "pk"):
         found[by_number[str(number)]] = pk
     return found
+
+
+# --- the customer service desk ---------------------------------------------------
+
+VIEW_INQUIRY = "shipments.view_inquiry"
+
+
+@dataclass(frozen=True)
+class InquiryEntry:
+    """A customer inquiry in the staff timeline (never in the public one)."""
+
+    inquiry: Inquiry
+    is_inquiry: ClassVar[bool] = True
+
+    @property
+    def at(self) -> datetime:
+        return self.inquiry.created_at
+
+
+def shipment_inquiries(
+    *, user: AbstractUser | AnonymousUser, shipment: Shipment
+) -> list[Inquiry]:
+    """The shipment's inquiries, oldest first, with who logged and answered
+    them (one query); none, and no query, for someone who may not see them."""
+    if not user.has_perm(VIEW_INQUIRY):
+        return []
+    return list(
+        Inquiry.objects.filter(shipment=shipment)
+        .select_related("created_by", "answered_by")
+        .order_by("created_at", "id")
+    )
+
+
+def timeline_with_inquiries(
+    timeline: list[TimelineEntry], inquiries: list[Inquiry]
+) -> list[TimelineEntry | InquiryEntry]:
+    """Events and inquiries in one time order, for the staff page only: the
+    public page and the customer's messages read the event log alone."""
+    merged: list[TimelineEntry | InquiryEntry] = [
+        *timeline,
+        *(InquiryEntry(inquiry=i) for i in inquiries),
+    ]
+    # Stable: the events keep their (time, id) order among themselves.
+    return sorted(merged, key=lambda entry: entry.at)
+
+
+def inquiry_get(*, shipment: Shipment, pk: int) -> Inquiry:
+    return get_object_or_404(
+        Inquiry.objects.select_related("created_by", "answered_by"),
+        pk=pk,
+        shipment=shipment,
+    )
+
+
+def inquiry_queue() -> QuerySet[Inquiry]:
+    """Open inquiries, oldest first: the partial index `inquiry_open` serves
+    the order, so the list costs the open rows, not the whole history."""
+    return (
+        Inquiry.objects.filter(status=Inquiry.Status.OPEN)
+        .select_related("shipment", "created_by")
+        .order_by("created_at", "id")
+    )
+
+
+def inquiry_open_count() -> int:
+    return Inquiry.objects.filter(status=Inquiry.Status.OPEN).count()

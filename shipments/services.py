@@ -11,23 +11,28 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from shipments import tracking_numbers as tn
 from shipments.events import publish_event_recorded
 from shipments.models import (
     Carrier,
+    Feedback,
+    Inquiry,
     Location,
     Shipment,
     Source,
     TrackingEvent,
     new_shipment_code,
 )
+from shipments.public import tracking_page_forget
 from shipments.selectors import shipments_by_codes
 from shipments.status import (
     CHECKPOINT_KINDS,
@@ -42,15 +47,19 @@ from shipments.status import (
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractUser, AnonymousUser
+    from django.contrib.auth.models import User as StaffUser
 
     User = AbstractUser | AnonymousUser
 
 __all__ = [
+    "InquiryAlreadyAnswered",
     "StaleShipment",
     "TransitionRefused",
     "bulk_scan_record",
     "checkpoint_record",
     "event_void",
+    "inquiry_answer",
+    "inquiry_log",
     "shipment_cancel",
     "shipment_check",
     "shipment_create",
@@ -81,6 +90,8 @@ DETAIL_FIELDS = (
     "pieces",
 )
 PRE_DISPATCH = (ShipmentStatus.CREATED, ShipmentStatus.READY)
+INQUIRY_QUESTION_MAX = Inquiry._meta.get_field("question").max_length or 2000
+INQUIRY_ANSWER_MAX = Inquiry._meta.get_field("answer").max_length or 4000
 BULK_SCAN_LIMIT = 500
 
 
@@ -660,3 +671,131 @@ def _unknown_number_reason(number: str) -> str:
     except tn.InvalidTrackingNumber as exc:
         return str(exc)
     return "No shipment has this tracking number."
+
+
+# --- the customer service desk ------------------------------------------------
+# Inquiries are the desk's own record (who asked what, who answered, when).
+# They write no TrackingEvent: the event log drives the status, the customer's
+# messages and the public page, and a customer's question changes none of them.
+# Nor do they lock or bump the shipment: logging a call must not make a
+# colleague's open edit form stale.
+
+
+class InquiryAlreadyAnswered(TransitionRefused):
+    """Someone answered the inquiry first; the message says who and when."""
+
+
+def _inquiry_text_errors(*, question: str | None, answer: str) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if question is not None:
+        if not question:
+            errors["question"] = "Write what the customer asked."
+        elif len(question) > INQUIRY_QUESTION_MAX:
+            errors["question"] = (
+                f"Keep the question to {INQUIRY_QUESTION_MAX} characters "
+                f"(it has {len(question)})."
+            )
+    if len(answer) > INQUIRY_ANSWER_MAX:
+        errors["answer"] = (
+            f"Keep the answer to {INQUIRY_ANSWER_MAX} characters "
+            f"(it has {len(answer)})."
+        )
+    return errors
+
+
+def inquiry_log(
+    *,
+    shipment: Shipment,
+    user: StaffUser,
+    channel: str,
+    question: str,
+    answer: str = "",
+) -> Inquiry:
+    """Log a customer's question. With an answer it is answered at once (the
+    common phone call); without, it stays open in the desk's list. Closed
+    shipments take inquiries too: customers call after delivery."""
+    question, answer = question.strip(), answer.strip()
+    errors = _inquiry_text_errors(question=question, answer=answer)
+    if channel not in Inquiry.Channel.values:
+        errors["channel"] = "Choose how the customer reached us."
+    if errors:
+        raise ValidationError(errors)
+    now = timezone.now()
+    with transaction.atomic():
+        return Inquiry.objects.create(
+            shipment=shipment,
+            channel=channel,
+            question=question,
+            answer=answer,
+            status=Inquiry.Status.ANSWERED if answer else Inquiry.Status.OPEN,
+            created_by=user,
+            answered_by=user if answer else None,
+            answered_at=now if answer else None,
+        )
+
+
+def inquiry_answer(*, inquiry: Inquiry, user: StaffUser, answer: str) -> Inquiry:
+    """Answer an open inquiry, once. The conditional UPDATE lets exactly one of
+    two agents answering at the same moment through; the other is told who
+    answered and when, and nothing changes."""
+    answer = answer.strip()
+    errors = _inquiry_text_errors(question=None, answer=answer)
+    if not answer:
+        errors["answer"] = "Write what the customer was told."
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        won = Inquiry.objects.filter(pk=inquiry.pk, status=Inquiry.Status.OPEN).update(
+            status=Inquiry.Status.ANSWERED,
+            answer=answer,
+            answered_by=user,
+            answered_at=timezone.now(),
+        )
+        current = Inquiry.objects.select_related("answered_by").get(pk=inquiry.pk)
+    if not won:
+        who = current.answered_by
+        name = (who.get_full_name() or who.get_username()) if who else "someone"
+        when = timezone.localtime(current.answered_at).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
+        raise InquiryAlreadyAnswered(
+            f"Inquiry #{current.pk} was already answered by {name} at {when}; "
+            "your answer was not saved."
+        )
+    return current
+
+
+class FeedbackRefused(Exception):
+    """Feedback that cannot be taken; `already` tells a repeat from too early."""
+
+    def __init__(self, message: str, *, already: bool = False) -> None:
+        super().__init__(message)
+        self.already = already
+
+
+def feedback_record(
+    *, shipment: Shipment, rating: int, comment: str = "", language: str = ""
+) -> Feedback:
+    """The customer's rating after delivery, once per shipment. Two submissions
+    at the same moment: the unique shipment column lets one in."""
+    if shipment.status != ShipmentStatus.DELIVERED:
+        raise FeedbackRefused(
+            gettext("You can tell us how it went once the package is delivered.")
+        )
+    if not 1 <= rating <= 5:
+        raise FeedbackRefused(gettext("Choose a rating from 1 to 5."))
+    try:
+        with transaction.atomic():
+            feedback = Feedback.objects.create(
+                shipment=shipment,
+                rating=rating,
+                comment=comment.strip()[:1000],
+                language=language[:8],
+            )
+    except IntegrityError:
+        raise FeedbackRefused(
+            gettext("We already have your feedback for this delivery. Thank you!"),
+            already=True,
+        ) from None
+    transaction.on_commit(
+        partial(tracking_page_forget, shipment.public_token), robust=True
+    )
+    return feedback

@@ -7,6 +7,7 @@ urlpatterns = [
     path("new/", views.shipment_create, name="shipment-create"),
     path("scan/", views.bulk_scan, name="bulk-scan"),
     path("monitor/", views.monitor, name="monitor"),
+    path("inquiries/", views.inquiry_list, name="inquiry-list"),
     path("<str:code>/", views.shipment_detail, name="shipment-detail"),
     path("<str:code>/edit/", views.shipment_edit, name="shipment-edit"),
     path("<str:code>/check/", views.shipment_check, name="shipment-check"),
@@ -15,4 +16,10 @@ urlpatterns = [
     path("<str:code>/eta/", views.shipment_eta, name="shipment-eta"),
     path("<str:code>/cancel/", views.shipment_cancel, name="shipment-cancel"),
     path("<str:code>/events/<int:event_id>/void/", views.event_void, name="event-void"),
+    path("<str:code>/inquiries/new/", views.inquiry_create, name="inquiry-create"),
+    path(
+        "<str:code>/inquiries/<int:pk>/answer/",
+        views.inquiry_answer,
+        name="inquiry-answer",
+    ),
 ]

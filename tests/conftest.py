@@ -15,6 +15,14 @@ from tracksop import roles
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+@pytest.fixture(autouse=True)
+def _no_cached_template_overrides() -> None:
+    """A test's rolled-back overrides must not outlive it in the shared cache."""
+    from notifications.rendering import overrides_forget
+
+    overrides_forget()
+
+
 @pytest.fixture
 def staff(db: None) -> User:
     return UserFactory(username="logistics", role=roles.LOGISTICS)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from notifications.models import Notification, Status
 from notifications.selectors import failed_count
+from shipments.models import Feedback, Inquiry
 
 pytestmark = pytest.mark.django_db
 
@@ -32,3 +35,19 @@ def test_the_demo_has_every_role_and_a_message_history_with_some_failures() -> N
     seeded = Notification.objects.count()
     call_command("seed_demo_notifications", verbosity=0)
     assert Notification.objects.count() == seeded
+
+
+def test_the_demo_has_inquiries_feedback_and_prints_a_public_link_to_try() -> None:
+    call_command("seed_demo", shipments=300, verbosity=0)
+    out = StringIO()
+    call_command("seed_demo_desk", stdout=out)
+
+    assert Inquiry.objects.filter(status=Inquiry.Status.OPEN).exists()
+    assert Inquiry.objects.filter(status=Inquiry.Status.ANSWERED).exists()
+    assert Feedback.objects.count() > 10
+    assert "/t/" in out.getvalue()
+    assert "/track/" in out.getvalue()
+    # A second `make run` adds nothing.
+    counts = Inquiry.objects.count(), Feedback.objects.count()
+    call_command("seed_demo_desk", stdout=StringIO())
+    assert (Inquiry.objects.count(), Feedback.objects.count()) == counts

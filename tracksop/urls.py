@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from notifications.urls import public_urlpatterns as notification_public
+from shipments.public_urls import urlpatterns as shipment_public
 from tracksop import views
 
 urlpatterns = [
@@ -12,5 +13,8 @@ urlpatterns = [
     path("notifications/", include("notifications.urls")),
     path("exceptions/", include("exceptions_mgmt.urls")),
     path("admin/", admin.site.urls),
+    *shipment_public,
     *notification_public,
 ]
+
+handler404 = "tracksop.http.public_not_found"

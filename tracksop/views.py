@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from exceptions_mgmt.services import queue_counts
 from notifications.selectors import failed_count
-from shipments.selectors import dashboard_counts
+from shipments.selectors import VIEW_INQUIRY, dashboard_counts, inquiry_open_count
 from tracksop.middleware import SESSION_KEY
 from tracksop.models import StaffProfile
 
@@ -34,6 +34,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         if request.user.has_perm("exceptions_mgmt.view_deliveryexception")
         else None
     )
+    open_inquiries = (
+        inquiry_open_count() if request.user.has_perm(VIEW_INQUIRY) else None
+    )
     return render(
         request,
         "dashboard.html",
@@ -41,6 +44,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "counts": counts,
             "failed_messages": failed,
             "exception_counts": exception_counts,
+            "open_inquiries": open_inquiries,
         },
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from django.apps import apps
 from playwright.sync_api import Page, expect
 
@@ -72,3 +73,13 @@ def log_in(page: Page, live_server: Any):  # type: ignore[no-untyped-def]
         return page
 
     return log_in_as
+
+
+def axe_serious(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the page, one line each."""
+    violations = Axe().run(page).response["violations"]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} {[n['target'] for n in v['nodes']]}"
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]

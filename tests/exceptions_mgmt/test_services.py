@@ -31,6 +31,7 @@ from exceptions_mgmt.models import (
 )
 from exceptions_mgmt.services import ExceptionConflict
 from notifications.models import Audience, Channel, Kind, Notification
+from notifications.services import queue_now
 from shipments import services as shipment_services
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
@@ -126,6 +127,7 @@ def test_reporting_holds_the_shipment_and_logs_the_cause_in_its_timeline(
     assert event.notes == "Address issue: House number missing"
     assert event.data == {
         "cause": "Address issue",
+        "cause_code": Cause.ADDRESS,
         "severity": Severity.HIGH,
         "expected_resolution": expected.isoformat(),
         "exception": exception.pk,
@@ -156,7 +158,7 @@ def test_reporting_tells_the_customer_by_email_and_sms_on_commit(
     assert messages[EMAIL].to == shipment.recipient_email
     assert messages[SMS].to == shipment.recipient_phone.as_e164
     # The broker hears of them only after the commit.
-    queued = [c for c in callbacks if getattr(c, "func", None) is not None]
+    queued = [c for c in callbacks if getattr(c, "func", None) is queue_now]
     assert sorted(pk for c in queued for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]
         row.pk for row in messages.values()
     )

@@ -6,6 +6,7 @@ the database, the outbox and the locks are real.
 from __future__ import annotations
 
 import importlib
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import time_machine
 from django.apps import apps
 from django.contrib.auth.models import User
+from django.db import connection
 from django.utils import timezone
 
 from exceptions_mgmt import services, tasks
@@ -25,6 +27,7 @@ from exceptions_mgmt.models import (
     Severity,
 )
 from notifications.models import Audience, Channel, Kind, Notification
+from notifications.services import queue_now
 from shipments import services as shipment_services
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
@@ -437,3 +440,91 @@ def test_the_periodic_task_detects_then_escalates(
     stale.refresh_from_db()
     # Four days unacknowledged and unresolved: straight to the managers.
     assert stale.escalation_level == Level.MANAGERS
+
+
+# --- commits and publishes ----------------------------------------------------
+
+
+def test_a_sweep_hands_its_messages_to_the_broker_in_one_publish_per_commit(
+    recipients: dict[int, list[User]], django_capture_on_commit_callbacks: Any
+) -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        late = [dispatched_shipment() for _ in range(3)]
+        stale = _report(severity=Severity.MEDIUM)
+        before = Notification.objects.order_by("pk").last().pk  # type: ignore[union-attr]
+        clock.shift(timedelta(days=4))
+
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert services.exceptions_detect(chunk=2) == 3
+            assert services.exceptions_escalate() == 1
+
+    publishes = [c for c in callbacks if getattr(c, "func", None) is queue_now]
+    for callback in callbacks:
+        if callback not in publishes:
+            callback()  # as the commit would: the rows' ids join their batch
+    # Two chunks of detections (two messages each), then one escalation
+    # batch (its four emails): one publish each, after its commit.
+    assert [len(c.args[0]) for c in publishes] == [4, 2, 4]  # type: ignore[attr-defined]
+    written = Notification.objects.filter(pk__gt=before, status="pending")
+    assert sorted(pk for c in publishes for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]
+        written.values_list("pk", flat=True)
+    )
+    assert set(written.values_list("shipment", flat=True)) == {
+        s.pk for s in [*late, stale.shipment]
+    }
+
+
+def test_a_detection_that_fails_is_undone_alone_and_the_sweep_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        first, failing, last = (dispatched_shipment() for _ in range(3))
+        # The checkpoint fails after the exception row is written: a fault
+        # in the middle of one detection, in the middle of its chunk.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                CREATE FUNCTION pg_temp.refuse() RETURNS trigger AS $$
+                BEGIN RAISE EXCEPTION 'refused by the test'; END $$
+                LANGUAGE plpgsql;
+                CREATE TRIGGER refuse BEFORE INSERT ON shipments_trackingevent
+                FOR EACH ROW WHEN (NEW.shipment_id = %s)
+                EXECUTE FUNCTION pg_temp.refuse();
+                """,
+                [failing.pk],
+            )
+        clock.shift(timedelta(days=4))
+
+        with caplog.at_level(logging.ERROR, logger="exceptions_mgmt.services"):
+            assert services.exceptions_detect(chunk=3) == 2
+
+    assert f"on shipment {failing.pk} failed" in caplog.text
+    failing.refresh_from_db()
+    assert failing.status == S.DISPATCHED
+    assert not DeliveryException.objects.filter(shipment=failing).exists()
+    assert not Notification.objects.filter(shipment=failing, kind=Kind.DELAY).exists()
+    for shipment in (first, last):
+        exception = DeliveryException.objects.get(shipment=shipment)
+        assert set(_delay_messages(exception)) == {Channel.EMAIL, Channel.SMS}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_detection_sweeps_at_once_raise_each_exception_once() -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        late = [dispatched_shipment() for _ in range(5)]
+        clock.shift(timedelta(days=4))
+        # Small chunks, so the two sweeps interleave rather than one taking all.
+        outcomes = race(
+            lambda: services.exceptions_detect(chunk=2),
+            lambda: services.exceptions_detect(chunk=2),
+        )
+
+    assert all(isinstance(o, int) for o in outcomes), outcomes
+    assert sum(outcomes) == len(late)
+    for shipment in late:
+        exception = DeliveryException.objects.get(shipment=shipment)
+        assert exception.changes.get().action == "reported"
+        assert set(_delay_messages(exception)) == {Channel.EMAIL, Channel.SMS}
+        assert (
+            Notification.objects.filter(shipment=shipment, kind=Kind.DELAY).count() == 2
+        )

@@ -55,13 +55,16 @@ def wait_for(
 @dataclass
 class SmtpSink:
     """Messages the server accepted. `refuse` holds addresses it answers 550
-    for; `delay` makes it wait before accepting each RCPT (a slow server);
-    `rcpts` lists every RCPT TO address it was offered, refused or not."""
+    for, `defer` those it answers 450 for (try later); `delay` makes it wait
+    before accepting each RCPT (a slow server); `rcpts` lists every RCPT TO
+    address it was offered, refused or not; `sessions` counts connections."""
 
     port: int
     messages: list[EmailMessage] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
+    defer: set[str] = field(default_factory=set)
+    sessions: int = 0
     delay: float = 0.0
     rcpt_seen: threading.Event = field(default_factory=threading.Event)
     rcpts: list[str] = field(default_factory=list)
@@ -78,8 +81,17 @@ class SmtpSink:
             await asyncio.sleep(self.delay)
         if address in self.refuse:
             return "550 5.1.1 No such user here"
+        if address in self.defer:
+            return "450 4.2.1 Mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: Any
+    ) -> Any:
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.raw.append(envelope.content)

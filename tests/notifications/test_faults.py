@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 from django.core import mail
+from django.db import transaction
 from django.utils import timezone
 from kombu import pools
 from kombu.utils.collections import eqhash
@@ -441,3 +442,26 @@ def test_the_same_notification_queued_five_times_is_sent_once(
     assert smtp_sink.rcpts.count(address) == 1
     row.refresh_from_db()
     assert row.attempts == 1
+
+
+def test_a_backlog_goes_out_once_each_when_tasks_send_several(
+    smtp_sink: Any, start_worker: Any
+) -> None:
+    worker = start_worker(EMAIL_URL=_email_url(smtp_sink), concurrency=2)
+    addresses = [f"backlog-{n}@example.net" for n in range(25)]
+    # One commit: 25 emails and 25 texts due at once, their tasks queued together.
+    with transaction.atomic():
+        shipments = [dispatched_shipment(recipient_email=a) for a in addresses]
+    rows = Notification.objects.filter(shipment__in=shipments)
+
+    _until(
+        lambda: not rows.exclude(status=Status.SENT).exists(),
+        "the backlog to be sent",
+        worker,
+    )
+    _wait_idle(worker, received=50)
+
+    assert sorted(str(m["To"]) for m in smtp_sink.messages) == sorted(addresses)
+    assert set(rows.values_list("attempts", flat=True)) == {1}
+    # One connection per worker thread, however many tasks each ran.
+    assert smtp_sink.sessions <= 2

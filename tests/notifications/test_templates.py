@@ -354,3 +354,28 @@ def test_an_admins_template_is_escaped_the_same_way(
         "<p>Hi &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; O&#x27;Hara: "
         "PO 12&amp;13</p>"
     )
+
+
+def test_an_admins_edit_applies_to_the_next_message_at_once(
+    awkward: Shipment, hub: Location, django_assert_num_queries: Any
+) -> None:
+    def subject() -> str:
+        return rendering.render(
+            Kind.OUT_FOR_DELIVERY,
+            Channel.EMAIL,
+            _context(awkward, Kind.OUT_FOR_DELIVERY, hub),
+        ).subject
+
+    from_file = subject()
+    # The overrides are read once, then served from the cache.
+    with django_assert_num_queries(0):
+        assert subject() == from_file
+    row = MessageTemplate.objects.create(
+        kind=Kind.OUT_FOR_DELIVERY, channel=Channel.EMAIL, subject="New", body_text="x"
+    )
+    assert subject() == "New"
+    row.subject = "Newer"
+    row.save()
+    assert subject() == "Newer"
+    row.delete()
+    assert subject() == from_file

@@ -505,9 +505,9 @@ def test_a_message_still_being_sent_has_no_resend_button(
     assert reverse("notification-resend", args=[pending.pk]) not in page
 
 
-# Session, user and two permission queries, then: the shipment, its timeline
-# and the message history with who resent each (one join).
-DETAIL_QUERIES = 4 + 3
+# Session, user and two permission queries, then: the shipment, its customer
+# inquiries, its timeline and the message history with who resent each (one join).
+DETAIL_QUERIES = 4 + 4
 # Then: the count for the pager and one page of rows with their shipments.
 FAILED_QUERIES = 4 + 2
 

@@ -884,7 +884,8 @@ def test_a_bulk_scan_where_nothing_could_be_saved_is_422(
 # own reads; the same however many rows it shows.
 MONITOR_QUERIES = 4 + 4  # open count, carrier and location filters, one page
 SEARCH_QUERIES = 4 + 1  # one query, joins included
-DETAIL_QUERIES = 4 + 3  # the shipment, the timeline, the message history (joins incl.)
+# The shipment, its inquiries, the timeline, the message history (joins incl.).
+DETAIL_QUERIES = 4 + 4
 
 
 def _shipments(n: int) -> list[Shipment]:

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_filters",
     "phonenumber_field",
+    "django_ratelimit",
     "tracksop",
     "shipments",
     "notifications",
@@ -109,6 +110,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            # A cache that hangs must not hang the public pages with it.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:
@@ -316,6 +319,11 @@ TRACKSOP_NOTIFY_RETRY_MAX_SECONDS = env.float(
 TRACKSOP_NOTIFY_LEASE_SECONDS = env.float(
     "TRACKSOP_NOTIFY_LEASE_SECONDS", default=300.0
 )
+# Due emails one task sends over its mail connection: its own and, under a
+# backlog, others whose tasks then have nothing to do (1: one each).
+TRACKSOP_NOTIFY_BATCH_SIZE = env.int("TRACKSOP_NOTIFY_BATCH_SIZE", default=10)
+if TRACKSOP_NOTIFY_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("TRACKSOP_NOTIFY_BATCH_SIZE must be at least 1.")
 # The sweeper queues pending rows that have waited this long (broker was down).
 TRACKSOP_NOTIFY_STALE_SECONDS = env.float("TRACKSOP_NOTIFY_STALE_SECONDS", default=60.0)
 # SMS: console (prints), file (var/sms/), or twilio (the TWILIO_* values below).
@@ -355,6 +363,26 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
+# django-ratelimit lists only django-redis; Django's own RedisCache increments
+# atomically (INCR) too.
+SILENCED_SYSTEM_CHECKS.append("django_ratelimit.W001")
+if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+    # The embedded default runs one web process, whose own memory counts right.
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
+
+# Public pages. Rate limits ("count/period", counted in the cache): lookups per
+# client address and per tracking number, and form posts per client address.
+TRACKSOP_LOOKUP_RATE_PER_CLIENT = env.str(
+    "TRACKSOP_LOOKUP_RATE_PER_CLIENT", default="20/10m"
+)
+TRACKSOP_LOOKUP_RATE_PER_NUMBER = env.str(
+    "TRACKSOP_LOOKUP_RATE_PER_NUMBER", default="10/h"
+)
+TRACKSOP_PUBLIC_POST_RATE = env.str("TRACKSOP_PUBLIC_POST_RATE", default="20/h")
+# Proxies in front of the app that append to X-Forwarded-For (0: none, the
+# client is REMOTE_ADDR). Only trust as many as you run: the header is forgeable.
+TRACKSOP_PROXY_COUNT = env.int("TRACKSOP_PROXY_COUNT", default=0)
+RATELIMIT_IP_META_KEY = "tracksop.http.client_ip"
 
 LOGGING = {
     "version": 1,

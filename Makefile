@@ -5,7 +5,7 @@ SHIPMENTS ?= 2000
 VENV := .venv/bin
 # The embedded defaults for trying it on one machine; set DATABASE_URL,
 # REDIS_URL, EMAIL_URL (see .env.example) to use real services instead.
-RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-true}
+RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-true} TRACKSOP_PUBLIC_URL=$${TRACKSOP_PUBLIC_URL:-http://127.0.0.1:$(PORT)}
 
 .PHONY: run test install bench lint check-deploy clean
 

@@ -516,33 +516,50 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _postgres_cpu() -> dict[str, float]:
-    """CPU seconds used so far by the server processes of the other sessions
-    on the bench database (the worker's), when PostgreSQL runs on this host.
-    A session opened since the last reading counts from its start."""
-    from django.db import connection
+class _PostgresCpu:
+    """CPU seconds of the server processes of the other sessions on the bench
+    database (the worker's), when PostgreSQL runs on this host. Sampled while
+    a phase runs: a session that closes (CONN_MAX_AGE) keeps its last reading,
+    and one opened meanwhile counts from its start."""
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        pids = [pid for (pid,) in cursor.fetchall()]
-    try:
-        return {"postgres": sum(_cpu_seconds(pid) for pid in pids)}
-    except (OSError, ValueError):
-        return {}
+    def __init__(self) -> None:
+        self.before = self._read()
+        self.last = dict(self.before)
+
+    @staticmethod
+    def _read() -> dict[int, float]:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            pids = [pid for (pid,) in cursor.fetchall()]
+        used = {}
+        for pid in pids:
+            with contextlib.suppress(OSError, ValueError):  # gone, or not here
+                used[pid] = _cpu_seconds(pid)
+        return used
+
+    def sample(self) -> None:
+        self.last.update(self._read())
+
+    def used(self) -> dict[str, float]:
+        if not self.last:
+            return {}
+        seconds = sum(v - self.before.get(pid, 0.0) for pid, v in self.last.items())
+        return {"postgres": seconds}
 
 
 def _cpu(worker: int, sink: int) -> dict[str, float]:
-    """CPU seconds used so far by the worker (all its threads), the sink,
-    this process (the producer) and the worker's PostgreSQL sessions, on
-    Linux; empty elsewhere."""
+    """CPU seconds used so far by the worker (all its threads), the sink and
+    this process (the producer), on Linux; empty elsewhere."""
     try:
         used = {"worker": _cpu_seconds(worker), "sink": _cpu_seconds(sink)}
     except (OSError, ValueError):
         return {}
-    return used | {"producer": time.process_time()} | _postgres_cpu()
+    return used | {"producer": time.process_time()}
 
 
 def _broker_drained() -> bool:
@@ -569,6 +586,7 @@ def _phase(
     try:
         worker.wait_ready()
         cpu_before = _cpu(worker.process.pid, sink.process.pid)
+        postgres = _PostgresCpu()
         started = time.monotonic()
         if ids is None:
             # Published as queue_now publishes the pipeline's tasks (one
@@ -590,16 +608,20 @@ def _phase(
             return float(at) if at else None
 
         deadline = started + PHASE_TIMEOUT
-        finished_at = done_at()
+        finished_at, sampled = done_at(), 0.0
         while finished_at is None and time.monotonic() < deadline and worker.alive():
             time.sleep(0.05)
             finished_at = done_at()
+            if time.monotonic() - sampled > 1:
+                postgres.sample()
+                sampled = time.monotonic()
         finished = finished_at is not None
         seconds = (finished_at or time.monotonic()) - started
+        postgres.sample()
         cpu = {
-            k: v - cpu_before.get(k, 0.0)
+            k: v - cpu_before[k]
             for k, v in _cpu(worker.process.pid, sink.process.pid).items()
-        }
+        } | postgres.used()
         if finished:
             # Every task run and acknowledged, so a late double would show.
             _wait(_broker_drained, 60, "the broker to drain")

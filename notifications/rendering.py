@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 from django.conf import settings
-from django.core.cache import cache
 from django.template import Context, Engine, TemplateDoesNotExist
 from django.template import engines as template_engines
 from django.utils import timezone
@@ -148,32 +148,28 @@ def missing_for(kind: str, context: dict[str, Any]) -> list[str]:
     return [label for key, label in DISPATCH_REQUIRED.items() if not context.get(key)]
 
 
-_OVERRIDES_KEY = "notifications:template-overrides"
+# The overrides table is tiny and read for every message written: each
+# process keeps a copy for a few seconds rather than asking the database (or
+# the cache) hundreds of times per sweep. A save in this process drops the
+# copy at once; other processes see it within OVERRIDES_TTL seconds.
+OVERRIDES_TTL = 10.0
+_overrides: dict[tuple[str, str], MessageTemplate] = {}
+_overrides_read_at = -math.inf
 
 
 def _override(kind: str, channel: str) -> MessageTemplate | None:
-    """The admin's override, from a cached copy of the (tiny) overrides table:
-    a sweep renders hundreds of messages and would otherwise ask the database
-    each time. Saving or deleting an override drops the copy."""
-    try:
-        rows = cache.get(_OVERRIDES_KEY)
-    except Exception:
-        rows = None  # the cache is down: ask the database
-    if rows is None:
-        rows = {(r.kind, r.channel): r for r in MessageTemplate.objects.all()}
-        try:
-            cache.set(_OVERRIDES_KEY, rows, 3600)
-        except Exception:
-            log.warning("Template overrides not cached", exc_info=True)
-    return rows.get((kind, channel))
+    global _overrides, _overrides_read_at
+    now = time.monotonic()
+    if now - _overrides_read_at > OVERRIDES_TTL:
+        _overrides = {(r.kind, r.channel): r for r in MessageTemplate.objects.all()}
+        _overrides_read_at = now
+    return _overrides.get((kind, channel))
 
 
 def overrides_forget(**_kwargs: Any) -> None:
-    """post_save/post_delete of MessageTemplate: the cached copy is stale."""
-    try:
-        cache.delete(_OVERRIDES_KEY)
-    except Exception:
-        log.warning("Template overrides cache not cleared", exc_info=True)
+    """post_save/post_delete of MessageTemplate: the copy is stale."""
+    global _overrides_read_at
+    _overrides_read_at = -math.inf
 
 
 def _render_file(name: str, context: dict[str, Any], *, html: bool) -> str:

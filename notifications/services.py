@@ -134,7 +134,12 @@ def _declined(choice: str, channel: str) -> bool:
     return choice not in (Preference.Choice.BOTH, channel)
 
 
-def _write(
+def _write(**fields: Any) -> Notification:
+    """Render and store one outbox row (see `_render_row`)."""
+    return _store([_render_row(**fields)])[0]
+
+
+def _render_row(
     *,
     shipment: Shipment,
     kind: str,
@@ -148,8 +153,8 @@ def _write(
     requested_by: User | None = None,
     subscription: Subscription | None = None,
 ) -> Notification:
-    """Render and store one outbox row. A template that fails marks the row
-    failed instead of raising: the event that caused it must still save."""
+    """One rendered outbox row, not yet stored. A template that fails marks the
+    row failed instead of raising: the event that caused it must still save."""
     row = Notification(
         shipment=shipment,
         event=event,
@@ -179,14 +184,20 @@ def _write(
             suppressed,
             None,
         )
-    row.save()
-    # Not in a task (the exceptions sweep): the workers that send would build
-    # it all the same, so they do when sending, and the task stays short.
-    # (current_task is a proxy, false outside a task.)
-    pending = row.status == Status.PENDING
-    if row.channel == Channel.EMAIL and pending and not current_task:
-        _prepare_email(row)
     return row
+
+
+def _store(rows: list[Notification]) -> list[Notification]:
+    """Insert rendered rows in one statement. Not in a task (the exceptions
+    sweep): the workers that send would build emails all the same, so they do
+    when sending, and the task stays short. (current_task is a proxy, false
+    outside a task.)"""
+    Notification.objects.bulk_create(rows)
+    if not current_task:
+        for row in rows:
+            if row.channel == Channel.EMAIL and row.status == Status.PENDING:
+                _prepare_email(row)
+    return rows
 
 
 def _prepare_email(row: Notification) -> None:
@@ -382,7 +393,7 @@ def staff_alert_queue(
             continue
         to = (user.email or "").strip()
         rows.append(
-            _write(
+            _render_row(
                 shipment=shipment,
                 kind=kind,
                 channel=Channel.EMAIL,
@@ -401,7 +412,7 @@ def staff_alert_queue(
                 else ("Staff alerts of this kind are turned off."),
             )
         )
-    _queue_on_commit(rows)
+    _queue_on_commit(_store(rows))
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 from django.contrib.contenttypes.models import ContentType
@@ -16,17 +17,22 @@ def database_name(shipments: int) -> str:
     return f"tracksop_bench_{shipments}"
 
 
-def _admin(sql: str, *params: object) -> list[tuple[object, ...]]:
-    """Run one statement on the maintenance database (CREATE/DROP DATABASE)."""
+def admin_connection() -> psycopg.Connection[Any]:
+    """An autocommit connection to the maintenance database, beside Django's."""
     s = connection.settings_dict
-    with psycopg.connect(
+    return psycopg.connect(
         host=s["HOST"],
         port=s["PORT"] or 5432,
         user=s["USER"],
         password=s["PASSWORD"],
         dbname="postgres",
         autocommit=True,
-    ) as conn:
+    )
+
+
+def _admin(sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Run one statement on the maintenance database (CREATE/DROP DATABASE)."""
+    with admin_connection() as conn:
         cur = conn.execute(sql, params)  # type: ignore[arg-type]
         return cur.fetchall() if cur.description else []
 

@@ -693,18 +693,9 @@ def _run(messages: int, concurrency: int, prefetch: int) -> tuple[list[Row], lis
 def _alone() -> Iterator[None]:
     """Refuse to run beside another run of this benchmark (on this PostgreSQL):
     both would flush the same Redis databases and reseed the same database."""
-    import psycopg
-    from django.db import connection
+    from bench.db import admin_connection
 
-    s = connection.settings_dict
-    with psycopg.connect(
-        host=s["HOST"],
-        port=s["PORT"] or 5432,
-        user=s["USER"],
-        password=s["PASSWORD"],
-        dbname="postgres",
-        autocommit=True,
-    ) as admin:
+    with admin_connection() as admin:
         locked = admin.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK]).fetchone()
         if not (locked and locked[0]):
             raise RuntimeError("Another notifications benchmark is running.")

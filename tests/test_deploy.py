@@ -24,6 +24,8 @@ PRODUCTION = {
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    # Production as configured by these variables alone, not a checkout's .env.
+    clean["DJANGO_ENV_FILE"] = ""
     return subprocess.run(  # noqa: S603
         [sys.executable, "manage.py", *args],
         cwd=ROOT,

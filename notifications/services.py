@@ -314,7 +314,7 @@ def notifications_for_event(
             else:
                 reason = address_problem(channel, to)
             rows.append(
-                _write(
+                _render_row(
                     shipment=shipment,
                     kind=kind,
                     channel=channel,
@@ -327,16 +327,17 @@ def notifications_for_event(
                 )
             )
     rows += _subscriber_rows(event=event, shipment=shipment, kind=kind, seen=seen)
-    _queue_on_commit(rows)
+    # One INSERT for all of them: the sweep writes hundreds of events' rows.
+    _queue_on_commit(_store(rows))
     return rows
 
 
 def _subscriber_rows(
     *, event: TrackingEvent, shipment: Shipment, kind: str, seen: set[str]
 ) -> list[Notification]:
-    """One row per confirmed, unstopped address added on the tracking page, on
-    its own channel. Same key scheme as the parties': an address that is also
-    the recipient's was written above and gets one message."""
+    """One unsaved row per confirmed, unstopped address added on the tracking
+    page, on its own channel. Same key scheme as the parties': an address that
+    is also the recipient's was written above and gets one message."""
     rows = []
     for subscription in Subscription.objects.filter(
         shipment=shipment, confirmed_at__isnull=False, stopped_at__isnull=True
@@ -346,7 +347,7 @@ def _subscriber_rows(
             continue
         seen.add(key)
         rows.append(
-            _write(
+            _render_row(
                 shipment=shipment,
                 kind=kind,
                 channel=subscription.channel,

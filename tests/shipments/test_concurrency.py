@@ -8,20 +8,18 @@ persona in the tests that run later (and, under --reuse-db, in later runs).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.utils import timezone
 
 from shipments import services
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus, initial_state, next_state
 from tests.factories import CarrierFactory, dispatched_shipment, ready_shipment
+from tests.helpers import race
 
 S = ShipmentStatus
 K = EventKind
@@ -32,31 +30,6 @@ pytestmark = pytest.mark.django_db(
 )
 
 UPS_NUMBER = "1Z999AA10123456784"
-
-
-def race(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads released together; each returns or raises."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[Any] = [None] * len(calls)
-
-    def run(i: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=5)
-            outcomes[i] = call()
-        except Exception as exc:
-            outcomes[i] = exc
-        finally:
-            connection.close()  # each thread has its own connection
-
-    threads = [
-        threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    return outcomes
 
 
 def replayed_status(shipment: Shipment) -> str:

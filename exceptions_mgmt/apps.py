@@ -6,7 +6,7 @@ class ExceptionsMgmtConfig(AppConfig):
     verbose_name = "Delivery exceptions"
 
     def ready(self) -> None:
-        from exceptions_mgmt.handlers import on_event_recorded
-        from shipments.events import event_recorded
+        from exceptions_mgmt.handlers import on_events_recorded
+        from shipments.events import events_recorded
 
-        event_recorded.connect(on_event_recorded, dispatch_uid="exceptions.close")
+        events_recorded.connect(on_events_recorded, dispatch_uid="exceptions.close")

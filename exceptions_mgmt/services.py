@@ -30,10 +30,11 @@ from exceptions_mgmt.models import (
     Level,
     Severity,
 )
-from notifications.services import queue_batched, staff_alert_queue
+from notifications.services import StaffAlert, queue_batched, staff_alerts_queue
 from shipments import services as shipment_services
 from shipments.models import Shipment, Source
 from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
+from tracksop.bulk import bulk_set
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -172,38 +173,91 @@ def exception_report(
                     "Exceptions are reported for packages on their way; this one is "
                     f"{locked.get_status_display().lower()}."
                 )
-            exception = DeliveryException(
-                shipment=locked,
+            [exception] = _open(
+                [locked],
+                detection_keys=[detection_key],
                 cause=cause,
-                cause_other=cause_other.strip() if cause == Cause.OTHER else "",
+                cause_other=cause_other,
                 severity=severity,
-                description=description.strip(),
+                description=description,
                 expected_resolution=expected_resolution,
-                reported_by=user
-                if user is not None and user.is_authenticated
-                else None,
-                reported_at=now,
-                detection_key=detection_key,
-            )
-            exception.escalate_after = next_deadline(
-                exception, _rules() if rules is None else rules
-            )
-            exception.save()
-            exception.report_event = shipment_services.checkpoint_record(
-                shipment=locked,
-                kind=EventKind.EXCEPTION_REPORTED,
                 user=user,
-                occurred_at=occurred_at or now,
                 source=source,
-                notes=exception.cause_label
-                + (f": {exception.description}" if exception.description else ""),
-                data=_event_data(exception, detected=bool(detection_key)),
+                now=now,
+                occurred_at=occurred_at or now,
+                rules=_rules() if rules is None else rules,
             )
-            exception.save(update_fields=["report_event"])
-            _change(exception, exception.reported_by, "reported", cause=cause)
     except IntegrityError as exc:
         raise ExceptionConflict("This shipment already has an open exception.") from exc
     return exception
+
+
+def _open(
+    shipments: list[Shipment],
+    *,
+    detection_keys: list[str],
+    cause: str,
+    cause_other: str,
+    severity: str,
+    description: str,
+    expected_resolution: datetime,
+    user: User | None,
+    source: str,
+    now: datetime,
+    occurred_at: datetime,
+    rules: dict[str, list[EscalationRule]],
+) -> list[DeliveryException]:
+    """Open one exception on each of these shipments, which the caller holds
+    locked and has checked are on their way: the exceptions, their checkpoints
+    (and so the customers' messages) and their history, in a few statements
+    however many there are. A duplicate raises IntegrityError, rolling back all."""
+    reporter = user if user is not None and user.is_authenticated else None
+    exceptions = []
+    for shipment, key in zip(shipments, detection_keys, strict=True):
+        exception = DeliveryException(
+            shipment=shipment,
+            cause=cause,
+            cause_other=cause_other.strip() if cause == Cause.OTHER else "",
+            severity=severity,
+            description=description.strip(),
+            expected_resolution=expected_resolution,
+            reported_by=reporter,
+            reported_at=now,
+            detection_key=key,
+        )
+        exception.escalate_after = next_deadline(exception, rules)
+        exceptions.append(exception)
+    # Part of the caller's transaction: no savepoint of its own to pay for.
+    with transaction.atomic(savepoint=False):
+        DeliveryException.objects.bulk_create(exceptions)
+        events = shipment_services.checkpoints_append(
+            [
+                shipment_services.Checkpoint(
+                    shipment=exception.shipment,
+                    notes=exception.cause_label
+                    + (f": {exception.description}" if exception.description else ""),
+                    data=_event_data(exception, detected=bool(exception.detection_key)),
+                )
+                for exception in exceptions
+            ],
+            kind=EventKind.EXCEPTION_REPORTED,
+            user=user,
+            occurred_at=occurred_at,
+            source=source,
+        )
+        for exception, event in zip(exceptions, events, strict=True):
+            exception.report_event = event
+        bulk_set(exceptions, ["report_event"])
+        ExceptionChange.objects.bulk_create(
+            ExceptionChange(
+                exception=exception,
+                actor=reporter,
+                action="reported",
+                data={"cause": cause},
+            )
+            for exception in exceptions
+        )
+    return exceptions
 
 
 def _acknowledge(exception: DeliveryException, now: datetime) -> None:
@@ -403,6 +457,7 @@ def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int
                 .order_by("escalate_after", "id")[:batch]
             )
             changes = []
+            alerts = []
             for exception in rows:
                 level = max(
                     (
@@ -431,21 +486,22 @@ def exceptions_escalate(*, now: datetime | None = None, batch: int = 500) -> int
                     for reached in range(previous + 1, level + 1):
                         if reached not in recipients:
                             recipients[reached] = list(_level_recipients(reached))
-                        staff_alert_queue(
-                            shipment=exception.shipment,
-                            users=recipients[reached],
-                            key=f"escalation:{exception.pk}:{reached}",
-                            context=_alert_context(exception),
+                        alerts.append(
+                            StaffAlert(
+                                shipment=exception.shipment,
+                                users=recipients[reached],
+                                key=f"escalation:{exception.pk}:{reached}",
+                                context=_alert_context(exception),
+                            )
                         )
                     escalated += 1
                 exception.escalate_after = next_deadline(exception, rules)
             # A row not escalated (a rule was lengthened) gets its new deadline
             # but keeps its version: a form open on it must not be told it
             # changed. Its other fields go back as read, under the lock.
-            DeliveryException.objects.bulk_update(
-                rows, ["escalation_level", "status", "version", "escalate_after"]
-            )
+            bulk_set(rows, ["escalation_level", "status", "version", "escalate_after"])
             ExceptionChange.objects.bulk_create(changes)
+            staff_alerts_queue(alerts)
         if len(rows) < batch:
             return escalated
 
@@ -502,48 +558,72 @@ def exceptions_detect(
     for cause, rows in ((Cause.LATE, late), (Cause.NO_SCAN, stalled)):
         work = list(rows)  # read once the late ones are on hold, not before
         for start in range(0, len(work), chunk):
-            # One commit and one publish per chunk rather than per detection;
-            # each detection is still all or nothing, in its own savepoint.
-            # Locks in shipment order: two sweeps at once cannot deadlock.
+            # One commit and one publish per chunk rather than per detection.
             with transaction.atomic(), queue_batched():
-                for pk, key in sorted(work[start : start + chunk]):
-                    found += _detect(
-                        shipment=pk,
-                        cause=cause,
-                        key=key,
-                        resolution=resolution,
-                        rules=rules,
-                    )
+                found += _detect_chunk(
+                    dict(work[start : start + chunk]),
+                    cause=cause,
+                    resolution=resolution,
+                    rules=rules,
+                )
     return found
 
 
-def _detect(
+def _detect_chunk(
+    keys: dict[int, str],
     *,
-    shipment: int,
     cause: str,
-    key: str,
     resolution: datetime,
     rules: dict[str, list[EscalationRule]],
 ) -> int:
+    """Open the delay exceptions of one chunk of found shipments together,
+    in a savepoint. If that fails (a shipment another sweep got to first, a
+    row the database refuses), try them one at a time: one bad row must not
+    hold up the rest, and each detection stays all or nothing."""
+    fields: dict[str, Any] = {
+        "cause": cause,
+        "severity": settings.TRACKSOP_DETECTED_SEVERITY,
+        "expected_resolution": resolution,
+        "source": Source.SYSTEM,
+        "rules": rules,
+    }
     try:
-        exception_report(
-            shipment=shipment,
-            user=None,
-            cause=cause,
-            severity=settings.TRACKSOP_DETECTED_SEVERITY,
-            expected_resolution=resolution,
-            source=Source.SYSTEM,
-            detection_key=key,
-            rules=rules,
-        )
-    except (ExceptionConflict, IntegrityError):
-        return 0  # moved on, or another sweep got there first
+        with transaction.atomic():
+            # Locked in id order: two sweeps at once cannot deadlock. A
+            # shipment that moved on since it was found (delivered, or on
+            # hold already) is left alone.
+            locked = list(
+                Shipment.objects.select_for_update(of=("self",))
+                .select_related("carrier")
+                .filter(pk__in=keys, status__in=sorted(MOVING))
+                .order_by("pk")
+            )
+            now = timezone.now()
+            _open(
+                locked,
+                detection_keys=[keys[shipment.pk] for shipment in locked],
+                cause_other="",
+                description="",
+                user=None,
+                now=now,
+                occurred_at=now,
+                **fields,
+            )
+            return len(locked)
     except Exception:
-        # Rolled back to its savepoint: one bad row must not take the rest
-        # of its chunk with it. The next sweep tries it again.
-        log.exception("Detecting %s on shipment %s failed", key, shipment)
-        return 0
-    return 1
+        log.warning("Detections in one go failed; one at a time", exc_info=True)
+    found = 0
+    for pk, key in sorted(keys.items()):
+        try:
+            exception_report(shipment=pk, user=None, detection_key=key, **fields)
+        except (ExceptionConflict, IntegrityError):
+            continue  # moved on, or another sweep got there first
+        except Exception:
+            # Rolled back to its savepoint; the next sweep tries it again.
+            log.exception("Detecting %s on shipment %s failed", key, pk)
+            continue
+        found += 1
+    return found
 
 
 def _key(prefix: str, field: str) -> Any:

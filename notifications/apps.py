@@ -8,12 +8,12 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from notifications.handlers import on_event_recorded
+        from notifications.handlers import on_events_recorded
         from notifications.models import MessageTemplate
         from notifications.rendering import overrides_forget
-        from shipments.events import event_recorded
+        from shipments.events import events_recorded
 
-        event_recorded.connect(on_event_recorded, dispatch_uid="notifications.outbox")
+        events_recorded.connect(on_events_recorded, dispatch_uid="notifications.outbox")
         # Cache invalidation, not a business rule: any write to an override
         # (admin, shell, fixtures) must drop the cached copy of the table.
         for signal in (post_save, post_delete):

@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from notifications import services
+from shipments.events import Recorded
 
 
-def on_event_recorded(
-    *, event: Any, shipment: Any, previous_status: str, **_: Any
-) -> None:
-    # Inside the event's transaction: the outbox row commits with the event.
-    services.notifications_for_event(
-        event=event, shipment=shipment, previous_status=previous_status
-    )
+def on_events_recorded(*, records: list[Recorded], **_: Any) -> None:
+    # Inside the events' transaction: the outbox rows commit with them.
+    services.notifications_for_events(records)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, cast
@@ -41,8 +42,10 @@ from notifications.models import (
     Subscription,
 )
 from notifications.sms import PermanentError, SendError
+from shipments.events import Recorded
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
+from tracksop.bulk import bulk_set
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -188,24 +191,30 @@ def _render_row(
 
 
 def _store(rows: list[Notification]) -> list[Notification]:
-    """Insert rendered rows in one statement. Not in a task (the exceptions
-    sweep): the workers that send would build emails all the same, so they do
-    when sending, and the task stays short. (current_task is a proxy, false
-    outside a task.)"""
+    """Insert rendered rows in one statement, and their emails' bytes in one
+    more. Not in a task (the exceptions sweep): the workers that send would
+    build emails all the same, so they do when sending, and the task stays
+    short. (current_task is a proxy, false outside a task.)"""
     Notification.objects.bulk_create(rows)
     if not current_task:
-        for row in rows:
-            if row.channel == Channel.EMAIL and row.status == Status.PENDING:
-                _prepare_email(row)
+        built = [
+            row
+            for row in rows
+            if row.channel == Channel.EMAIL
+            and row.status == Status.PENDING
+            and _prepare_email(row)
+        ]
+        bulk_set(built, ["mime", "status", "last_error", "next_attempt_at"])
     return rows
 
 
-def _prepare_email(row: Notification) -> None:
-    """Store the email's bytes on its row, built by the writer (a web request)
-    rather than by a worker: building costs more CPU than the rest of sending
-    together, and workers' CPU limits how fast they send
-    (bench/notifications.py). The record then holds exactly what the mail
-    server got. After the insert: the Message-ID is made of the row's id."""
+def _prepare_email(row: Notification) -> bool:
+    """Put the email's bytes on its row (the caller stores them), built by the
+    writer (a web request) rather than by a worker: building costs more CPU
+    than the rest of sending together, and workers' CPU limits how fast they
+    send (bench/notifications.py). The record then holds exactly what the mail
+    server got. After the insert: the Message-ID is made of the row's id.
+    False if it could not be built; the worker will try."""
     try:
         row.mime = gateways.email_bytes(_email(row))
     except PermanentError as exc:
@@ -213,8 +222,8 @@ def _prepare_email(row: Notification) -> None:
     except Exception:
         # Never the reason an event fails to save: the worker builds it.
         log.exception("Notification %s not built; the worker will", row.pk)
-        return
-    row.save(update_fields=["mime", "status", "last_error", "next_attempt_at"])
+        return False
+    return True
 
 
 # The ids of the rows written inside queue_batched(), if that is where we are.
@@ -280,68 +289,112 @@ def queue_now(ids: Sequence[int]) -> int:
 def notifications_for_event(
     *, event: TrackingEvent, shipment: Shipment, previous_status: str
 ) -> list[Notification]:
-    """The outbox rows an event causes, written in its transaction."""
-    kind = milestone_for(
-        event=event, shipment=shipment, previous_status=previous_status
-    )
-    if kind is None or not enabled(kind):
+    """The outbox rows one event causes, written in its transaction."""
+    return notifications_for_events([Recorded(event, shipment, previous_status)])
+
+
+def notifications_for_events(records: Sequence[Recorded]) -> list[Notification]:
+    """The outbox rows events cause, written in their transaction: one query
+    each for earlier rows, preferences and subscriptions, and one INSERT,
+    however many events (a sweep writes fifty at a time)."""
+    due = []
+    for event, shipment, previous_status in records:
+        kind = milestone_for(
+            event=event, shipment=shipment, previous_status=previous_status
+        )
+        if kind is not None and enabled(kind):
+            due.append((event, shipment, kind))
+    if not due:
         return []
-    audiences = [Audience.RECIPIENT]
-    if kind == Kind.DISPATCHED and shipment.notify_sender:
-        audiences.append(Audience.SENDER)
-    rows: list[Notification] = []
-    # Keys already written for this event: handling an event twice is a no-op.
+    # Keys already written for these events: handling an event twice is a no-op.
     seen = set(
-        Notification.objects.filter(event=event).values_list(
-            "idempotency_key", flat=True
-        )
+        Notification.objects.filter(
+            event__in=[event.pk for event, _, _ in due]
+        ).values_list("idempotency_key", flat=True)
     )
-    for audience in audiences:
-        choice = preference_for(shipment, audience)
-        context = rendering.message_context(
-            shipment=shipment, audience=audience, event=event
+    shipment_ids = {shipment.pk for _, shipment, _ in due}
+    choices = {
+        (shipment_id, audience): channels
+        for shipment_id, audience, channels in Preference.objects.filter(
+            shipment_id__in=shipment_ids
+        ).values_list("shipment_id", "audience", "channels")
+    }
+    subscriptions: dict[int, list[Subscription]] = {}
+    for subscription in Subscription.objects.filter(
+        shipment_id__in=shipment_ids,
+        confirmed_at__isnull=False,
+        stopped_at__isnull=True,
+    ).order_by("pk"):
+        subscriptions.setdefault(subscription.shipment_id, []).append(subscription)
+    rows: list[Notification] = []
+    for event, shipment, kind in due:
+        audiences = [Audience.RECIPIENT]
+        if kind == Kind.DISPATCHED and shipment.notify_sender:
+            audiences.append(Audience.SENDER)
+        for audience in audiences:
+            choice = choices.get((shipment.pk, audience), Preference.Choice.BOTH)
+            rows += _party_rows(event, shipment, kind, audience, choice, seen)
+        rows += _subscriber_rows(
+            event, shipment, kind, subscriptions.get(shipment.pk, []), seen
         )
-        for channel in Channel:
-            to = party_address(shipment, audience, channel)
-            # One message per address: a sender who is also the recipient
-            # gets one email, not two.
-            key = f"event:{event.pk}:{channel}:{to.lower() or audience}"
-            if key in seen:
-                continue
-            seen.add(key)
-            if _declined(choice, channel):
-                reason = f"The {audience} turned off {Channel(channel).label} updates."
-            else:
-                reason = address_problem(channel, to)
-            rows.append(
-                _render_row(
-                    shipment=shipment,
-                    kind=kind,
-                    channel=channel,
-                    audience=audience,
-                    to=to,
-                    key=key,
-                    context=context,
-                    event=event,
-                    suppressed=reason,
-                )
-            )
-    rows += _subscriber_rows(event=event, shipment=shipment, kind=kind, seen=seen)
-    # One INSERT for all of them: the sweep writes hundreds of events' rows.
+    # One INSERT for all of them.
     _queue_on_commit(_store(rows))
     return rows
 
 
+def _party_rows(
+    event: TrackingEvent,
+    shipment: Shipment,
+    kind: str,
+    audience: str,
+    choice: str,
+    seen: set[str],
+) -> list[Notification]:
+    """One unsaved row per channel for the recipient or the sender."""
+    rows = []
+    context = rendering.message_context(
+        shipment=shipment, audience=audience, event=event
+    )
+    for channel in Channel:
+        to = party_address(shipment, audience, channel)
+        # One message per address: a sender who is also the recipient
+        # gets one email, not two.
+        key = f"event:{event.pk}:{channel}:{to.lower() or audience}"
+        if key in seen:
+            continue
+        seen.add(key)
+        if _declined(choice, channel):
+            reason = f"The {audience} turned off {Channel(channel).label} updates."
+        else:
+            reason = address_problem(channel, to)
+        rows.append(
+            _render_row(
+                shipment=shipment,
+                kind=kind,
+                channel=channel,
+                audience=audience,
+                to=to,
+                key=key,
+                context=context,
+                event=event,
+                suppressed=reason,
+            )
+        )
+    return rows
+
+
 def _subscriber_rows(
-    *, event: TrackingEvent, shipment: Shipment, kind: str, seen: set[str]
+    event: TrackingEvent,
+    shipment: Shipment,
+    kind: str,
+    subscriptions: list[Subscription],
+    seen: set[str],
 ) -> list[Notification]:
     """One unsaved row per confirmed, unstopped address added on the tracking
     page, on its own channel. Same key scheme as the parties': an address that
     is also the recipient's was written above and gets one message."""
     rows = []
-    for subscription in Subscription.objects.filter(
-        shipment=shipment, confirmed_at__isnull=False, stopped_at__isnull=True
-    ).order_by("pk"):
+    for subscription in subscriptions:
         key = f"event:{event.pk}:{subscription.channel}:{subscription.address.lower()}"
         if key in seen:
             continue
@@ -368,6 +421,18 @@ def _subscriber_rows(
     return rows
 
 
+@dataclass(frozen=True)
+class StaffAlert:
+    """One occasion to email staff about a shipment (see `staff_alerts_queue`).
+    `key` names it (e.g. "escalation:<exception>:<level>")."""
+
+    shipment: Shipment
+    users: Sequence[User]
+    key: str
+    context: dict[str, Any]
+    kind: str = Kind.ESCALATION
+
+
 def staff_alert_queue(
     *,
     shipment: Shipment,
@@ -376,43 +441,56 @@ def staff_alert_queue(
     context: dict[str, Any],
     kind: str = Kind.ESCALATION,
 ) -> list[Notification]:
-    """Email staff (supervisors, managers) about a shipment through the outbox.
-    `key` names the occasion (e.g. "escalation:<exception>:<level>"); running
-    it twice for the same occasion writes nothing new. Call inside the
-    transaction that records the occasion."""
-    rows = []
-    base = rendering.message_context(shipment=shipment, audience=Audience.STAFF)
-    users = list(users)
+    """Email staff (supervisors, managers) about a shipment through the outbox."""
+    return staff_alerts_queue([StaffAlert(shipment, list(users), key, context, kind)])
+
+
+def staff_alerts_queue(alerts: Sequence[StaffAlert]) -> list[Notification]:
+    """Email staff about shipments through the outbox: one query for the rows
+    written before (running it twice for the same occasion writes nothing
+    new) and one INSERT, however many alerts. Call inside the transaction
+    that records the occasions."""
+    keys = {
+        (n, user.pk): f"{alert.key}:user:{user.pk}"
+        for n, alert in enumerate(alerts)
+        for user in alert.users
+    }
     written = set(
-        Notification.objects.filter(
-            idempotency_key__in=[f"{key}:user:{user.pk}" for user in users]
-        ).values_list("idempotency_key", flat=True)
-    )
-    for user in users:
-        row_key = f"{key}:user:{user.pk}"
-        if row_key in written:
-            continue
-        to = (user.email or "").strip()
-        rows.append(
-            _render_row(
-                shipment=shipment,
-                kind=kind,
-                channel=Channel.EMAIL,
-                audience=Audience.STAFF,
-                to=to,
-                key=row_key,
-                context={
-                    **base,
-                    **context,
-                    "name": user.get_full_name() or user.username,
-                },
-                suppressed=address_problem(
-                    Channel.EMAIL, to, where="the user's account"
-                )
-                if enabled(kind)
-                else ("Staff alerts of this kind are turned off."),
-            )
+        Notification.objects.filter(idempotency_key__in=keys.values()).values_list(
+            "idempotency_key", flat=True
         )
+    )
+    rows = []
+    for n, alert in enumerate(alerts):
+        base = rendering.message_context(
+            shipment=alert.shipment, audience=Audience.STAFF
+        )
+        for user in alert.users:
+            row_key = keys[n, user.pk]
+            if row_key in written:
+                continue
+            written.add(row_key)
+            to = (user.email or "").strip()
+            rows.append(
+                _render_row(
+                    shipment=alert.shipment,
+                    kind=alert.kind,
+                    channel=Channel.EMAIL,
+                    audience=Audience.STAFF,
+                    to=to,
+                    key=row_key,
+                    context={
+                        **base,
+                        **alert.context,
+                        "name": user.get_full_name() or user.username,
+                    },
+                    suppressed=address_problem(
+                        Channel.EMAIL, to, where="the user's account"
+                    )
+                    if enabled(alert.kind)
+                    else ("Staff alerts of this kind are turned off."),
+                )
+            )
     _queue_on_commit(_store(rows))
     return rows
 

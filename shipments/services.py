@@ -8,7 +8,7 @@ of the log, and announces each event through `shipments.events`.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from shipments import tracking_numbers as tn
-from shipments.events import publish_event_recorded
+from shipments.events import Recorded, publish_event_recorded, publish_events_recorded
 from shipments.models import (
     Carrier,
     Feedback,
@@ -44,6 +44,7 @@ from shipments.status import (
     initial_state,
     next_state,
 )
+from tracksop.bulk import bulk_set
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractUser, AnonymousUser
@@ -52,11 +53,13 @@ if TYPE_CHECKING:
     User = AbstractUser | AnonymousUser
 
 __all__ = [
+    "Checkpoint",
     "InquiryAlreadyAnswered",
     "StaleShipment",
     "TransitionRefused",
     "bulk_scan_record",
     "checkpoint_record",
+    "checkpoints_append",
     "event_void",
     "inquiry_answer",
     "inquiry_log",
@@ -132,7 +135,7 @@ def _refuse_future(occurred_at: datetime) -> None:
         )
 
 
-def _append_event(
+def _advance(
     shipment: Shipment,
     *,
     kind: str,
@@ -145,8 +148,8 @@ def _append_event(
     external_id: str = "",
     data: Mapping[str, Any] | None = None,
     voids: TrackingEvent | None = None,
-) -> TrackingEvent:
-    """Apply one event to a locked shipment, write it, save the shipment."""
+) -> Recorded:
+    """Apply one event to a locked shipment in memory; the caller writes both."""
     previous = shipment.status
     state = State(
         status=shipment.status,
@@ -154,7 +157,7 @@ def _append_event(
         resume=shipment.resume_status,
     )
     new = next_state(state, kind=kind, occurred_at=occurred_at)
-    event = TrackingEvent.objects.create(
+    event = TrackingEvent(
         shipment=shipment,
         kind=kind,
         occurred_at=occurred_at,
@@ -186,9 +189,83 @@ def _append_event(
     ):
         shipment.current_location = location
     shipment.version += 1
+    return Recorded(event, shipment, previous)
+
+
+def _append_event(shipment: Shipment, **fields: Any) -> TrackingEvent:
+    """Apply one event to a locked shipment, write it, save the shipment
+    (with whatever else the caller changed on it)."""
+    recorded = _advance(shipment, **fields)
+    recorded.event.save()
     shipment.save()
-    publish_event_recorded(event=event, shipment=shipment, previous_status=previous)
-    return event
+    publish_events_recorded([recorded])
+    return recorded.event
+
+
+# What applying an event changes on a shipment (see `_advance`).
+_ADVANCED_FIELDS = (
+    "status",
+    "status_changed_at",
+    "resume_status",
+    "delivered_at",
+    "last_event_at",
+    "current_location",
+    "version",
+    "updated_at",  # auto_now, which bulk_set does not apply
+)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One shipment's entry in `checkpoints_append`."""
+
+    shipment: Shipment
+    notes: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def checkpoints_append(
+    checkpoints: Sequence[Checkpoint],
+    *,
+    kind: str,
+    user: User | None,
+    occurred_at: datetime,
+    source: str = Source.FORM,
+) -> list[TrackingEvent]:
+    """Log the same kind of checkpoint on many shipments at once: one INSERT
+    for the events, one UPDATE for the shipments, one announcement, so the
+    cost per shipment stays small (the exceptions sweep). The caller holds
+    the shipments locked in its transaction (`select_for_update`), one entry
+    per shipment. All or nothing, like one checkpoint."""
+    if kind not in CHECKPOINT_KINDS and kind not in _OTHER_APP_KINDS:
+        raise ValidationError({"kind": "This kind of event has its own action."})
+    _refuse_future(occurred_at)
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(
+            "checkpoints_append needs the shipments locked in a transaction."
+        )
+    if not checkpoints:
+        return []
+    recorded = [
+        _advance(
+            c.shipment,
+            kind=kind,
+            occurred_at=occurred_at,
+            user=user,
+            source=source,
+            notes=c.notes,
+            data=c.data,
+        )
+        for c in checkpoints
+    ]
+    now = timezone.now()
+    for r in recorded:
+        r.shipment.updated_at = now
+    with transaction.atomic(savepoint=False):  # the caller's transaction
+        TrackingEvent.objects.bulk_create([r.event for r in recorded])
+        bulk_set([r.shipment for r in recorded], _ADVANCED_FIELDS)
+        publish_events_recorded(recorded)
+    return [r.event for r in recorded]
 
 
 def _clean_details(shipment: Shipment) -> None:

@@ -15,6 +15,7 @@ import time_machine
 from django.apps import apps
 from django.contrib.auth.models import User
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from exceptions_mgmt import services, tasks
@@ -528,3 +529,95 @@ def test_two_detection_sweeps_at_once_raise_each_exception_once() -> None:
         assert (
             Notification.objects.filter(shipment=shipment, kind=Kind.DELAY).count() == 2
         )
+
+
+# --- cost per stale row ---------------------------------------------------------
+
+
+def _queries(call: Any) -> tuple[Any, int]:
+    with CaptureQueriesContext(connection) as captured:
+        result = call()
+    return result, len(captured)
+
+
+def test_detection_costs_the_same_queries_for_two_late_shipments_as_for_twelve() -> (
+    None
+):
+    """The set-wise chunk: its statements do not grow with its rows (the
+    benchmark's 2-second sweep over 310 stale rows depends on it)."""
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        few = [dispatched_shipment() for _ in range(2)]
+        clock.shift(timedelta(days=4))
+        found, for_few = _queries(services.exceptions_detect)
+        assert found == len(few)
+        many = [dispatched_shipment() for _ in range(12)]
+        clock.shift(timedelta(days=4))
+        found, for_many = _queries(services.exceptions_detect)
+        assert found == len(many)
+
+    assert for_many == for_few
+    for shipment in many:
+        exception = DeliveryException.objects.get(shipment=shipment)
+        assert exception.report_event.shipment_id == shipment.pk
+        assert set(_delay_messages(exception)) == {Channel.EMAIL, Channel.SMS}
+
+
+def test_escalation_costs_the_same_queries_for_one_stale_exception_as_for_six(
+    recipients: dict[int, list[User]],
+) -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        _report(severity=Severity.HIGH)
+        clock.shift(timedelta(hours=2))  # past the hour it may stay unacknowledged
+        escalated, for_one = _queries(services.exceptions_escalate)
+        assert escalated == 1
+        six = [_report(severity=Severity.HIGH) for _ in range(6)]
+        clock.shift(timedelta(hours=2))
+        escalated, for_six = _queries(services.exceptions_escalate)
+        assert escalated == len(six)
+
+    assert for_six == for_one
+    for exception in six:
+        assert _emails(exception) == _addressed(Level.SUPERVISORS, recipients[1])
+
+
+def test_each_shipment_in_a_chunk_keeps_its_own_choices_and_subscribers() -> None:
+    """One chunk reads every shipment's preferences and subscriptions in one
+    query each; none may leak to another shipment."""
+    from notifications.models import Preference, Subscription
+
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        email_only, sms_only, followed = (dispatched_shipment() for _ in range(3))
+        for shipment, channels in ((email_only, "email"), (sms_only, "sms")):
+            Preference.objects.create(
+                shipment=shipment, audience=Audience.RECIPIENT, channels=channels
+            )
+        Subscription.objects.create(
+            shipment=followed,
+            channel=Channel.EMAIL,
+            address="fan@example.org",
+            code_hash="-",
+            code_sent_at=timezone.now(),
+            confirmed_at=timezone.now(),
+        )
+        clock.shift(timedelta(days=4))
+        assert services.exceptions_detect() == 3
+
+    def sent(shipment: Shipment) -> list[tuple[str, str, str]]:
+        return sorted(
+            (row.audience, row.channel, row.status)
+            for row in Notification.objects.filter(shipment=shipment, kind=Kind.DELAY)
+        )
+
+    assert sent(email_only) == [
+        (Audience.RECIPIENT, Channel.EMAIL, "pending"),
+        (Audience.RECIPIENT, Channel.SMS, "suppressed"),
+    ]
+    assert sent(sms_only) == [
+        (Audience.RECIPIENT, Channel.EMAIL, "suppressed"),
+        (Audience.RECIPIENT, Channel.SMS, "pending"),
+    ]
+    assert sent(followed) == [
+        (Audience.RECIPIENT, Channel.EMAIL, "pending"),
+        (Audience.RECIPIENT, Channel.SMS, "pending"),
+        (Audience.SUBSCRIBER, Channel.EMAIL, "pending"),
+    ]

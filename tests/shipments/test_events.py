@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import transaction
+from django.utils import timezone
 
 from shipments import services
-from shipments.events import event_recorded
-from shipments.models import TrackingEvent
+from shipments.events import events_recorded
+from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import dispatched_shipment
 
@@ -24,9 +26,9 @@ def received() -> Iterator[list[dict[str, Any]]]:
     def receiver(**kwargs: Any) -> None:
         calls.append(kwargs)
 
-    event_recorded.connect(receiver, weak=False)
+    events_recorded.connect(receiver, weak=False)
     yield calls
-    event_recorded.disconnect(receiver)
+    events_recorded.disconnect(receiver)
 
 
 def test_each_checkpoint_announces_itself_with_the_previous_status(received) -> None:
@@ -36,9 +38,10 @@ def test_each_checkpoint_announces_itself_with_the_previous_status(received) -> 
         shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
     )
     assert len(received) == 1
-    assert received[0]["event"] == event
-    assert received[0]["previous_status"] == "dispatched"
-    assert received[0]["shipment"].status == "out_for_delivery"
+    [(got, shipment_after, previous)] = received[0]["records"]
+    assert got == event
+    assert previous == "dispatched"
+    assert shipment_after.status == "out_for_delivery"
 
 
 def test_a_failing_listener_rolls_the_checkpoint_back() -> None:
@@ -47,14 +50,52 @@ def test_a_failing_listener_rolls_the_checkpoint_back() -> None:
     def broken(**kwargs: Any) -> None:
         raise RuntimeError("outbox unavailable")
 
-    event_recorded.connect(broken, weak=False)
+    events_recorded.connect(broken, weak=False)
     try:
         with pytest.raises(RuntimeError):
             services.checkpoint_record(
                 shipment=shipment, kind=EventKind.PICKED_UP, user=None
             )
     finally:
-        event_recorded.disconnect(broken)
+        events_recorded.disconnect(broken)
     assert not TrackingEvent.objects.filter(kind=EventKind.PICKED_UP).exists()
     shipment.refresh_from_db()
     assert shipment.status == "dispatched"
+
+
+def test_checkpoints_on_many_shipments_are_one_announcement(received) -> None:
+    shipments = [dispatched_shipment() for _ in range(3)]
+    received.clear()
+    before = {s.pk: (s.version, s.updated_at) for s in shipments}
+
+    with transaction.atomic():
+        locked = list(
+            Shipment.objects.select_for_update().filter(
+                pk__in=[s.pk for s in shipments]
+            )
+        )
+        events = services.checkpoints_append(
+            [
+                services.Checkpoint(shipment=s, notes=f"note {s.pk}", data={"n": s.pk})
+                for s in locked
+            ],
+            kind=EventKind.EXCEPTION_REPORTED,
+            user=None,
+            occurred_at=timezone.now(),
+        )
+
+    [call] = received
+    assert [r.event for r in call["records"]] == events
+    assert {r.previous_status for r in call["records"]} == {"dispatched"}
+    for event in events:
+        event.refresh_from_db()
+        assert event.notes == f"note {event.shipment_id}"
+        assert event.data == {"n": event.shipment_id}
+        assert event.status_after == "exception"
+        shipment = Shipment.objects.get(pk=event.shipment_id)
+        assert shipment.status == "exception"
+        assert shipment.resume_status == "dispatched"
+        assert shipment.last_event_at == event.occurred_at
+        version, updated_at = before[shipment.pk]
+        assert shipment.version == version + 1
+        assert shipment.updated_at > updated_at

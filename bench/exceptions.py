@@ -158,6 +158,7 @@ class Scale:
     cases: dict[str, Case]
     outbox_rows: int = 0
     published: int = 0
+    statements: int = 0  # SQL statements of the warm-up sweep
     supervisors: int = 0
     explained: dict[str, tuple[list[str], bool]] = field(default_factory=dict)
 
@@ -213,6 +214,7 @@ def _measure(shipments: int, sweeps: int, broker: redis.Redis, large: bool) -> S
         _arm(1.0)
         with CaptureQueriesContext(connection) as captured:
             full.results.append(tasks.exceptions_sweep.apply().get())
+        scale.statements = len(captured.captured_queries)
         if large:
             scale.explained = _explain_all(captured.captured_queries)
         for _ in range(sweeps):
@@ -733,6 +735,12 @@ def _rows(small: Scale, large: Scale) -> list[Row]:
             s,
             f"{s.outbox_rows} / {s.published}",
             f"2 per detection, 1 per escalation and supervisor ({s.supervisors})",
+        )
+        row(
+            "per sweep: SQL statements",
+            s,
+            f"{s.statements}",
+            f"{sum(full.expected.values())} stale rows, chunks of 50 / batches of 500",
         )
     growth = large.cases["full"].median / small.cases["full"].median
     row(

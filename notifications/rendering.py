@@ -131,6 +131,11 @@ def message_context(
     if audience in (Audience.RECIPIENT, Audience.SENDER):
         context["manage_url"] = links.manage_url(shipment.public_token, audience)
     elif audience == Audience.SUBSCRIBER:
+        # The order number is the public look-up's second factor, and a
+        # subscriber may be anyone with the link: an email names the package
+        # by its tracking number, a text (short) says "your package".
+        sms = subscription is not None and subscription.channel == Channel.SMS
+        context["order_number"] = "" if sms else shipment.tracking_number or ""
         if subscription is not None:
             context["stop_url"] = context["manage_url"] = links.stop_url(
                 shipment.public_token, subscription.pk

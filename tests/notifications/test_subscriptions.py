@@ -1243,3 +1243,27 @@ def test_the_confirmation_page_cannot_be_found_by_stepping_through_ids(
         response = client.get(f"/t/{token}/subscribe/{ref}/")
         assert response.status_code == 404
         assert "f•••@example.org" not in _html(response)
+
+
+def test_a_subscriber_is_never_told_the_order_number(shipment: Shipment) -> None:
+    """The order number is the look-up's second factor: a subscriber, who may
+    be anyone with the link, reads the tracking number in its place."""
+    _confirmed(shipment, "fan@example.org")
+    _confirmed(shipment, "+12025550188", channel=SMS)
+    _scan(shipment, EventKind.OUT_FOR_DELIVERY)
+
+    rows = _subscriber_rows(shipment, Kind.OUT_FOR_DELIVERY)
+    assert {row.channel for row in rows} == {EMAIL, SMS}
+    for row in rows:
+        for part in (row.subject, row.body_text, row.body_html):
+            assert "ORD-50001" not in part
+    by_channel = {row.channel: row for row in rows}
+    assert "1Z999AA10123456784" in by_channel[EMAIL].subject
+    assert "your package is out for delivery" in by_channel[SMS].body_text
+    [recipients] = Notification.objects.filter(
+        shipment=shipment,
+        kind=Kind.OUT_FOR_DELIVERY,
+        audience=Audience.RECIPIENT,
+        channel=EMAIL,
+    )
+    assert "ORD-50001" in recipients.subject + recipients.body_text

@@ -20,6 +20,7 @@ import time_machine
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -1267,3 +1268,38 @@ def test_a_subscriber_is_never_told_the_order_number(shipment: Shipment) -> None
         channel=EMAIL,
     )
     assert "ORD-50001" in recipients.subject + recipients.body_text
+
+
+def test_staff_see_that_a_code_was_sent_but_never_the_code(
+    client: Client, cs_agent: User, shipment: Shipment
+) -> None:
+    subscription = _request(shipment, "fan@example.org")
+    code = _code(subscription)
+    client.force_login(cs_agent)
+
+    page = _html(client.get(shipment.get_absolute_url()))
+
+    [row] = _codes(subscription)
+    assert f'data-notification="{row.pk}"' in page
+    assert "its text is not shown" in page
+    assert code not in page
+
+
+def test_the_admin_lists_messages_without_loading_their_bodies(
+    admin_client: Client, shipment: Shipment
+) -> None:
+    _confirmed(shipment, "fan@example.org")
+    url = reverse("admin:notifications_notification_changelist")
+
+    with CaptureQueriesContext(connection) as captured:
+        listed = admin_client.get(url)
+
+    assert listed.status_code == 200
+    assert "fan@example.org" in _html(listed)
+    [listing] = [
+        q["sql"]
+        for q in captured
+        if "ORDER BY" in q["sql"] and '"notifications_notification"."to"' in q["sql"]
+    ]
+    assert '"mime"' not in listing
+    assert '"body_html"' not in listing

@@ -1,9 +1,7 @@
 """Races on the real PostgreSQL: two threads, two connections, one moment.
 
-These tests commit, so they run with `transaction=True`. `available_apps` limits
-the flush after each test to the project's own tables: a full flush would also
-wipe the role groups that a data migration created, and with them every
-persona in the tests that run later (and, under --reuse-db, in later runs).
+These tests commit, so they run with `transaction=True`. The flush after each
+empties every table; post_migrate (tracksop.roles) puts the role groups back.
 """
 
 from __future__ import annotations
@@ -24,10 +22,7 @@ from tests.helpers import race
 S = ShipmentStatus
 K = EventKind
 
-pytestmark = pytest.mark.django_db(
-    transaction=True,
-    available_apps=["tracksop", "shipments", "notifications", "exceptions_mgmt"],
-)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 UPS_NUMBER = "1Z999AA10123456784"
 

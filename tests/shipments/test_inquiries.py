@@ -185,10 +185,7 @@ def test_answering_twice_says_who_answered_first_and_changes_nothing(
     assert (inquiry.answer, inquiry.answered_by) == ("First.", supervisor)
 
 
-@pytest.mark.django_db(
-    transaction=True,
-    available_apps=["tracksop", "shipments", "notifications", "exceptions_mgmt"],
-)
+@pytest.mark.django_db(transaction=True)
 def test_two_agents_answering_at_once_one_wins_and_the_other_is_told(
     cs_agent: User, supervisor: User
 ) -> None:

@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from shipments.models import Shipment, TrackingEvent
+from shipments.models import Inquiry, Shipment, TrackingEvent
 
 
 class Cause(models.TextChoices):
@@ -113,6 +113,14 @@ class DeliveryException(models.Model):
     )
     # Detected exceptions: what was detected, so each is raised once.
     detection_key = models.CharField(max_length=64, blank=True)
+    # The customer inquiry it was reported from, if any (same shipment).
+    inquiry = models.ForeignKey(
+        Inquiry,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="exceptions",
+    )
     version = models.PositiveIntegerField(default=1)
 
     class Meta:

@@ -47,6 +47,7 @@ def exception_get(*, pk: int) -> DeliveryException:
             "assignee",
             "reported_by",
             "resolved_by",
+            "inquiry",
         ),
         pk=pk,
     )

@@ -32,7 +32,7 @@ from exceptions_mgmt.models import (
 )
 from notifications.services import StaffAlert, queue_batched, staff_alerts_queue
 from shipments import services as shipment_services
-from shipments.models import Shipment, Source
+from shipments.models import Inquiry, Shipment, Source
 from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
 from tracksop.bulk import bulk_set
 
@@ -143,11 +143,13 @@ def exception_report(
     detection_key: str = "",
     occurred_at: datetime | None = None,
     rules: dict[str, list[EscalationRule]] | None = None,
+    inquiry: Inquiry | None = None,
 ) -> DeliveryException:
     """Log an exception: a checkpoint puts the shipment on hold and the
     customer is told the cause and the expected resolution at once.
     `rules` are the escalation rules when the caller has loaded them (a sweep
-    reporting many at once)."""
+    reporting many at once). `inquiry`: the customer inquiry it comes from,
+    which must be about this shipment."""
     errors: dict[str, str] = {}
     if cause not in Cause.values:
         errors["cause"] = "Choose a cause."
@@ -157,10 +159,12 @@ def exception_report(
         errors["severity"] = "Choose a severity."
     if expected_resolution <= timezone.now():
         errors["expected_resolution"] = "The expected resolution time is in the past."
+    pk = shipment if isinstance(shipment, int) else shipment.pk
+    if inquiry is not None and inquiry.shipment_id != pk:
+        errors["inquiry"] = "That inquiry is about another shipment."
     if errors:
         raise ValidationError(errors)
     now = timezone.now()
-    pk = shipment if isinstance(shipment, int) else shipment.pk
     try:
         with transaction.atomic():
             locked = Shipment.objects.select_for_update(of=("self",)).get(pk=pk)
@@ -186,6 +190,7 @@ def exception_report(
                 now=now,
                 occurred_at=occurred_at or now,
                 rules=_rules() if rules is None else rules,
+                inquiry=inquiry,
             )
     except IntegrityError as exc:
         raise ExceptionConflict("This shipment already has an open exception.") from exc
@@ -206,6 +211,7 @@ def _open(
     now: datetime,
     occurred_at: datetime,
     rules: dict[str, list[EscalationRule]],
+    inquiry: Inquiry | None = None,
 ) -> list[DeliveryException]:
     """Open one exception on each of these shipments, which the caller holds
     locked and has checked are on their way: the exceptions, their checkpoints
@@ -224,6 +230,7 @@ def _open(
             reported_by=reporter,
             reported_at=now,
             detection_key=key,
+            inquiry=inquiry,
         )
         exception.escalate_after = next_deadline(exception, rules)
         exceptions.append(exception)

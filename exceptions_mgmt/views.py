@@ -376,7 +376,7 @@ def report(request: HttpRequest, code: str) -> HttpResponse:
         exception, status = _run(
             form,
             lambda: services.exception_report(
-                shipment=shipment, user=user, **form.report_kwargs()
+                shipment=shipment, user=user, inquiry=inquiry, **form.report_kwargs()
             ),
         )
         if exception is not None:

@@ -178,12 +178,14 @@ def shipment_inquiries(
     *, user: AbstractUser | AnonymousUser, shipment: Shipment
 ) -> list[Inquiry]:
     """The shipment's inquiries, oldest first, with who logged and answered
-    them (one query); none, and no query, for someone who may not see them."""
+    them and the exceptions reported from them (two queries); none, and no
+    query, for someone who may not see them."""
     if not user.has_perm(VIEW_INQUIRY):
         return []
     return list(
         Inquiry.objects.filter(shipment=shipment)
         .select_related("created_by", "answered_by")
+        .prefetch_related("exceptions")  # exceptions_mgmt's link to them
         .order_by("created_at", "id")
     )
 

@@ -559,8 +559,9 @@ def test_the_public_tracking_page_never_shows_inquiries(
     assert "7731" not in _page(response)
 
 
-# The shipment, its inquiries, the timeline, the message history (joins incl.).
-DETAIL_QUERIES = 4 + 4
+# The shipment, its inquiries and the exceptions reported from them, the
+# timeline, the message history (joins incl.).
+DETAIL_QUERIES = 4 + 5
 
 
 @pytest.mark.parametrize("n", [3, 30])
@@ -735,6 +736,42 @@ def test_reporting_from_an_inquiry_links_the_two(
     inquiry.refresh_from_db()
     assert (inquiry.status, inquiry.answered_by) == (ANSWERED, cs_agent)
     assert inquiry.answer.startswith(f"Reported as exception #{exception.pk}: Damaged")
+    assert exception.inquiry == inquiry
+    # Each page links to the other.
+    detail = _page(client.get(exception.get_absolute_url()))
+    assert (
+        f'href="{inquiry.shipment.get_absolute_url()}#inquiry-{inquiry.pk}"' in detail
+    )
+    shipment_page = _page(client.get(inquiry.shipment.get_absolute_url()))
+    assert (
+        f'<a href="{exception.get_absolute_url()}">Exception #{exception.pk}</a>'
+        in (shipment_page)
+    )
+
+
+def test_an_exception_cannot_name_an_inquiry_about_another_shipment(
+    cs_agent: User, inquiry: Inquiry
+) -> None:
+    from django.core.exceptions import ValidationError
+
+    from exceptions_mgmt import services as exception_services
+
+    other = dispatched_shipment()
+    with pytest.raises(ValidationError) as refused:
+        exception_services.exception_report(
+            shipment=other,
+            user=cs_agent,
+            cause="damaged",
+            expected_resolution=timezone.now() + timedelta(hours=6),
+            inquiry=inquiry,
+        )
+
+    assert refused.value.message_dict == {
+        "inquiry": ["That inquiry is about another shipment."]
+    }
+    assert not DeliveryException.objects.exists()
+    other.refresh_from_db()
+    assert other.status == "dispatched"
 
 
 def test_reporting_from_an_inquiry_may_leave_it_open(

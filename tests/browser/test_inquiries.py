@@ -113,10 +113,11 @@ def test_an_agent_reports_an_exception_from_a_customers_call(
 
     exception = DeliveryException.objects.get()
     expect(page.get_by_role("heading", name=f"Damaged — {code}")).to_be_visible()
-    expect(page.get_by_text(f"Customer inquiry #{inquiry.pk}")).to_be_visible()
-
-    page.goto(live_server.url + shipment.get_absolute_url())
+    # Each record leads to the other.
+    page.get_by_role("link", name=f"customer inquiry #{inquiry.pk}").click()
     item = inquiry_item(page, inquiry)
     expect(item).to_contain_text("Answered")
     expect(item).to_contain_text(f"Reported as exception #{exception.pk}: Damaged")
     expect(page.get_by_test_id("open-exception")).to_contain_text("Damaged")
+    item.get_by_role("link", name=f"Exception #{exception.pk}").click()
+    expect(page.get_by_role("heading", name=f"Damaged — {code}")).to_be_visible()

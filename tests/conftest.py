@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -21,6 +22,22 @@ def _no_cached_template_overrides() -> None:
     from notifications.rendering import overrides_forget
 
     overrides_forget()
+
+
+@pytest.fixture
+def escalation_rules(db: None) -> None:
+    """The default escalation rules of the data migration. A transactional
+    test's flush empties the table (and --reuse-db keeps it empty), so tests
+    that escalate put them back."""
+    from django.apps import apps
+
+    from exceptions_mgmt.models import EscalationRule
+
+    default_rules = importlib.import_module(
+        "exceptions_mgmt.migrations.0002_default_rules"
+    )
+    EscalationRule.objects.all().delete()
+    default_rules.add_rules(apps, None)
 
 
 @pytest.fixture

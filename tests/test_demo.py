@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from notifications.models import Notification, Status
+from exceptions_mgmt.models import UNRESOLVED, DeliveryException, ExceptionStatus
+from notifications.models import Kind, Notification, Status
 from notifications.selectors import failed_count
 from shipments.models import Feedback, Inquiry
 
@@ -51,3 +52,26 @@ def test_the_demo_has_inquiries_feedback_and_prints_a_public_link_to_try() -> No
     counts = Inquiry.objects.count(), Feedback.objects.count()
     call_command("seed_demo_desk", stdout=StringIO())
     assert (Inquiry.objects.count(), Feedback.objects.count()) == counts
+
+
+@pytest.mark.usefixtures("escalation_rules")
+def test_the_demo_gives_the_escalation_queue_work_at_every_level() -> None:
+    call_command("seed_demo", shipments=600, verbosity=0)
+    out = StringIO()
+    call_command("seed_demo_exceptions", stdout=out)
+
+    unresolved = DeliveryException.objects.filter(status__in=UNRESOLVED)
+    assert unresolved.count() >= 6
+    assert set(unresolved.values_list("escalation_level", flat=True)) >= {0, 1, 2}
+    assert unresolved.filter(assignee__username="supervisor").exists()
+    assert unresolved.filter(notes__customer_contacted=True).exists()
+    assert DeliveryException.objects.filter(status=ExceptionStatus.RESOLVED).exists()
+    # The customers' and supervisors' messages are history, not a flood of mail.
+    assert Notification.objects.filter(kind=Kind.ESCALATION).exists()
+    assert not Notification.objects.filter(status=Status.PENDING).exists()
+    assert "Reported 8 exceptions" in out.getvalue()
+
+    # A second `make run` adds nothing.
+    seeded = DeliveryException.objects.count()
+    call_command("seed_demo_exceptions", stdout=StringIO())
+    assert DeliveryException.objects.count() == seeded

@@ -9,33 +9,28 @@ later `now` (the live server shares this process and its database).
 
 from __future__ import annotations
 
-import importlib
 import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.apps import apps
 from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Locator, Page, expect
 
 from exceptions_mgmt import services
-from exceptions_mgmt.models import DeliveryException, EscalationRule, ExceptionStatus
+from exceptions_mgmt.models import DeliveryException, ExceptionStatus
 from notifications.models import Audience, Kind, Notification, Status
 from shipments.models import Shipment
 from tests.factories import dispatched_shipment
 
 pytestmark = pytest.mark.browser
 
-default_rules = importlib.import_module("exceptions_mgmt.migrations.0002_default_rules")
-
 
 @pytest.fixture(autouse=True)
-def escalation_rules(role_groups: None) -> None:
-    """The default rules: the flush after each live-server test empties them."""
-    EscalationRule.objects.all().delete()
-    default_rules.add_rules(apps, None)
+def _rules(role_groups: None, escalation_rules: None) -> None:
+    """The default rules, after the groups: each live-server test's flush
+    empties both."""
 
 
 def history_rows(page: Page) -> Locator:

@@ -7,13 +7,11 @@ in the same transaction; nothing of ours is mocked.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.apps import apps
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -23,7 +21,6 @@ from exceptions_mgmt import services
 from exceptions_mgmt.models import (
     Cause,
     DeliveryException,
-    EscalationRule,
     ExceptionChange,
     ExceptionNote,
     ExceptionStatus,
@@ -39,21 +36,11 @@ from tests.factories import ShipmentFactory, UserFactory, dispatched_shipment
 from tests.helpers import race
 from tracksop import roles
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("escalation_rules")]
 
 K = EventKind
 S = ShipmentStatus
 EMAIL, SMS = Channel.EMAIL, Channel.SMS
-
-default_rules = importlib.import_module("exceptions_mgmt.migrations.0002_default_rules")
-
-
-@pytest.fixture(autouse=True)
-def escalation_rules() -> None:
-    """The rules of the data migration. A flush after any transactional test
-    empties the table (and --reuse-db keeps it empty), so put them back."""
-    EscalationRule.objects.all().delete()
-    default_rules.add_rules(apps, None)
 
 
 # --- helpers -----------------------------------------------------------------

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.apps import apps
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -36,7 +35,7 @@ from tests.factories import UserFactory, dispatched_shipment
 from tests.helpers import race
 from tracksop import roles
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("escalation_rules")]
 
 K = EventKind
 S = ShipmentStatus
@@ -61,14 +60,6 @@ UNRESOLVED_RULES = [
 def _rule_id(rule: tuple[str, timedelta, int]) -> str:
     severity, after, level = rule
     return f"{severity}-after-{after}-to-level-{level}"
-
-
-@pytest.fixture(autouse=True)
-def escalation_rules() -> None:
-    """The rules of the data migration. A flush after any transactional test
-    empties the table (and --reuse-db keeps it empty), so put them back."""
-    EscalationRule.objects.all().delete()
-    default_rules.add_rules(apps, None)
 
 
 @pytest.fixture

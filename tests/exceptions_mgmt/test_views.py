@@ -8,7 +8,6 @@ query counts, and the dashboard figures.
 
 from __future__ import annotations
 
-import importlib
 import zoneinfo
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,6 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.apps import apps
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
@@ -26,7 +24,6 @@ from exceptions_mgmt import services
 from exceptions_mgmt.models import (
     Cause,
     DeliveryException,
-    EscalationRule,
     ExceptionChange,
     ExceptionNote,
     ExceptionStatus,
@@ -45,7 +42,7 @@ from tests.factories import (
 )
 from tracksop import roles
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("escalation_rules")]
 
 S = ShipmentStatus
 K = EventKind
@@ -53,16 +50,6 @@ E = ExceptionStatus
 
 ROLES = ("staff", "cs_agent", "supervisor", "outsider")
 WORKERS = frozenset({"staff", "cs_agent", "supervisor"})
-
-default_rules = importlib.import_module("exceptions_mgmt.migrations.0002_default_rules")
-
-
-@pytest.fixture(autouse=True)
-def escalation_rules() -> None:
-    """The rules of the data migration (a transactional test's flush empties
-    the table, and --reuse-db keeps it empty)."""
-    EscalationRule.objects.all().delete()
-    default_rules.add_rules(apps, None)
 
 
 # --- helpers -----------------------------------------------------------------

@@ -100,6 +100,7 @@ def _queue_page(
             "params": params.urlencode(),
             "bulk": bulk,
             "now": timezone.now(),
+            "today": timezone.localdate(),
             "can_work": user.has_perm(WORK),
             "can_supervise": user.has_perm(SUPERVISE),
         },
@@ -227,6 +228,7 @@ def _detail_page(
                 exception=exception, show_levels=can_supervise
             ),
             "now": timezone.now(),
+            "today": timezone.localdate(),
             "can_work": user.has_perm(WORK),
             "can_supervise": can_supervise,
             "action_errors": action_errors,

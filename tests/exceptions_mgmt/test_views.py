@@ -1067,3 +1067,20 @@ def test_the_dashboard_and_navigation_show_no_exceptions_to_an_outsider(
 def test_the_navigation_links_to_the_queue(client: Client, cs_agent: User) -> None:
     html = _page(_as(client, cs_agent).get(reverse("dashboard")))
     assert f'href="{reverse("exception-queue")}">Exceptions</a>' in html
+
+
+def test_a_late_package_shows_its_missed_delivery_date_and_how_late_it_is(
+    client: Client, staff: User
+) -> None:
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        shipment = dispatched_shipment()  # due in three days
+        clock.shift(timedelta(days=5))
+        assert services.exceptions_detect() == 1
+        exception = DeliveryException.objects.get(shipment=shipment)
+
+        page = _page(_as(client, staff).get(exception.get_absolute_url()))
+
+    assert shipment.estimated_delivery is not None
+    due = shipment.estimated_delivery.isoformat()
+    assert f'data-testid="estimated-delivery">{due} <span' in page
+    assert "2\xa0days late" in page

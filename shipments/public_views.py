@@ -54,18 +54,21 @@ def lookup(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return public_page(request, "public/lookup.html", {"form": form}, status=400)
     number = form.cleaned_data["tracking_number"]
-    # Per number as well: guessing one package's postcode from many addresses.
-    if wait := over_limit(
-        request,
-        group="public-lookup-number",
-        rate=settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER,
-        key=number,
-    ):
+    # Per number as well: guessing one package's postcode from many
+    # addresses. Only wrong guesses count, so the owner looking their package
+    # up again and again is never turned away by it.
+    per_number = {
+        "group": "public-lookup-number",
+        "rate": settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER,
+        "key": number,
+    }
+    if wait := over_limit(request, count=False, **per_number):
         return too_many(request, wait)
     token = public.public_lookup(
         tracking_number=number, second_factor=form.cleaned_data["second_factor"]
     )
     if token is None:
+        over_limit(request, **per_number)
         # The same page for an unknown number and a wrong postcode.
         return public_page(
             request,

@@ -51,25 +51,36 @@ def public_not_found(
     return public_page(request, "public/not_found.html", {}, status=404)
 
 
-def over_limit(request: HttpRequest, *, group: str, rate: str, key: str = "ip") -> int:
+def over_limit(
+    request: HttpRequest,
+    *,
+    group: str,
+    rate: str,
+    key: str = "ip",
+    count: bool = True,
+) -> int:
     """Count this request against a limit (django-ratelimit, in the cache):
     seconds to wait once over it, else 0. `key` is "ip" (the client address)
-    or a value to count by (a tracking number). A cache that is down lets the
-    request through: the database's own caps and constraints still hold."""
+    or a value to count by (a tracking number). With `count=False` it only
+    checks, for limits that count failures (a later call counts one). A cache
+    that is down lets the request through: the database's own caps and
+    constraints still hold."""
     try:
         usage = get_usage(
             request,
             group=group,
             key=key if key == "ip" else (lambda _group, _request: key),
             rate=rate,
-            increment=True,
+            increment=count,
         )
     except Exception:
         log.warning("Rate limit not counted: the cache is down", exc_info=True)
         return 0
-    if usage is None or not usage["should_limit"]:
+    if usage is None:
         return 0
-    return max(int(usage["time_left"]), 1)
+    # Counted, this request is one of them; checked only, the next would be.
+    limited = usage["should_limit"] if count else usage["count"] >= usage["limit"]
+    return max(int(usage["time_left"]), 1) if limited else 0
 
 
 def too_many(request: HttpRequest, wait: int) -> HttpResponse:

@@ -364,6 +364,26 @@ class TestLookup:
             == 404
         )
 
+    def test_only_wrong_guesses_count_against_a_number(
+        self, client: Client, shipment: Shipment, settings
+    ) -> None:  # type: ignore[no-untyped-def]
+        settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
+        number = "1Z999AA10123456784"
+        # The owner, on several devices, looks the package up again and again.
+        for i in range(5):
+            assert self.post(
+                client, number, "SW1A1AA", ip=f"10.3.0.{i}"
+            ).status_code == (302)
+        # Two typos still leave the right pair through; a third wrong guess
+        # uses up the number's allowance, for everyone.
+        for i in range(2):
+            assert (
+                self.post(client, number, f"0000{i}", ip="10.3.1.1").status_code == 404
+            )
+        assert self.post(client, number, "SW1A1AA", ip="10.3.1.1").status_code == 302
+        assert self.post(client, number, "00009", ip="10.3.1.2").status_code == 404
+        assert self.post(client, number, "SW1A1AA", ip="10.3.1.3").status_code == 429
+
     @override_settings(TRACKSOP_PROXY_COUNT=1)
     def test_behind_a_proxy_the_client_is_the_forwarded_address(
         self, client: Client, shipment: Shipment, settings

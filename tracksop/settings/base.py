@@ -376,7 +376,8 @@ if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
     SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
 
 # Public pages. Rate limits ("count/period", counted in the cache): lookups per
-# client address and per tracking number, and form posts per client address.
+# client address, wrong lookups per tracking number, and form posts per client
+# address.
 TRACKSOP_LOOKUP_RATE_PER_CLIENT = env.str(
     "TRACKSOP_LOOKUP_RATE_PER_CLIENT", default="20/10m"
 )

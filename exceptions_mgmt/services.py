@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,11 @@ from exceptions_mgmt.models import (
     Severity,
 )
 from notifications.services import StaffAlert, queue_batched, staff_alerts_queue
+from shipments import selectors as shipment_selectors
 from shipments import services as shipment_services
+from shipments import tracking_numbers as tn
 from shipments.models import Inquiry, Shipment, Source
+from shipments.services import TransitionRefused
 from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
 from tracksop.bulk import bulk_set
 
@@ -150,15 +154,12 @@ def exception_report(
     `rules` are the escalation rules when the caller has loaded them (a sweep
     reporting many at once). `inquiry`: the customer inquiry it comes from,
     which must be about this shipment."""
-    errors: dict[str, str] = {}
-    if cause not in Cause.values:
-        errors["cause"] = "Choose a cause."
-    if cause == Cause.OTHER and not cause_other.strip():
-        errors["cause_other"] = "Say what the cause is."
-    if severity not in Severity.values:
-        errors["severity"] = "Choose a severity."
-    if expected_resolution <= timezone.now():
-        errors["expected_resolution"] = "The expected resolution time is in the past."
+    errors = _report_errors(
+        cause=cause,
+        cause_other=cause_other,
+        severity=severity,
+        expected_resolution=expected_resolution,
+    )
     pk = shipment if isinstance(shipment, int) else shipment.pk
     if inquiry is not None and inquiry.shipment_id != pk:
         errors["inquiry"] = "That inquiry is about another shipment."
@@ -168,15 +169,8 @@ def exception_report(
     try:
         with transaction.atomic():
             locked = Shipment.objects.select_for_update(of=("self",)).get(pk=pk)
-            if locked.status not in MOVING:
-                if locked.status == ShipmentStatus.EXCEPTION:
-                    raise ExceptionConflict(
-                        "This shipment already has an open exception; work that one."
-                    )
-                raise ExceptionConflict(
-                    "Exceptions are reported for packages on their way; this one is "
-                    f"{locked.get_status_display().lower()}."
-                )
+            if refusal := _refusal(locked):
+                raise ExceptionConflict(refusal)
             [exception] = _open(
                 [locked],
                 detection_keys=[detection_key],
@@ -195,6 +189,139 @@ def exception_report(
     except IntegrityError as exc:
         raise ExceptionConflict("This shipment already has an open exception.") from exc
     return exception
+
+
+def _report_errors(
+    *, cause: str, cause_other: str, severity: str, expected_resolution: datetime
+) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if cause not in Cause.values:
+        errors["cause"] = "Choose a cause."
+    if cause == Cause.OTHER and not cause_other.strip():
+        errors["cause_other"] = "Say what the cause is."
+    if severity not in Severity.values:
+        errors["severity"] = "Choose a severity."
+    if expected_resolution <= timezone.now():
+        errors["expected_resolution"] = "The expected resolution time is in the past."
+    return errors
+
+
+def _refusal(shipment: Shipment) -> str:
+    """Why no exception can be reported on this (locked) shipment, if so."""
+    if shipment.status in MOVING:
+        return ""
+    if shipment.status == ShipmentStatus.EXCEPTION:
+        return "This shipment already has an open exception; work that one."
+    return (
+        "Exceptions are reported for packages on their way; this one is "
+        f"{shipment.get_status_display().lower()}."
+    )
+
+
+@dataclass
+class ScanReport:
+    reported: list[DeliveryException] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (scanned, why)
+
+
+def exceptions_report_scanned(
+    *,
+    user: User,
+    numbers: list[str],
+    cause: str,
+    expected_resolution: datetime,
+    severity: str = Severity.MEDIUM,
+    cause_other: str = "",
+    description: str = "",
+) -> ScanReport:
+    """One exception with the same details on each scanned package (shipment
+    ID or tracking number): a hub closed by weather, a sorted lot damaged.
+    What could not be reported is listed with the reason. All the packages
+    that can be are reported together, in a fixed number of statements, and
+    their customers' messages go out in one publish; if that fails, they are
+    reported one at a time, so one bad package does not hold up the rest."""
+    errors = _report_errors(
+        cause=cause,
+        cause_other=cause_other,
+        severity=severity,
+        expected_resolution=expected_resolution,
+    )
+    if errors:
+        raise ValidationError(errors)
+    wanted: dict[str, tuple[int, str]] = {}  # code → (line, as scanned), first
+    problems: list[tuple[int, str, str]] = []  # (line, as scanned, why)
+    seen: set[str] = set()
+    for line, raw in enumerate(numbers):
+        code = raw.strip().upper()
+        if tn.normalize(code) in seen:
+            problems.append((line, raw, "Scanned twice in this batch; reported once."))
+            continue
+        seen.add(tn.normalize(code))
+        wanted[code] = (line, raw)
+    found = shipment_selectors.shipments_by_codes(wanted)
+    problems += [
+        (*wanted[code], _unknown_code_reason(code))
+        for code in wanted
+        if code not in found
+    ]
+    details: dict[str, Any] = {
+        "cause": cause,
+        "cause_other": cause_other,
+        "severity": severity,
+        "description": description,
+        "expected_resolution": expected_resolution,
+        "source": Source.BULK_SCAN,
+    }
+    codes = {pk: code for code, pk in found.items()}
+    opened: dict[str, DeliveryException] = {}
+    with transaction.atomic(), queue_batched():
+        try:
+            with transaction.atomic():
+                moving, refused = [], []
+                # Locked in id order, as the sweep locks them.
+                for shipment in (
+                    Shipment.objects.select_for_update(of=("self",))
+                    .select_related("carrier")  # the customers' messages name it
+                    .filter(pk__in=codes)
+                    .order_by("pk")
+                ):
+                    if refusal := _refusal(shipment):
+                        refused.append((*wanted[codes[shipment.pk]], refusal))
+                    else:
+                        moving.append(shipment)
+                now = timezone.now()
+                for exception in _open(
+                    moving,
+                    detection_keys=[""] * len(moving),
+                    user=user,
+                    now=now,
+                    occurred_at=now,
+                    rules=_rules(),
+                    **details,
+                ):
+                    opened[codes[exception.shipment_id]] = exception
+            problems += refused
+        except IntegrityError:
+            # Someone reported one of them at the same moment.
+            log.warning("Scanned exceptions in one go failed; one at a time")
+            opened = {}
+            for pk, code in sorted(codes.items()):
+                try:
+                    opened[code] = exception_report(shipment=pk, user=user, **details)
+                except (ExceptionConflict, TransitionRefused) as exc:
+                    problems.append((*wanted[code], str(exc)))
+    return ScanReport(
+        reported=[opened[code] for code in wanted if code in opened],
+        problems=[(raw, why) for _line, raw, why in sorted(problems)],
+    )
+
+
+def _unknown_code_reason(code: str) -> str:
+    try:
+        tn.validate(code)
+    except tn.InvalidTrackingNumber as exc:
+        return f"No shipment has this ID. {exc}"
+    return "No shipment has this tracking number."
 
 
 def _open(

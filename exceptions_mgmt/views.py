@@ -10,7 +10,6 @@ see escalation levels and hand exceptions to others.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.conf import settings
@@ -43,9 +42,8 @@ from exceptions_mgmt.services import SUPERVISE, WORK, ExceptionConflict
 from notifications.models import Channel, Status
 from shipments import selectors as shipment_selectors
 from shipments import services as shipment_services
-from shipments import tracking_numbers as tn
 from shipments import views as shipment_views
-from shipments.models import Inquiry, Shipment, Source
+from shipments.models import Inquiry, Shipment
 from shipments.services import TransitionRefused
 from shipments.views import GET_POST, staff_view
 
@@ -465,54 +463,6 @@ def _customer_told(exception: DeliveryException) -> str:
     )
 
 
-@dataclass
-class ScanResult:
-    reported: list[DeliveryException] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _unknown_code_reason(code: str) -> str:
-    try:
-        tn.validate(code)
-    except tn.InvalidTrackingNumber as exc:
-        return f"No shipment has this ID. {exc}"
-    return "No shipment has this tracking number."
-
-
-def _report_scanned(
-    *, user: User, numbers: list[str], details: dict[str, Any]
-) -> ScanResult:
-    """An exception per scanned package, each saved on its own (as bulk
-    scanning logs checkpoints); what could not be reported is listed."""
-    result = ScanResult()
-    wanted: dict[str, str] = {}
-    seen: set[str] = set()
-    for raw in numbers:
-        code = raw.strip().upper()
-        if tn.normalize(code) in seen:
-            result.problems.append((raw, "Scanned twice in this batch; reported once."))
-            continue
-        seen.add(tn.normalize(code))
-        wanted[code] = raw
-    found = shipment_selectors.shipments_by_codes(wanted)
-    for code, raw in wanted.items():
-        pk = found.get(code)
-        if pk is None:
-            result.problems.append((raw, _unknown_code_reason(code)))
-            continue
-        try:
-            exception = services.exception_report(
-                shipment=pk, user=user, source=Source.BULK_SCAN, **details
-            )
-        except ValidationError as exc:
-            result.problems.append((raw, " ".join(exc.messages)))
-        except (ExceptionConflict, TransitionRefused) as exc:
-            result.problems.append((raw, str(exc)))
-        else:
-            result.reported.append(exception)
-    return result
-
-
 @staff_view(WORK)
 @GET_POST
 def scan(request: HttpRequest) -> HttpResponse:
@@ -523,14 +473,20 @@ def scan(request: HttpRequest) -> HttpResponse:
         status = 400
         if form.is_valid():
             details = form.report_kwargs()
-            result = _report_scanned(
-                user=_user(request),
-                numbers=form.cleaned_data["numbers"],
-                details=details,
+            result, refused = _run(
+                form,
+                lambda: services.exceptions_report_scanned(
+                    user=_user(request),
+                    numbers=form.cleaned_data["numbers"],
+                    **details,
+                ),
             )
-            # Keep the cause and times for the next batch; clear the numbers.
-            form = ScanReportForm(initial=details)
-            status = 200 if result.reported or not result.problems else 422
+            if result is not None:
+                # Keep the cause and times for the next batch; clear the numbers.
+                form = ScanReportForm(initial=details)
+                status = 200 if result.reported or not result.problems else 422
+            else:
+                status = refused
     return render(
         request,
         "exceptions_mgmt/scan.html",

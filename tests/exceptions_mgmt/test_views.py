@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -901,6 +903,68 @@ def test_each_scanned_package_gets_its_own_exception_and_problems_are_listed(
     # The cause and time stay for the next batch; the numbers are cleared.
     assert response.context["form"]["cause"].value() == "weather"
     assert not response.context["form"]["numbers"].value()
+
+
+def _scan_report(staff: User, numbers: list[str]) -> services.ScanReport:
+    return services.exceptions_report_scanned(
+        user=staff,
+        numbers=numbers,
+        cause="weather",
+        expected_resolution=timezone.now() + timedelta(hours=6),
+    )
+
+
+def test_scanning_twelve_packages_costs_the_same_queries_as_two(
+    staff: User,
+) -> None:
+    """A hub closed by weather: the whole lot in a fixed number of statements."""
+    few = [dispatched_shipment().shipment_id for _ in range(2)]
+    many = [dispatched_shipment().shipment_id for _ in range(12)]
+
+    with CaptureQueriesContext(connection) as for_few:
+        assert len(_scan_report(staff, few).reported) == 2
+    with CaptureQueriesContext(connection) as for_many:
+        report = _scan_report(staff, many)
+
+    assert len(for_many) == len(for_few)
+    assert [e.shipment.shipment_id for e in report.reported] == many
+    assert report.problems == []
+    assert Notification.objects.filter(kind=Kind.EXCEPTION).count() == 2 * 14
+
+
+def test_a_scanned_package_refused_by_the_database_is_listed_and_the_rest_reported(
+    staff: User,
+) -> None:
+    first, clashing, last = (dispatched_shipment() for _ in range(3))
+    # As if someone reported it at this very moment: the one-open-exception
+    # constraint trips on the batch's INSERT.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION pg_temp.clash() RETURNS trigger AS $$
+            BEGIN RAISE unique_violation USING MESSAGE = 'clash in the test'; END $$
+            LANGUAGE plpgsql;
+            CREATE TRIGGER clash BEFORE INSERT ON exceptions_mgmt_deliveryexception
+            FOR EACH ROW WHEN (NEW.shipment_id = %s)
+            EXECUTE FUNCTION pg_temp.clash();
+            """,
+            [clashing.pk],
+        )
+
+    report = _scan_report(staff, [s.shipment_id for s in (first, clashing, last)])
+
+    assert [e.shipment_id for e in report.reported] == [first.pk, last.pk]
+    assert report.problems == [
+        (clashing.shipment_id, "This shipment already has an open exception.")
+    ]
+    clashing.refresh_from_db()
+    assert clashing.status == S.DISPATCHED
+    assert not Notification.objects.filter(
+        shipment=clashing, kind=Kind.EXCEPTION
+    ).exists()
+    for shipment in (first, last):
+        shipment.refresh_from_db()
+        assert shipment.status == S.EXCEPTION
 
 
 def test_a_scan_where_nothing_could_be_reported_answers_422(

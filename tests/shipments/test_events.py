@@ -99,3 +99,24 @@ def test_checkpoints_on_many_shipments_are_one_announcement(received) -> None:
         version, updated_at = before[shipment.pk]
         assert shipment.version == version + 1
         assert shipment.updated_at > updated_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checkpoints_on_many_shipments_need_them_locked_in_a_transaction() -> None:
+    """Outside a transaction the shipments cannot be locked: refused, and
+    nothing is written (a test that commits, to be outside one)."""
+    shipment = dispatched_shipment()
+
+    with pytest.raises(RuntimeError, match="locked in a transaction"):
+        services.checkpoints_append(
+            [services.Checkpoint(shipment=shipment)],
+            kind=EventKind.EXCEPTION_REPORTED,
+            user=None,
+            occurred_at=timezone.now(),
+        )
+
+    assert list(shipment.events.values_list("kind", flat=True)) == [
+        EventKind.CREATED,
+        EventKind.CHECK_PASSED,
+        EventKind.DISPATCHED,
+    ]

@@ -740,7 +740,7 @@ def _rows(small: Scale, large: Scale) -> list[Row]:
             "per sweep: SQL statements",
             s,
             f"{s.statements}",
-            f"{sum(full.expected.values())} stale rows, chunks of 50 / batches of 500",
+            f"{sum(full.expected.values())} stale rows; chunks of 50, batches of 100",
         )
     growth = large.cases["full"].median / small.cases["full"].median
     row(

@@ -18,6 +18,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Notification
 from shipments import selectors, services
@@ -577,6 +578,17 @@ def test_the_shipment_page_costs_the_same_queries_for_3_or_30_inquiries(
         inquiry = _log(shipment, cs_agent, f"Call {i}")
         if i % 2:
             services.inquiry_answer(inquiry=inquiry, user=supervisor, answer="Done")
+        if i % 3 == 0:  # some led to an exception, each shown with its link
+            reported = exception_services.exception_report(
+                shipment=shipment,
+                user=cs_agent,
+                cause="damaged",
+                expected_resolution=timezone.now() + timedelta(hours=6),
+                inquiry=inquiry,
+            )
+            exception_services.exception_resolve(
+                exception=reported, user=supervisor, notes="Sorted."
+            )
     _as(client, supervisor)
 
     with django_assert_max_num_queries(DETAIL_QUERIES):
@@ -584,6 +596,7 @@ def test_the_shipment_page_costs_the_same_queries_for_3_or_30_inquiries(
 
     assert response.status_code == 200
     assert len(response.context["inquiry_rows"]) == n
+    assert _page(response).count('data-testid="inquiry-exception"') == (n + 2) // 3
 
 
 # --- the open-inquiries list ---------------------------------------------------

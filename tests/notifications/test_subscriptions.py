@@ -257,21 +257,21 @@ def test_asking_again_for_the_same_address_sends_a_new_code_to_the_same_row(
         clock.shift(timedelta(seconds=61))
         second = _request(shipment, "FAN@example.org")
 
-    assert second.pk == first.pk
-    assert Subscription.objects.count() == 1
-    rows = _codes(second)
-    assert [row.idempotency_key for row in rows] == [
-        f"subscription:{first.pk}:1",
-        f"subscription:{first.pk}:2",
-    ]
-    new_code = _code(second)
-    with pytest.raises(SubscriptionError):
-        subscriptions.subscription_confirm(
-            subscription=second, code=old_code if old_code != new_code else "x"
-        )
-    assert subscriptions.subscription_confirm(
-        subscription=second, code=new_code
-    ).is_active
+        assert second.pk == first.pk
+        assert Subscription.objects.count() == 1
+        rows = _codes(second)
+        assert [row.idempotency_key for row in rows] == [
+            f"subscription:{first.pk}:1",
+            f"subscription:{first.pk}:2",
+        ]
+        new_code = _code(second)
+        with pytest.raises(SubscriptionError):
+            subscriptions.subscription_confirm(
+                subscription=second, code=old_code if old_code != new_code else "x"
+            )
+        assert subscriptions.subscription_confirm(
+            subscription=second, code=new_code
+        ).is_active
 
 
 def test_a_new_code_goes_at_most_once_a_minute(shipment: Shipment) -> None:
@@ -431,9 +431,9 @@ def test_a_new_code_after_too_many_tries_works(shipment: Shipment) -> None:
         clock.shift(timedelta(minutes=1, seconds=1))
         _request(shipment)
 
-    assert subscriptions.subscription_confirm(
-        subscription=subscription, code=_code(subscription)
-    ).is_active
+        assert subscriptions.subscription_confirm(
+            subscription=subscription, code=_code(subscription)
+        ).is_active
 
 
 def test_a_code_expires_after_30_minutes(shipment: Shipment) -> None:

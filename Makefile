@@ -7,7 +7,7 @@ VENV := .venv/bin
 # REDIS_URL, EMAIL_URL (see .env.example) to use real services instead.
 RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-true} TRACKSOP_PUBLIC_URL=$${TRACKSOP_PUBLIC_URL:-http://127.0.0.1:$(PORT)}
 
-.PHONY: run test install bench lint check-deploy clean
+.PHONY: run test test-future install bench lint check-deploy clean
 
 install:
 	@scripts/bootstrap.sh
@@ -43,6 +43,17 @@ test: install
 	@$(VENV)/ruff format --check . >/dev/null || { echo "ruff format would change files: run $(VENV)/ruff format ."; exit 1; }
 	@$(VENV)/mypy . --no-error-summary
 	@$(VENV)/pytest -p no:cacheprovider --create-db $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-future
+
+# The suite again with the clock of every process it starts (web, worker, the
+# SMTP sink) moved 13 months ahead by libfaketime: no test may depend on the
+# day it was written. The monotonic clock moves too: libfaketime refuses
+# sleeps that mix a real monotonic clock with a moved wall clock.
+FUTURE ?= +395d
+test-future: install
+	@scripts/test-services.sh
+	@echo "The suite again, with the clock moved $(FUTURE) (libfaketime):"
+	@faketime -f "$(FUTURE)" $(VENV)/pytest -p no:cacheprovider --create-db -q $(PYTEST_ARGS)
 
 bench: install
 	@scripts/test-services.sh --bench

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure what the test suite talks to is there: Chromium for the browser
-# tests, PostgreSQL and Redis on 127.0.0.1. Installs with apt-get when run as
-# root and something is missing; fails (never skips) when a service stays down.
+# tests, libfaketime for the run 13 months ahead, PostgreSQL and Redis on
+# 127.0.0.1. Installs with apt-get when run as root and something is missing;
+# fails (never skips) when a service stays down.
 # `--bench` (make bench) also wants wrk, the load tool of bench/public.py.
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
@@ -15,6 +16,7 @@ missing=()
 command -v pg_isready >/dev/null || missing+=(postgresql postgresql-contrib)
 command -v redis-cli >/dev/null || missing+=(redis-server)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v faketime >/dev/null || missing+=(faketime)
 if [ "${1:-}" = --bench ]; then command -v wrk >/dev/null || missing+=(wrk); fi
 if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}" || { echo "Please install: ${missing[*]}" >&2; exit 1; }

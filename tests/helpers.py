@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -30,3 +31,15 @@ def race(*calls: Callable[[], Any]) -> list[Any]:
         thread.join(timeout=30)
     assert not any(thread.is_alive() for thread in threads), "a thread hung"
     return outcomes
+
+
+def real_clock_env() -> dict[str, str]:
+    """This process's environment without libfaketime, for the programs a test
+    starts that are not ours (Chromium, a throwaway redis-server): under
+    `make test-future` they hang or abort on a moved clock, and only the
+    clock of our own code matters to what the tests assert."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name != "LD_PRELOAD" and not name.startswith("FAKETIME")
+    }

@@ -14,6 +14,7 @@ from axe_playwright_python.sync_playwright import Axe
 from django.apps import apps
 from playwright.sync_api import Page, expect
 
+from tests.helpers import real_clock_env
 from tracksop import roles
 
 CHROMIUM_ARGS = [
@@ -36,6 +37,7 @@ def browser_type_launch_args(
         **browser_type_launch_args,
         "executable_path": "/usr/bin/chromium",
         "args": CHROMIUM_ARGS,
+        "env": real_clock_env(),
     }
 
 

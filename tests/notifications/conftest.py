@@ -210,7 +210,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
         started.append(worker)
         wait_for(
             lambda: "ready." in worker.output() or process.poll() is not None,
-            timeout=30,
+            # Generous: importing Django alone takes 20 s on a busy machine.
+            timeout=120,
             what="the Celery worker to start",
         )
         if process.poll() is not None:

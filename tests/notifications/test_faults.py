@@ -31,6 +31,7 @@ from shipments import services as shipment_services
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import OwnFleetFactory, dispatched_shipment, ready_shipment
+from tests.helpers import real_clock_env
 from tests.notifications.conftest import Worker, free_port, wait_for
 from tracksop.celery import app as celery_app
 
@@ -142,6 +143,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
+            env=real_clock_env(),
         )
         wait_for(self._answers, timeout=15, what="redis-server to answer")
 

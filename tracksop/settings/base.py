@@ -8,6 +8,7 @@ hosts, and every `check --deploy` item is on by default.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,7 +53,6 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_filters",
     "phonenumber_field",
-    "django_ratelimit",
     "tracksop",
     "shipments",
     "notifications",
@@ -371,16 +371,11 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
-# django-ratelimit lists only django-redis; Django's own RedisCache increments
-# atomically (INCR) too.
-SILENCED_SYSTEM_CHECKS.append("django_ratelimit.W001")
-if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
-    # The embedded default runs one web process, whose own memory counts right.
-    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
 
-# Public pages. Rate limits ("count/period", counted in the cache): lookups per
-# client address, wrong lookups per tracking number, and form posts per client
-# address.
+# Public pages. Rate limits ("count/period", counted in the cache, or in each
+# process while it is down; tracksop.http): lookups per client address, wrong
+# lookups per tracking number (past it, one wrong guess per address on that
+# number), and form posts per client address.
 TRACKSOP_LOOKUP_RATE_PER_CLIENT = env.str(
     "TRACKSOP_LOOKUP_RATE_PER_CLIENT", default="20/10m"
 )
@@ -391,7 +386,15 @@ TRACKSOP_PUBLIC_POST_RATE = env.str("TRACKSOP_PUBLIC_POST_RATE", default="20/h")
 # Proxies in front of the app that append to X-Forwarded-For (0: none, the
 # client is REMOTE_ADDR). Only trust as many as you run: the header is forgeable.
 TRACKSOP_PROXY_COUNT = env.int("TRACKSOP_PROXY_COUNT", default=0)
-RATELIMIT_IP_META_KEY = "tracksop.http.client_ip"
+for _rate in (
+    TRACKSOP_LOOKUP_RATE_PER_CLIENT,
+    TRACKSOP_LOOKUP_RATE_PER_NUMBER,
+    TRACKSOP_PUBLIC_POST_RATE,
+):
+    if not re.fullmatch(r"\d+/\d*[smhd]", _rate):
+        raise ImproperlyConfigured(
+            f"A rate limit is count/period like 20/10m or 10/h, not {_rate!r}."
+        )
 
 LOGGING = {
     "version": 1,

@@ -629,3 +629,23 @@ def test_the_delivered_message_links_to_the_feedback_form(delivered: Shipment) -
     link = reverse("public-feedback", args=[delivered.public_token])
     assert link in message.body_text
     assert link in message.body_html
+
+
+def test_the_lookup_takes_a_scanned_usps_label(client: Client, db: None) -> None:
+    number = "9400111206206406260787"
+    shipment = dispatched_shipment(
+        carrier=CarrierFactory(code="usps", name="USPS", tracking_family="usps"),
+        tracking_number=number,
+        recipient_postcode="78745",
+    )
+    found = client.post(
+        "/track/", {"tracking_number": f"420 78745 {number}", "second_factor": "78745"}
+    )
+    assert found.status_code == 302
+    assert found["Location"] == page_url(shipment)
+    # One wrong digit: no such package.
+    wrong = client.post(
+        "/track/",
+        {"tracking_number": f"42078745{number[:-1]}8", "second_factor": "78745"},
+    )
+    assert wrong.status_code == 404

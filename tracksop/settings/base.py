@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from shipments.tracking_numbers import S10_COUNTRY_CODES
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -276,6 +278,11 @@ if not (
 ):
     raise ImproperlyConfigured(
         "TRACKSOP_S10_PREFIX and TRACKSOP_S10_COUNTRY must be two letters each."
+    )
+if TRACKSOP_S10_COUNTRY not in S10_COUNTRY_CODES:
+    raise ImproperlyConfigured(
+        f"TRACKSOP_S10_COUNTRY must be an ISO 3166-1 country code, like US or "
+        f"GB, not {TRACKSOP_S10_COUNTRY!r}."
     )
 # How far in the future a checkpoint time may lie (clock skew of hand scanners).
 TRACKSOP_FUTURE_TOLERANCE_MINUTES = env.int(

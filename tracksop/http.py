@@ -83,7 +83,7 @@ class Usage:
 
 
 def rate_split(rate: str) -> tuple[int, int]:
-    """ "20/10m" -> (20, 600): the limit and its period in seconds."""
+    """The limit and its period in seconds of a rate: 20/10m is (20, 600)."""
     match = _RATE.fullmatch(rate)
     if match is None:
         raise ValueError(f"A rate is count/period like 20/10m, not {rate!r}.")

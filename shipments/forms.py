@@ -218,7 +218,7 @@ class DispatchForm(VersionedForm):
         if not number.strip():
             self.add_error("carrier", "Choose the carrier.")
             return None
-        self.candidates = [c for c in tn.detect(number) if c.check_digit_ok]
+        self.candidates = [c for c in tn.detect(number) if c.ok]
         if not self.candidates:
             try:
                 tn.validate(number)

@@ -33,6 +33,7 @@ from django.utils.translation import gettext_lazy as _
 
 from shipments.models import Feedback, Shipment, TrackingEvent
 from shipments.status import CLOSED, EventKind, ShipmentStatus
+from tracksop.http import rate_split, rate_usage
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,45 @@ def tracking_page_forget(token: str) -> None:
         pass  # no generation yet: no page is cached under one either
     except Exception:
         log.warning("Public page cache unavailable", exc_info=True)
+
+
+# --- lookup limits -----------------------------------------------------------
+
+
+def _lookup_limits(number: str, client: str) -> tuple[tuple[str, str, str], ...]:
+    """(group, value, rate) of the per-number and per-address-on-number counts."""
+    _limit, period = rate_split(settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER)
+    return (
+        ("public-lookup-number", number, settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER),
+        # One wrong guess per address and period once the number is under attack.
+        ("public-lookup-number-client", f"{number}|{client}", f"1/{period}s"),
+    )
+
+
+def lookup_wait(*, number: str, client: str) -> int:
+    """Seconds before `client` (an address) may try `number` again, else 0.
+
+    Wrong guesses on a number are counted from all addresses together; past
+    TRACKSOP_LOOKUP_RATE_PER_NUMBER the number is under attack, and from then
+    on each address gets one wrong guess on it per period. An address that has
+    not guessed wrong (the owner's new phone, the office) is never refused, so
+    nobody else can lock the owner out, and a guesser needs a new address for
+    every guess. Existing and unknown numbers are counted alike, so the answer
+    says nothing about whether a number exists.
+    """
+    (group, value, rate), (own_group, own_value, own_rate) = _lookup_limits(
+        number, client
+    )
+    attack = rate_usage(group=group, value=value, rate=rate, count=False)
+    if attack.count < attack.limit:
+        return 0
+    own = rate_usage(group=own_group, value=own_value, rate=own_rate, count=False)
+    return own.time_left if own.count >= own.limit else 0
+
+
+def lookup_wrong_guess(*, number: str, client: str) -> None:
+    for group, value, rate in _lookup_limits(number, client):
+        rate_usage(group=group, value=value, rate=rate)
 
 
 def public_lookup(*, tracking_number: str, second_factor: str) -> str | None:

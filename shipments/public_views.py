@@ -21,7 +21,13 @@ from shipments import public, services
 from shipments.models import Feedback, Shipment
 from shipments.public_forms import FeedbackForm, LookupForm
 from shipments.status import ShipmentStatus
-from tracksop.http import over_limit, public_not_found, public_page, too_many
+from tracksop.http import (
+    client_key,
+    over_limit,
+    public_not_found,
+    public_page,
+    too_many,
+)
 
 # Browsers may reuse the page for a minute, then revalidate with its ETag.
 MAX_AGE = 60
@@ -54,21 +60,16 @@ def lookup(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return public_page(request, "public/lookup.html", {"form": form}, status=400)
     number = form.cleaned_data["tracking_number"]
-    # Per number as well: guessing one package's postcode from many
-    # addresses. Only wrong guesses count, so the owner looking their package
-    # up again and again is never turned away by it.
-    per_number = {
-        "group": "public-lookup-number",
-        "rate": settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER,
-        "key": number,
-    }
-    if wait := over_limit(request, count=False, **per_number):
+    client = client_key(request)
+    if wait := public.lookup_wait(number=number, client=client):
         return too_many(request, wait)
+    # Always looked up, whatever the counts say: the right pair must get
+    # through however many wrong guesses others made on this number.
     token = public.public_lookup(
         tracking_number=number, second_factor=form.cleaned_data["second_factor"]
     )
     if token is None:
-        over_limit(request, **per_number)
+        public.lookup_wrong_guess(number=number, client=client)
         # The same page for an unknown number and a wrong postcode.
         return public_page(
             request,

@@ -7,6 +7,7 @@ of the log, and announces each event through `shipments.events`.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -430,11 +431,14 @@ def shipment_dispatch(
     """Hand the shipment to its carrier: tracking number and ETA → DISPATCHED."""
     now = timezone.now()
     errors: dict[str, str] = {}
+    routing_zip = ""
     if tracking_number.strip():
         try:
-            number = tn.validate(tracking_number, carrier.family).number
+            candidate = tn.validate(tracking_number, carrier.family)
         except tn.InvalidTrackingNumber as exc:
             errors["tracking_number"] = str(exc)
+        else:
+            number, routing_zip = candidate.number, candidate.routing_zip
     elif carrier.is_own_fleet:
         number = tracking_number_generate()
     else:
@@ -458,6 +462,8 @@ def shipment_dispatch(
                 raise ValidationError(
                     {"tracking_number": f"Shipment {clash} already has this number."}
                 )
+            if routing_zip:
+                _routing_zip_apply(locked, routing_zip)
             locked.carrier = carrier
             locked.tracking_number = number
             locked.estimated_delivery = estimated_delivery
@@ -473,6 +479,7 @@ def shipment_dispatch(
                     "carrier": carrier.code,
                     "tracking_number": number,
                     "estimated_delivery": estimated_delivery.isoformat(),
+                    **({"routing_zip": routing_zip} if routing_zip else {}),
                 },
             )
     except IntegrityError as exc:
@@ -480,6 +487,27 @@ def shipment_dispatch(
             {"tracking_number": "Another shipment has this tracking number."}
         ) from exc
     return locked
+
+
+def _routing_zip_apply(shipment: Shipment, routing_zip: str) -> None:
+    """A scanned USPS label names the ZIP code it is routed to: it must be the
+    shipment's postcode (its first 5 digits), or become it when there is none.
+    No field of its own: the destination postcode already says where the
+    package goes, and the dispatch event keeps the ZIP as scanned."""
+    zip5 = routing_zip[:5]
+    postcode = shipment.recipient_postcode.strip()
+    if not postcode:
+        shipment.recipient_postcode = (
+            f"{zip5}-{routing_zip[5:]}" if len(routing_zip) == 9 else zip5
+        )
+    elif re.sub(r"[\s-]", "", postcode)[:5] != zip5:
+        raise ValidationError(
+            {
+                "tracking_number": f"This label is routed to ZIP code {zip5}, but "
+                f"the shipment goes to {postcode}: check that it is this "
+                "package's label."
+            }
+        )
 
 
 def shipment_eta_change(

@@ -3,6 +3,12 @@
 Formats, check-digit parameters and the published test numbers follow the
 jkeen/tracking_number_data repository (couriers/*.json and
 CHECKSUM_ALGORITHMS.md), which collects them from carrier documentation.
+
+A scanner reading a USPS label returns the whole IMpb barcode: "420", the
+destination ZIP code (5 or 9 digits), then the tracking number (USPS
+Publication 199). Such a scan is read as the tracking number alone, with the
+ZIP code kept aside (`Candidate.routing_zip`), so a scanned and a typed number
+are one number.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from enum import StrEnum
 
 __all__ = [
     "FAMILY_LABELS",
+    "S10_COUNTRY_CODES",
     "Candidate",
     "Family",
     "InvalidTrackingNumber",
@@ -55,15 +62,32 @@ class InvalidTrackingNumber(ValueError):
 class Candidate:
     family: Family
     format_name: str
-    number: str
+    number: str  # as stored: without a USPS label's routing prefix
     check_digit_ok: bool
+    # The destination ZIP code a scanned USPS label carried (5 or 9 digits).
+    routing_zip: str = ""
+    # Why a number with a right check digit is still refused (an S10 number
+    # whose country code is not a country), else "".
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.check_digit_ok and not self.problem
 
 
 _SEPARATORS = re.compile(r"[\s.\-]+")
 
 
-def normalize(raw: str) -> str:
+def _squeeze(raw: str) -> str:
     return _SEPARATORS.sub("", raw).upper()
+
+
+def normalize(raw: str) -> str:
+    """The number as stored: no spaces, dashes or dots, upper case, and a
+    scanned USPS label's routing prefix ("420" and the ZIP code) taken off."""
+    number = _squeeze(raw)
+    matches = _matches(number)
+    return matches[0].candidate.number if matches else number
 
 
 # --- check-digit algorithms -------------------------------------------------
@@ -100,9 +124,10 @@ def _fedex_express_12_check(number: str) -> int:
     return _weighted_mod11_mod10(number[:11], (3, 1, 7))
 
 
-def _fedex_express_34_check(number: str) -> int:
+def _fedex_34_check(number: str) -> int:
     # Only the 13-digit serial before the check digit is weighted (1,7,3 ...);
-    # the prefix, routing data and destination ZIP are not covered.
+    # the prefix, routing data and destination ZIP are not covered. FedEx
+    # Express and the FedEx Ground "96" GSN barcode share this layout.
     return _weighted_mod11_mod10(number[20:33], (1, 7, 3))
 
 
@@ -117,8 +142,9 @@ def _sscc_check(number: str) -> int:
     return _gs1_mod10(number[-18:-1])
 
 
-def _usps_impb_22_check(number: str) -> int:
-    return _gs1_mod10(number[:21])
+def _usps_impb_check(number: str) -> int:
+    # 22 and 26 digits alike: GS1 mod 10 over all digits before the check.
+    return _gs1_mod10(number[:-1])
 
 
 def _usps_impb_20_check(number: str) -> int:
@@ -132,7 +158,9 @@ def _usps_legacy_20_check(number: str) -> int:
 
 
 def _dhl_express_check(number: str) -> int:
-    return int(number[:9]) % 7
+    # DHL Express waybills (10 or 11 digits): the digits before the check
+    # digit, read as one number, mod 7.
+    return int(number[:-1]) % 7
 
 
 def _s10_check(number: str) -> int:
@@ -165,9 +193,9 @@ _FORMATS: tuple[_Format, ...] = (
     ),
     _Format(
         Family.FEDEX,
-        "FedEx Express (34 digits)",
-        re.compile(r"100[0-9]{31}"),
-        _fedex_express_34_check,
+        "FedEx Ground 96 (34 digits)",
+        re.compile(r"96[0-9]{32}"),
+        _fedex_34_check,
         True,
     ),
     _Format(
@@ -181,8 +209,24 @@ _FORMATS: tuple[_Format, ...] = (
         Family.USPS,
         "USPS IMpb (22 digits)",
         re.compile(r"9[1-5][0-9]{20}"),
-        _usps_impb_22_check,
+        _usps_impb_check,
         True,
+    ),
+    _Format(
+        Family.USPS,
+        "USPS IMpb (26 digits)",
+        re.compile(r"9[2-5][0-9]{24}"),
+        _usps_impb_check,
+        True,
+    ),
+    # Any first digit but 9 (jkeen: [0-8]); not a fixed prefix, so a scanned
+    # USPS label ("420" ...) of the same length ranks first when both fit.
+    _Format(
+        Family.FEDEX,
+        "FedEx Express (34 digits)",
+        re.compile(r"[0-8][0-9]{33}"),
+        _fedex_34_check,
+        False,
     ),
     _Format(Family.FEDEX, "SSCC-18", re.compile(r"00[0-9]{18}"), _sscc_check, True),
     _Format(Family.FEDEX, "SSCC-18", re.compile(r"[0-9]{18}"), _sscc_check, False),
@@ -214,16 +258,34 @@ _FORMATS: tuple[_Format, ...] = (
         _dhl_express_check,
         False,
     ),
+    _Format(
+        Family.DHL_EXPRESS,
+        "DHL Express (11 digits)",
+        re.compile(r"[0-9]{11}"),
+        _dhl_express_check,
+        False,
+    ),
 )
+
+# What may follow "420" and the ZIP code on a USPS label.
+_ROUTED_FORMATS = tuple(
+    f
+    for f in _FORMATS
+    if f.family is Family.USPS and f.name.startswith("USPS IMpb") and f.prefixed
+)
+_ROUTING = re.compile(r"420[0-9]{5}")
 
 _SHAPE_HINTS: dict[Family, str] = {
     Family.UPS: 'it must be "1Z" followed by 16 letters or digits',
     Family.FEDEX: (
-        "it must be 12 digits, 22 digits starting with 96, 34 digits starting "
-        "with 100, or an 18-digit SSCC (20 digits with the 00 prefix)"
+        "it must be 12 digits, 22 digits starting with 96, 34 digits, "
+        "or an 18-digit SSCC (20 digits with the 00 prefix)"
     ),
-    Family.USPS: "it must be 20 digits, or 22 digits starting with 91 to 95",
-    Family.DHL_EXPRESS: "it must be 10 digits",
+    Family.USPS: (
+        "it must be 20 digits, 22 digits starting with 91 to 95, or 26 digits "
+        "starting with 92 to 95 (as scanned, after 420 and the ZIP code)"
+    ),
+    Family.DHL_EXPRESS: "it must be 10 or 11 digits",
     Family.S10: (
         "it must be 2 letters, 9 digits and a 2-letter country code, like RR123456785GB"
     ),
@@ -238,22 +300,52 @@ class _Match:
     prefixed: bool
 
 
-def _matches(number: str) -> list[_Match]:
-    found: list[_Match] = []
-    for fmt in _FORMATS:
-        if not fmt.shape.fullmatch(number):
-            continue
-        expected = fmt.expected_check(number)
-        given = number[fmt.check_index]
-        candidate = Candidate(
-            family=fmt.family,
-            format_name=fmt.name,
-            number=number,
-            check_digit_ok=given == str(expected),
+def _match(fmt: _Format, number: str, routing_zip: str = "") -> _Match:
+    expected = fmt.expected_check(number)
+    given = number[fmt.check_index]
+    problem = ""
+    if fmt.family is Family.S10 and number[-2:] not in S10_COUNTRY_CODES:
+        problem = (
+            f"{number[-2:]} is not a country code: a UPU S10 number ends in the "
+            "issuing country's code (ISO 3166-1), like GB in RR123456785GB."
         )
-        found.append(_Match(candidate, expected, given, fmt.prefixed))
-    # sorted() is stable, so _FORMATS order breaks the remaining ties.
-    return sorted(found, key=lambda m: (not m.candidate.check_digit_ok, not m.prefixed))
+    candidate = Candidate(
+        family=fmt.family,
+        format_name=fmt.name,
+        number=number,
+        check_digit_ok=given == str(expected),
+        routing_zip=routing_zip,
+        problem=problem,
+    )
+    return _Match(candidate, expected, given, fmt.prefixed)
+
+
+def _routed(number: str) -> list[_Match]:
+    # USPS prints a 9-digit ZIP only before a 22-digit number (jkeen's usps.json
+    # after Publication 199): scans are 30 or 34 digits, and a 34-digit one is
+    # 420 + 9 + 22 or 420 + 5 + 26, whichever check digit fits (the first on
+    # a tie).
+    found: list[_Match] = []
+    if not _ROUTING.match(number):
+        return found
+    for zip_length, lengths in ((9, (22,)), (5, (22, 26))):
+        routing_zip, rest = number[3 : 3 + zip_length], number[3 + zip_length :]
+        if len(rest) in lengths:
+            found += [
+                _match(fmt, rest, routing_zip)
+                for fmt in _ROUTED_FORMATS
+                if fmt.shape.fullmatch(rest)
+            ]
+    return found
+
+
+def _matches(number: str) -> list[_Match]:
+    # A scanned label's reading comes first: "420" is a fixed prefix.
+    found = _routed(number) + [
+        _match(fmt, number) for fmt in _FORMATS if fmt.shape.fullmatch(number)
+    ]
+    # sorted() is stable, so the order above breaks the remaining ties.
+    return sorted(found, key=lambda m: (not m.candidate.ok, not m.prefixed))
 
 
 def detect(raw: str) -> list[Candidate]:
@@ -262,7 +354,7 @@ def detect(raw: str) -> list[Candidate]:
     Ranking: valid check digit first, then formats with a fixed prefix or
     letter pattern, then a fixed format order.
     """
-    return [m.candidate for m in _matches(normalize(raw))]
+    return [m.candidate for m in _matches(_squeeze(raw))]
 
 
 def _wrong_check_digit(match: _Match) -> InvalidTrackingNumber:
@@ -275,7 +367,7 @@ def _wrong_check_digit(match: _Match) -> InvalidTrackingNumber:
 
 
 def validate(raw: str, family: Family | None = None) -> Candidate:
-    number = normalize(raw)
+    number = _squeeze(raw)
     if not number:
         raise InvalidTrackingNumber("Enter a tracking number.")
     matches = _matches(number)
@@ -295,6 +387,8 @@ def validate(raw: str, family: Family | None = None) -> Candidate:
     best = matches[0]
     if not best.candidate.check_digit_ok:
         raise _wrong_check_digit(best)
+    if best.candidate.problem:
+        raise InvalidTrackingNumber(best.candidate.problem)
     return best.candidate
 
 
@@ -320,9 +414,9 @@ def s10_generate(*, prefix: str, serial: int, country: str) -> str:
         raise ValueError(
             f"S10 prefix must be two uppercase letters A-Z, got {prefix!r}."
         )
-    if not _TWO_LETTERS.fullmatch(country):
+    if country not in S10_COUNTRY_CODES:
         raise ValueError(
-            f"S10 country must be two uppercase letters A-Z, got {country!r}."
+            f"S10 country must be an ISO 3166-1 country code, got {country!r}."
         )
     if isinstance(serial, bool) or not isinstance(serial, int):
         raise ValueError(f"S10 serial must be an integer, got {serial!r}.")
@@ -330,3 +424,27 @@ def s10_generate(*, prefix: str, serial: int, country: str) -> str:
         raise ValueError(f"S10 serial must be 0 to 99999999, got {serial}.")
     serial8 = f"{serial:08d}"
     return f"{prefix}{serial8}{s10_check_digit(serial8)}{country}"
+
+
+# ISO 3166-1 alpha-2, the 249 officially assigned codes (ISO 3166 Maintenance
+# Agency list; no update since SS, South Sudan, 2011), plus AC (Ascension) and
+# TA (Tristan da Cunha), which ISO reserves at the UPU's request for their
+# postal services. Frozen here rather than a dependency: it changes about
+# once a decade, and a code missing here refuses a real number, so add it.
+_COUNTRY_TABLE = """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ
+    BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ
+    CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ
+    DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR
+    GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY
+    HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP
+    KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY
+    MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ
+    NA NC NE NF NG NI NL NO NP NR NU NZ OM
+    PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+    SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ
+    TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ
+    VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+    AC TA
+"""
+S10_COUNTRY_CODES = frozenset(_COUNTRY_TABLE.split())

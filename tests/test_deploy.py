@@ -57,6 +57,22 @@ def test_production_refuses_a_short_secret_key() -> None:
     assert "at least 50 characters" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TRACKSOP_S10_COUNTRY", "UK", "must be an ISO 3166-1 country code"),
+        ("TRACKSOP_LOOKUP_RATE_PER_NUMBER", "10 an hour", "count/period"),
+    ],
+)
+def test_production_refuses_a_bad_setting(
+    variable: str, value: str, message: str
+) -> None:
+    result = _manage("check", env=PRODUCTION | {variable: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
 def test_the_deploy_check_flags_a_console_mailer() -> None:
     env = PRODUCTION | {"EMAIL_URL": "consolemail://"}
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)

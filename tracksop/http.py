@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
+import re
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django_ratelimit.core import get_usage
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,93 @@ def public_not_found(
     return public_page(request, "public/not_found.html", {}, status=404)
 
 
+# Counts go to the shared cache (Redis in production). When it fails, this
+# process counts on its own, so the limits still hold while Redis is down,
+# each worker process allowing its own share (gunicorn's 3 workers: up to 3
+# times a limit). Large enough that flooding distinct keys cannot evict the
+# counters that matter.
+_LOCAL_COUNTS = LocMemCache(
+    "tracksop-rate-limits", {"OPTIONS": {"MAX_ENTRIES": 100_000}}
+)
+# After a failure the shared cache is skipped for a while, so that every
+# request does not wait for its connect timeout.
+_SHARED_RETRY_AFTER = 15.0
+_shared_down_until = 0.0
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"(\d+)/(\d*)([smhd])")
+
+
+@dataclass(frozen=True)
+class Usage:
+    count: int  # in this window, this request included when counted
+    limit: int
+    time_left: int  # seconds until the window ends
+
+
+def rate_split(rate: str) -> tuple[int, int]:
+    """The limit and its period in seconds of a rate: 20/10m is (20, 600)."""
+    match = _RATE.fullmatch(rate)
+    if match is None:
+        raise ValueError(f"A rate is count/period like 20/10m, not {rate!r}.")
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * _PERIODS[unit]
+
+
+def client_key(request: HttpRequest) -> str:
+    """The address to count by: IPv6 clients by their /64, which one
+    subscriber usually holds whole."""
+    ip = client_ip(request)
+    try:
+        network = ipaddress.ip_network(f"{ip}/{64 if ':' in ip else 32}", strict=False)
+    except ValueError:
+        return ip
+    return str(network.network_address)
+
+
+def _count(store: BaseCache, key: str, period: int, increment: bool) -> int:
+    if store.add(key, 1 if increment else 0, period + 5):
+        return 1 if increment else 0
+    if not increment:
+        return int(store.get(key, 0))
+    try:
+        return int(store.incr(key))
+    except ValueError:  # expired between add and incr: a new window
+        store.add(key, 1, period + 5)
+        return 1
+
+
+def rate_usage(*, group: str, value: str, rate: str, count: bool = True) -> Usage:
+    """This window's count for `value` in `group`, counting one more unless
+    `count` is False. Fixed windows from the epoch, so two values asked at the
+    same moment get the same time_left whatever they are."""
+    global _shared_down_until
+    limit, period = rate_split(rate)
+    now = int(time.time())
+    window = now - now % period
+    digest = hashlib.sha256(f"{group}|{rate}|{value}|{window}".encode()).hexdigest()
+    key = f"rl:{digest}"
+    found: int | None = None
+    if time.monotonic() >= _shared_down_until:
+        try:
+            found = _count(cache, key, period, count)
+        except Exception:
+            log.warning(
+                "Rate limits counted in this process: the cache is down", exc_info=True
+            )
+            _shared_down_until = time.monotonic() + _SHARED_RETRY_AFTER
+    if found is None:
+        found = _count(_LOCAL_COUNTS, key, period, count)
+    return Usage(count=found, limit=limit, time_left=max(window + period - now, 1))
+
+
+def rate_limits_local_reset() -> None:
+    """Forget the in-process counts and try the shared cache again (tests)."""
+    global _shared_down_until
+    _LOCAL_COUNTS.clear()
+    _shared_down_until = 0.0
+
+
 def over_limit(
     request: HttpRequest,
     *,
@@ -59,28 +153,19 @@ def over_limit(
     key: str = "ip",
     count: bool = True,
 ) -> int:
-    """Count this request against a limit (django-ratelimit, in the cache):
-    seconds to wait once over it, else 0. `key` is "ip" (the client address)
-    or a value to count by (a tracking number). With `count=False` it only
-    checks, for limits that count failures (a later call counts one). A cache
-    that is down lets the request through: the database's own caps and
-    constraints still hold."""
-    try:
-        usage = get_usage(
-            request,
-            group=group,
-            key=key if key == "ip" else (lambda _group, _request: key),
-            rate=rate,
-            increment=count,
-        )
-    except Exception:
-        log.warning("Rate limit not counted: the cache is down", exc_info=True)
-        return 0
-    if usage is None:
-        return 0
+    """Count this request against a limit: seconds to wait once over it,
+    else 0. `key` is "ip" (the client address) or a value to count by (a
+    tracking number). With `count=False` it only checks, for limits that
+    count failures (a later call counts one)."""
+    usage = rate_usage(
+        group=group,
+        value=client_key(request) if key == "ip" else key,
+        rate=rate,
+        count=count,
+    )
     # Counted, this request is one of them; checked only, the next would be.
-    limited = usage["should_limit"] if count else usage["count"] >= usage["limit"]
-    return max(int(usage["time_left"]), 1) if limited else 0
+    limited = usage.count > usage.limit if count else usage.count >= usage.limit
+    return usage.time_left if limited else 0
 
 
 def too_many(request: HttpRequest, wait: int) -> HttpResponse:

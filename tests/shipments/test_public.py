@@ -7,8 +7,11 @@ import re
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,6 +28,7 @@ from tests.factories import (
     roles,
 )
 from tests.helpers import race
+from tracksop.http import rate_limits_local_reset
 
 # Distinctive strings: none may appear on any public page.
 PII = {
@@ -49,10 +53,21 @@ NEEDLES = [
 ]
 
 
+DEAD_REDIS = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Nothing listens here: the cache is down.
+        "LOCATION": "redis://127.0.0.1:1/0",
+        "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+    }
+}
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     # Pages and rate-limit counters of one test must not leak into the next.
     cache.clear()
+    rate_limits_local_reset()
 
 
 @pytest.fixture
@@ -255,16 +270,7 @@ class TestTrackingPage:
         assert "On its way" in html(english)
         assert spanish["ETag"] != english["ETag"]
 
-    @override_settings(
-        CACHES={
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                # Nothing listens here: the cache is down.
-                "LOCATION": "redis://127.0.0.1:1/0",
-                "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
-            }
-        }
-    )
+    @override_settings(CACHES=DEAD_REDIS)
     def test_the_page_still_works_when_the_cache_is_down(
         self, shipment: Shipment
     ) -> None:
@@ -346,21 +352,29 @@ class TestLookup:
             == 302
         )
 
-    def test_guessing_one_numbers_postcode_from_many_addresses_gets_429(
+    def test_guessing_one_numbers_postcode_from_many_addresses_is_capped(
         self, client: Client, shipment: Shipment, settings
     ) -> None:  # type: ignore[no-untyped-def]
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
+        number = "1Z999AA10123456784"
         for i in range(3):
-            self.post(client, "1Z999AA10123456784", f"0000{i}", ip=f"10.1.0.{i}")
-        assert (
-            self.post(
-                client, "1Z999AA10123456784", "SW1A1AA", ip="10.2.0.1"
-            ).status_code
-            == 429
-        )
+            assert (
+                self.post(client, number, f"0000{i}", ip=f"10.1.0.{i}").status_code
+                == 404
+            )
+        # The number is under attack: an address that guessed wrong gets no
+        # further guess on it, not even the right one by luck.
+        for i in range(3):
+            refused = self.post(client, number, f"1111{i}", ip=f"10.1.0.{i}")
+            assert refused.status_code == 429
+            assert refused["Retry-After"]
+        assert self.post(client, number, "SW1A1AA", ip="10.1.0.0").status_code == 429
+        # A new address has one guess, then it is refused too.
+        assert self.post(client, number, "22222", ip="10.2.0.1").status_code == 404
+        assert self.post(client, number, "22223", ip="10.2.0.1").status_code == 429
         # Other numbers are still looked up.
         assert (
-            self.post(client, "1Z999AA10123456791", "x", ip="10.2.0.1").status_code
+            self.post(client, "1Z999AA10123456791", "x", ip="10.1.0.0").status_code
             == 404
         )
 
@@ -374,15 +388,63 @@ class TestLookup:
             assert self.post(
                 client, number, "SW1A1AA", ip=f"10.3.0.{i}"
             ).status_code == (302)
-        # Two typos still leave the right pair through; a third wrong guess
-        # uses up the number's allowance, for everyone.
+        # Two typos still leave the right pair through from the same address.
         for i in range(2):
             assert (
                 self.post(client, number, f"0000{i}", ip="10.3.1.1").status_code == 404
             )
         assert self.post(client, number, "SW1A1AA", ip="10.3.1.1").status_code == 302
-        assert self.post(client, number, "00009", ip="10.3.1.2").status_code == 404
-        assert self.post(client, number, "SW1A1AA", ip="10.3.1.3").status_code == 429
+
+    @override_settings(TRACKSOP_PROXY_COUNT=1)
+    def test_a_flood_of_wrong_guesses_from_many_addresses_never_locks_the_owner_out(
+        self, client: Client, shipment: Shipment, settings
+    ) -> None:  # type: ignore[no-untyped-def]
+        settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
+        number = "1Z999AA10123456784"
+        for i in range(40):
+            client.post(
+                self.url,
+                {"tracking_number": number, "second_factor": f"{i:05d}"},
+                REMOTE_ADDR="10.9.9.9",
+                HTTP_X_FORWARDED_FOR=f"203.0.113.{i}",
+            )
+        for second in ("SW1A 1AA", "ORD-4711"):
+            owner = client.post(
+                self.url,
+                {"tracking_number": number, "second_factor": second},
+                REMOTE_ADDR="10.9.9.9",
+                HTTP_X_FORWARDED_FOR="198.51.100.7",
+            )
+            assert owner.status_code == 302
+            assert owner["Location"] == page_url(shipment)
+
+    def test_wrong_guesses_look_alike_for_existing_and_unknown_numbers_under_attack(
+        self,
+        client: Client,
+        shipment: Shipment,
+        settings,  # type: ignore[no-untyped-def]
+    ) -> None:
+        settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "2/h"
+        existing, unknown = "1Z999AA10123456784", "1Z999AA10123456791"
+
+        def bare(r):  # type: ignore[no-untyped-def]
+            text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html(r))
+            return (
+                r.status_code,
+                r.get("Retry-After"),
+                text.replace(existing, "N").replace(unknown, "N"),
+            )
+
+        with time_machine.travel(timezone.now(), tick=False):
+            for ip in ("10.4.0.1", "10.4.0.2", "10.4.0.3", "10.4.0.3"):
+                # The same work both ways: the same queries, the same counts.
+                with CaptureQueriesContext(connection) as on_existing:
+                    a = self.post(client, existing, "00000", ip=ip)
+                with CaptureQueriesContext(connection) as on_unknown:
+                    b = self.post(client, unknown, "00000", ip=ip)
+                assert bare(a) == bare(b)
+                assert len(on_existing) == len(on_unknown)
+        assert [a.status_code, b.status_code] == [429, 429]
 
     @override_settings(TRACKSOP_PROXY_COUNT=1)
     def test_behind_a_proxy_the_client_is_the_forwarded_address(
@@ -401,6 +463,24 @@ class TestLookup:
         assert post("203.0.113.5").status_code == 404
         assert post("203.0.113.5").status_code == 429
         assert post("203.0.113.6").status_code == 404
+
+    @override_settings(CACHES=DEAD_REDIS)
+    def test_while_redis_is_down_the_limits_still_hold(
+        self, client: Client, shipment: Shipment, settings
+    ) -> None:  # type: ignore[no-untyped-def]
+        settings.TRACKSOP_LOOKUP_RATE_PER_CLIENT = "5/m"
+        settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "2/h"
+        number = "1Z999AA10123456784"
+        assert self.post(client, number, "00001", ip="10.5.0.1").status_code == 404
+        assert self.post(client, number, "00002", ip="10.5.0.2").status_code == 404
+        # Under attack: no second guess from an address that guessed wrong.
+        assert self.post(client, number, "00003", ip="10.5.0.1").status_code == 429
+        # The owner still gets through from an address of their own.
+        assert self.post(client, number, "SW1A1AA", ip="10.5.0.9").status_code == 302
+        # And one address is still held to its own limit.
+        for _ in range(4):
+            self.post(client, "1Z999AA10123456791", "x", ip="10.5.0.9")
+        assert self.post(client, number, "SW1A1AA", ip="10.5.0.9").status_code == 429
 
     def test_it_needs_a_csrf_token(self, shipment: Shipment) -> None:
         client = Client(enforce_csrf_checks=True)
@@ -549,3 +629,23 @@ def test_the_delivered_message_links_to_the_feedback_form(delivered: Shipment) -
     link = reverse("public-feedback", args=[delivered.public_token])
     assert link in message.body_text
     assert link in message.body_html
+
+
+def test_the_lookup_takes_a_scanned_usps_label(client: Client, db: None) -> None:
+    number = "9400111206206406260787"
+    shipment = dispatched_shipment(
+        carrier=CarrierFactory(code="usps", name="USPS", tracking_family="usps"),
+        tracking_number=number,
+        recipient_postcode="78745",
+    )
+    found = client.post(
+        "/track/", {"tracking_number": f"420 78745 {number}", "second_factor": "78745"}
+    )
+    assert found.status_code == 302
+    assert found["Location"] == page_url(shipment)
+    # One wrong digit: no such package.
+    wrong = client.post(
+        "/track/",
+        {"tracking_number": f"42078745{number[:-1]}8", "second_factor": "78745"},
+    )
+    assert wrong.status_code == 404

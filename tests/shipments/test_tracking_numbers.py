@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from shipments.tracking_numbers import (
     FAMILY_LABELS,
+    S10_COUNTRY_CODES,
     Candidate,
     Family,
     InvalidTrackingNumber,
@@ -26,12 +27,15 @@ from shipments.tracking_numbers import (
 UPS = "UPS 1Z"
 FEDEX_12 = "FedEx Express (12 digits)"
 FEDEX_34 = "FedEx Express (34 digits)"
+FEDEX_96_34 = "FedEx Ground 96 (34 digits)"
 FEDEX_96 = "FedEx Ground 96 (22 digits)"
 SSCC = "SSCC-18"
 USPS_22 = "USPS IMpb (22 digits)"
+USPS_26 = "USPS IMpb (26 digits)"
 USPS_20 = "USPS IMpb (20 digits)"
 USPS_LEGACY = "USPS (20 digits, legacy)"
 DHL = "DHL Express (10 digits)"
+DHL_11 = "DHL Express (11 digits)"
 S10 = "UPU S10"
 
 VALID = [
@@ -58,6 +62,17 @@ VALID = [
         FEDEX_34,
     ),
     ("1002297871540001000300790695517286", Family.FEDEX, FEDEX_34),
+    # The rest of the 34-digit family: any first digit but 9.
+    ("1027590111820004833500785458233610", Family.FEDEX, FEDEX_34),
+    ("1195266473930007521100871079919940", Family.FEDEX, FEDEX_34),
+    ("1 1 9 52 6 64739 3000 75211 00 8710 799 199 40", Family.FEDEX, FEDEX_34),
+    ("1195271874060007521100871140316925", Family.FEDEX, FEDEX_34),
+    ("1195583874210007521100871140316936", Family.FEDEX, FEDEX_34),
+    # FedEx Ground's 34-digit "96" barcode (jkeen: fedex_ground_gsn).
+    ("9622001900000000000000776632517510", Family.FEDEX, FEDEX_96_34),
+    ("9622001560000000000000794808390594", Family.FEDEX, FEDEX_96_34),
+    ("9622001560001234567100794808390594", Family.FEDEX, FEDEX_96_34),
+    ("9632001560123456789900794808390594", Family.FEDEX, FEDEX_96_34),
     ("9611020987654312345672", Family.FEDEX, FEDEX_96),
     (" 9 6 1 1 0 2 0 9 8 7 6 5 4 3 1 2 3 4 5 6 7 2 ", Family.FEDEX, FEDEX_96),
     ("00 0123 4500 0000 0027", Family.FEDEX, SSCC),
@@ -74,16 +89,24 @@ VALID = [
     ("9361 2898 7870 0317 6337 95", Family.USPS, USPS_22),
     (" 9 3 6 1   2 8 9 8   7 8 7 0   0 3 1 7   6 3 3 7   9 5 ", Family.USPS, USPS_22),
     ("9405803699300124287899", Family.USPS, USPS_22),
+    ("92748931507708513018050063", Family.USPS, USPS_26),
+    ("92001903060085300042901077", Family.USPS, USPS_26),
     ("3318810025", Family.DHL_EXPRESS, DHL),
     ("8487135506", Family.DHL_EXPRESS, DHL),
     ("3318810036", Family.DHL_EXPRESS, DHL),
     (" 3 3 1 8 8 1 0 0 3 6 ", Family.DHL_EXPRESS, DHL),
     ("3318810014", Family.DHL_EXPRESS, DHL),
+    ("1099255990", Family.DHL_EXPRESS, DHL),
+    ("3821724944", Family.DHL_EXPRESS, DHL),
+    ("73891051146", Family.DHL_EXPRESS, DHL_11),
     ("RB123456785GB", Family.S10, S10),
     ("RB123456785US", Family.S10, S10),
     ("RB123456785CV", Family.S10, S10),
     ("RB123456785CF", Family.S10, S10),
     (" R B 1 2 3 4 5 6 7 8 5 C F ", Family.S10, S10),
+    # Codes ISO 3166-1 reserves for the UPU: Ascension, Tristan da Cunha.
+    ("RB123456785AC", Family.S10, S10),
+    ("RB123456785TA", Family.S10, S10),
 ]
 
 # (number, family, format, expected check digit, given check digit)
@@ -91,19 +114,36 @@ WRONG_CHECK_DIGIT = [
     ("1Z1111111111111111", Family.UPS, UPS, 8, "1"),
     ("996578788855", Family.FEDEX, FEDEX_12, 6, "5"),
     ("1001901781990001000300617767839438", Family.FEDEX, FEDEX_34, 7, "8"),
+    ("1027590111820004833500785458233611", Family.FEDEX, FEDEX_34, 0, "1"),
+    ("9622001560001234567100794808390595", Family.FEDEX, FEDEX_96_34, 4, "5"),
     ("9600000000000000000001", Family.FEDEX, FEDEX_96, 0, "1"),
     ("000000000000000001", Family.FEDEX, SSCC, 0, "1"),
     ("0307 1790 0005 2348 3742", Family.USPS, USPS_20, 3, "2"),
     # FedEx SmartPost number; jkeen lists it as an invalid USPS number.
     ("61299998820821171811", Family.USPS, USPS_20, 2, "1"),
     ("9200000000000000000000", Family.USPS, USPS_22, 1, "0"),
+    ("92748931507708513018050064", Family.USPS, USPS_26, 3, "4"),
+    # Scanned labels: the check digit of the number after "420" and the ZIP.
+    ("420787459400111206206406260788", Family.USPS, USPS_22, 7, "8"),
+    ("4201028200009261290113185417468511", Family.USPS, USPS_22, 0, "1"),
     ("3318810010", Family.DHL_EXPRESS, DHL, 4, "0"),
     ("3318810034", Family.DHL_EXPRESS, DHL, 6, "4"),
     ("3318810011", Family.DHL_EXPRESS, DHL, 4, "1"),
+    ("73891051147", Family.DHL_EXPRESS, DHL_11, 6, "7"),
     ("RB123456786US", Family.S10, S10, 5, "6"),
 ]
-# Not used: jkeen's invalid S10 "RB123456785XX" is rejected there only because
-# XX is not in their country table; we deliberately check just for A-Z letters.
+
+# (as scanned from a USPS label, the number stored, the ZIP code it carried)
+SCANNED_USPS = [
+    ("420787459400111206206406260787", "9400111206206406260787", "78745"),
+    ("420 11213 92 6129098349792366623 8", "9261290983497923666238", "11213"),
+    ("420 22153 9101026837331000039521", "9101026837331000039521", "22153"),
+    ("420902459261290336128704042634", "9261290336128704042634", "90245"),
+    ("4201002334249200190132607600833457", "9200190132607600833457", "100233424"),
+    ("4201028200009261290113185417468510", "9261290113185417468510", "102820000"),
+    # A 26-digit number behind a 5-digit ZIP (our construction).
+    ("4209021092748931507708513018050063", "92748931507708513018050063", "90210"),
+]
 
 
 # --- normalize --------------------------------------------------------------
@@ -136,6 +176,56 @@ def test_it_accepts_published_valid_numbers(
     assert validate(raw) == expected
     assert validate(raw, family) == expected
     assert detect(raw)[0] == expected
+
+
+@pytest.mark.parametrize(("scanned", "number", "routing_zip"), SCANNED_USPS)
+def test_a_scanned_usps_label_reads_as_the_number_and_its_zip_code(
+    scanned: str, number: str, routing_zip: str
+) -> None:
+    format_name = USPS_22 if len(number) == 22 else USPS_26
+    expected = Candidate(Family.USPS, format_name, number, True, routing_zip)
+
+    assert validate(scanned) == expected
+    assert validate(scanned, Family.USPS) == expected
+    assert detect(scanned)[0] == expected
+    assert normalize(scanned) == number
+    assert validate(number).routing_zip == ""
+
+
+def test_a_9_digit_zip_comes_only_before_a_22_digit_number() -> None:
+    # 420 + ZIP+4 + a valid 26-digit number: USPS prints no such label.
+    assert detect("42090210123492748931507708513018050063") == []
+
+
+def test_a_fedex_number_starting_with_420_is_not_read_as_a_usps_label() -> None:
+    # A valid FedEx 34 (our construction: the check digit covers only the
+    # serial); what follows 420 fits no USPS number.
+    number = "4201921334250001000300779017972697"
+
+    assert validate(number) == Candidate(Family.FEDEX, FEDEX_34, number, True)
+    assert normalize(number) == number
+
+
+@pytest.mark.parametrize("country", ["XX", "UK", "ZZ", "EU", "AA"])
+def test_an_s10_number_from_no_country_is_refused_and_says_why(country: str) -> None:
+    number = f"RB123456785{country}"
+    with pytest.raises(InvalidTrackingNumber) as exc:
+        validate(number)
+    with pytest.raises(InvalidTrackingNumber):
+        validate(number, Family.S10)
+
+    assert str(exc.value) == (
+        f"{country} is not a country code: a UPU S10 number ends in the issuing "
+        "country's code (ISO 3166-1), like GB in RR123456785GB."
+    )
+    assert not detect(number)[0].ok
+
+
+def test_the_s10_country_list_is_iso_3166_plus_the_upu_reservations() -> None:
+    assert len(S10_COUNTRY_CODES) == 249 + 2
+    assert {"GB", "US", "DE", "SS", "CW", "SX", "BQ", "AC", "TA"} <= S10_COUNTRY_CODES
+    # Withdrawn or never assigned.
+    assert not {"UK", "AN", "YU", "EU", "XK"} & S10_COUNTRY_CODES
 
 
 def test_it_accepts_ups_published_example() -> None:
@@ -261,7 +351,7 @@ def test_it_says_which_shape_a_carrier_expects() -> None:
         validate("12345", Family.DHL_EXPRESS)
 
     assert str(exc.value) == (
-        "This is not a valid DHL Express number: it must be 10 digits."
+        "This is not a valid DHL Express number: it must be 10 or 11 digits."
     )
 
 
@@ -366,6 +456,7 @@ def test_generated_s10_numbers_round_trip_through_validate() -> None:
         {"prefix": "RR", "serial": 1, "country": "GBR"},
         {"prefix": "RR", "serial": 1, "country": "12"},
         {"prefix": "RR", "serial": 1, "country": "gb"},
+        {"prefix": "RR", "serial": 1, "country": "XX"},
         {"prefix": "RR", "serial": -1, "country": "GB"},
         {"prefix": "RR", "serial": 100_000_000, "country": "GB"},
         {"prefix": "RR", "serial": True, "country": "GB"},
@@ -381,7 +472,7 @@ def test_s10_generate_rejects_bad_input(kwargs: dict[str, object]) -> None:
 @given(
     serial=st.integers(min_value=0, max_value=99_999_999),
     prefix=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2),
-    country=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2),
+    country=st.sampled_from(sorted(S10_COUNTRY_CODES)),
 )
 def test_any_generated_s10_number_validates_and_is_detected_as_s10_first(
     serial: int, prefix: str, country: str

@@ -1034,3 +1034,115 @@ def test_a_password_reset_for_an_unknown_email_sends_nothing(
     response = client.post(reverse("password_reset"), {"email": "nobody@example.com"})
     assert response.status_code == 302
     assert mail.outbox == []
+
+
+# --- scanned USPS labels: "420" + ZIP code + the tracking number ---------------
+
+USPS_NUMBER = "9400111206206406260787"
+USPS_SCAN = "420 78745 " + USPS_NUMBER  # as a scanner reads the label
+USPS_SCAN_WRONG_DIGIT = "42078745" + USPS_NUMBER[:-1] + "8"
+
+
+def _usps() -> Any:
+    return CarrierFactory(code="usps", name="USPS", tracking_family="usps")
+
+
+@pytest.mark.parametrize("choose_carrier", [True, False], ids=["chosen", "detected"])
+def test_dispatch_of_a_scanned_usps_label_stores_the_number_alone(
+    client: Client, staff: User, choose_carrier: bool
+) -> None:
+    usps = _usps()
+    shipment = ready_shipment(recipient_postcode="78745-1234")
+    response = _dispatch(
+        _as(client, staff),
+        shipment,
+        carrier=usps.pk if choose_carrier else "",
+        tracking_number=USPS_SCAN,
+    )
+    assert response.status_code == 302
+    shipment.refresh_from_db()
+    assert shipment.tracking_number == USPS_NUMBER
+    assert shipment.carrier == usps
+    event = shipment.events.get(kind=K.DISPATCHED)
+    assert event.data["routing_zip"] == "78745"
+
+
+def test_dispatch_refuses_a_scanned_usps_label_with_one_wrong_digit(
+    client: Client, staff: User
+) -> None:
+    shipment = ready_shipment(recipient_postcode="78745")
+    response = _dispatch(
+        _as(client, staff),
+        shipment,
+        carrier=_usps().pk,
+        tracking_number=USPS_SCAN_WRONG_DIGIT,
+    )
+    assert response.status_code == 400
+    assert _errors(response, "tracking_number") == [
+        "Check digit is wrong for a USPS IMpb (22 digits) number: expected 7, got 8."
+    ]
+    _assert_not_dispatched(shipment)
+
+
+def test_dispatch_refuses_a_usps_label_routed_to_another_zip_code(
+    client: Client, staff: User
+) -> None:
+    shipment = ready_shipment(recipient_postcode="62704")
+    response = _dispatch(
+        _as(client, staff), shipment, carrier=_usps().pk, tracking_number=USPS_SCAN
+    )
+    assert response.status_code == 400
+    assert _errors(response, "tracking_number") == [
+        "This label is routed to ZIP code 78745, but the shipment goes to "
+        "62704: check that it is this package's label."
+    ]
+    _assert_not_dispatched(shipment)
+
+
+def test_a_scanned_label_gives_its_zip_code_to_a_shipment_without_a_postcode(
+    client: Client, staff: User
+) -> None:
+    shipment = ready_shipment()
+    # The form requires a postcode; rows from before it, or imported, may
+    # lack one.
+    Shipment.objects.filter(pk=shipment.pk).update(recipient_postcode="")
+    response = _dispatch(
+        _as(client, staff),
+        shipment,
+        carrier=_usps().pk,
+        tracking_number="4201002334249200190132607600833457",
+    )
+    assert response.status_code == 302
+    shipment.refresh_from_db()
+    assert shipment.tracking_number == "9200190132607600833457"
+    assert shipment.recipient_postcode == "10023-3424"
+
+
+def test_a_bulk_scan_of_usps_labels_finds_the_shipment_by_its_number(
+    client: Client, staff: User, hub: Any
+) -> None:
+    shipment = dispatched_shipment(carrier=_usps(), tracking_number=USPS_NUMBER)
+    response = _scan(
+        _as(client, staff),
+        "\n".join([USPS_SCAN, USPS_NUMBER, USPS_SCAN_WRONG_DIGIT]),
+        hub,
+    )
+    assert response.status_code == 200
+    result = response.context["result"]
+    assert [e.shipment_id for e in result.saved] == [shipment.pk]
+    assert dict(result.problems) == {
+        USPS_NUMBER: "Scanned twice in this batch; logged once.",
+        USPS_SCAN_WRONG_DIGIT: "Check digit is wrong for a USPS IMpb (22 digits) "
+        "number: expected 7, got 8.",
+    }
+
+
+def test_search_finds_a_shipment_by_its_scanned_usps_label(
+    client: Client, cs_agent: User
+) -> None:
+    shipment = dispatched_shipment(carrier=_usps(), tracking_number=USPS_NUMBER)
+    response = _search(_as(client, cs_agent), USPS_SCAN)
+    # One exact match opens the shipment.
+    assert response.status_code == 302
+    assert response["Location"] == shipment.get_absolute_url()
+    assert _search(client, USPS_SCAN_WRONG_DIGIT).status_code == 404

@@ -8,11 +8,14 @@ hosts, and every `check --deploy` item is on by default.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from shipments.tracking_numbers import S10_COUNTRY_CODES
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -52,7 +55,6 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_filters",
     "phonenumber_field",
-    "django_ratelimit",
     "tracksop",
     "shipments",
     "notifications",
@@ -277,6 +279,11 @@ if not (
     raise ImproperlyConfigured(
         "TRACKSOP_S10_PREFIX and TRACKSOP_S10_COUNTRY must be two letters each."
     )
+if TRACKSOP_S10_COUNTRY not in S10_COUNTRY_CODES:
+    raise ImproperlyConfigured(
+        f"TRACKSOP_S10_COUNTRY must be an ISO 3166-1 country code, like US or "
+        f"GB, not {TRACKSOP_S10_COUNTRY!r}."
+    )
 # How far in the future a checkpoint time may lie (clock skew of hand scanners).
 TRACKSOP_FUTURE_TOLERANCE_MINUTES = env.int(
     "TRACKSOP_FUTURE_TOLERANCE_MINUTES", default=5
@@ -371,16 +378,11 @@ X_FRAME_OPTIONS = "DENY"
 if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
-# django-ratelimit lists only django-redis; Django's own RedisCache increments
-# atomically (INCR) too.
-SILENCED_SYSTEM_CHECKS.append("django_ratelimit.W001")
-if CACHES["default"]["BACKEND"].endswith("LocMemCache"):
-    # The embedded default runs one web process, whose own memory counts right.
-    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
 
-# Public pages. Rate limits ("count/period", counted in the cache): lookups per
-# client address, wrong lookups per tracking number, and form posts per client
-# address.
+# Public pages. Rate limits ("count/period", counted in the cache, or in each
+# process while it is down; tracksop.http): lookups per client address, wrong
+# lookups per tracking number (past it, one wrong guess per address on that
+# number), and form posts per client address.
 TRACKSOP_LOOKUP_RATE_PER_CLIENT = env.str(
     "TRACKSOP_LOOKUP_RATE_PER_CLIENT", default="20/10m"
 )
@@ -391,7 +393,15 @@ TRACKSOP_PUBLIC_POST_RATE = env.str("TRACKSOP_PUBLIC_POST_RATE", default="20/h")
 # Proxies in front of the app that append to X-Forwarded-For (0: none, the
 # client is REMOTE_ADDR). Only trust as many as you run: the header is forgeable.
 TRACKSOP_PROXY_COUNT = env.int("TRACKSOP_PROXY_COUNT", default=0)
-RATELIMIT_IP_META_KEY = "tracksop.http.client_ip"
+for _rate in (
+    TRACKSOP_LOOKUP_RATE_PER_CLIENT,
+    TRACKSOP_LOOKUP_RATE_PER_NUMBER,
+    TRACKSOP_PUBLIC_POST_RATE,
+):
+    if not re.fullmatch(r"\d+/\d*[smhd]", _rate):
+        raise ImproperlyConfigured(
+            f"A rate limit is count/period like 20/10m or 10/h, not {_rate!r}."
+        )
 
 LOGGING = {
     "version": 1,

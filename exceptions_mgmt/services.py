@@ -73,6 +73,17 @@ def _lock(exception: DeliveryException | int) -> DeliveryException:
     )
 
 
+def _lock_with_shipment(exception: DeliveryException) -> DeliveryException:
+    """For changes that record a checkpoint: the shipment first, then the
+    exception. Every shipment event takes them in that order (a delivery that
+    closes the exception, a correction that voids it), so the two never
+    deadlock; the shipment of an exception never changes."""
+    Shipment.objects.select_for_update(of=("self",)).only("pk").get(
+        pk=exception.shipment_id
+    )
+    return _lock(exception)
+
+
 def _refuse_if_closed(exception: DeliveryException) -> None:
     if exception.is_closed:
         who = exception.resolved_by
@@ -486,7 +497,7 @@ def exception_reschedule(
     """A new expected resolution time; the customer is told."""
     _check_resolution_time(expected_resolution)
     with transaction.atomic():
-        locked = _lock(exception)
+        locked = _lock_with_shipment(exception)
         _refuse_if_closed(locked)
         previous = locked.expected_resolution
         locked.expected_resolution = expected_resolution
@@ -521,7 +532,7 @@ def exception_resolve(
     if not notes.strip():
         raise ValidationError({"notes": "Say how it was resolved."})
     with transaction.atomic():
-        locked = _lock(exception)
+        locked = _lock_with_shipment(exception)
         _refuse_if_closed(locked)
         if expected_version is not None and locked.version != expected_version:
             raise ExceptionConflict(

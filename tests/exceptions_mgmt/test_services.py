@@ -736,6 +736,39 @@ def test_voiding_the_report_of_a_resolved_exception_keeps_its_resolution(
     assert exception.resolution_notes == "Dried out"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_voiding_the_report_while_someone_resolves_it_leaves_one_story() -> None:
+    """The correction locks the shipment, then the exception; resolving must
+    take them in the same order, or the two deadlock and one gets an error."""
+    supervisor = UserFactory(username="sup-v", role=roles.SUPERVISOR)
+    agent = UserFactory(username="agent", role=roles.LOGISTICS)
+    shipment = _in_transit()
+    exception = _report(shipment)
+    assert exception.report_event is not None
+    report = exception.report_event
+
+    voided, resolved = race(
+        lambda: shipment_services.event_void(
+            event=report, user=supervisor, reason="Wrong package"
+        ),
+        lambda: services.exception_resolve(
+            exception=exception, user=agent, notes="Dried out"
+        ),
+    )
+
+    assert isinstance(voided, TrackingEvent), voided
+    exception.refresh_from_db()
+    if isinstance(resolved, ExceptionConflict):
+        assert "voided by" in str(resolved)
+        assert exception.status == ExceptionStatus.VOID
+        assert not shipment.events.filter(kind=K.EXCEPTION_RESOLVED).exists()
+    else:
+        assert isinstance(resolved, DeliveryException), resolved
+        assert exception.status == ExceptionStatus.RESOLVED
+    shipment.refresh_from_db()
+    assert shipment.status == S.IN_TRANSIT
+
+
 # --- history -----------------------------------------------------------------
 
 

@@ -6,14 +6,26 @@ from typing import Any
 
 from exceptions_mgmt import services
 from shipments.events import Recorded
-from shipments.status import CLOSED
+from shipments.status import CLOSED, EventKind
 
 
 def on_events_recorded(*, records: list[Recorded], **_: Any) -> None:
-    # Delivered (or returned) while an exception was open: the package is
-    # no longer held, so the exception closes with the record.
     for event, shipment, previous_status in records:
+        # Delivered (or returned) while an exception was open: the package is
+        # no longer held, so the exception closes with the record.
         if shipment.status in CLOSED and previous_status not in CLOSED:
             services.exceptions_close_with_shipment(
                 shipment=shipment, actor=event.recorded_by
+            )
+        # A supervisor voided the event that reported an exception: there was
+        # no problem, so the exception is void too.
+        if (
+            event.kind == EventKind.CORRECTION
+            and event.voids_id is not None
+            and event.data.get("voided_kind") == EventKind.EXCEPTION_REPORTED
+        ):
+            services.exceptions_void_with_report(
+                report_event_ids=[event.voids_id],
+                actor=event.recorded_by,
+                reason=event.notes,
             )

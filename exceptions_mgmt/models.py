@@ -48,6 +48,8 @@ class ExceptionStatus(models.TextChoices):
     IN_PROGRESS = "in_progress", _("In progress")
     ESCALATED = "escalated", _("Escalated")
     RESOLVED = "resolved", _("Resolved")
+    # Its report was voided by a supervisor's correction: there was no problem.
+    VOID = "void", _("Void")
 
 
 UNRESOLVED = (
@@ -177,6 +179,15 @@ class DeliveryException(models.Model):
     @property
     def is_resolved(self) -> bool:
         return self.status == ExceptionStatus.RESOLVED
+
+    @property
+    def is_void(self) -> bool:
+        return self.status == ExceptionStatus.VOID
+
+    @property
+    def is_closed(self) -> bool:
+        """Resolved or void: nothing more can be done with it."""
+        return self.status not in UNRESOLVED
 
 
 class ExceptionNote(models.Model):

@@ -125,6 +125,8 @@ def describe_change(
             )
         case "resolved":
             return "Resolved"
+        case "voided":
+            return f"Voided with its report: {data.get('reason', '')}"
         case "escalated":
             if not show_levels:
                 return "Escalated"

@@ -73,11 +73,27 @@ def _lock(exception: DeliveryException | int) -> DeliveryException:
     )
 
 
+def _lock_with_shipment(exception: DeliveryException) -> DeliveryException:
+    """For changes that record a checkpoint: the shipment first, then the
+    exception. Every shipment event takes them in that order (a delivery that
+    closes the exception, a correction that voids it), so the two never
+    deadlock; the shipment of an exception never changes."""
+    Shipment.objects.select_for_update(of=("self",)).only("pk").get(
+        pk=exception.shipment_id
+    )
+    return _lock(exception)
+
+
 def _refuse_if_closed(exception: DeliveryException) -> None:
-    if exception.is_resolved:
+    if exception.is_closed:
         who = exception.resolved_by
         name = (who.get_full_name() or who.get_username()) if who else "the system"
         when = timezone.localtime(exception.resolved_at).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
+        if exception.is_void:
+            raise ExceptionConflict(
+                f"This exception was voided by {name} at {when}: its report "
+                "was a mistake."
+            )
         raise ExceptionConflict(
             f"This exception was already resolved by {name} at {when}."
         )
@@ -481,7 +497,7 @@ def exception_reschedule(
     """A new expected resolution time; the customer is told."""
     _check_resolution_time(expected_resolution)
     with transaction.atomic():
-        locked = _lock(exception)
+        locked = _lock_with_shipment(exception)
         _refuse_if_closed(locked)
         previous = locked.expected_resolution
         locked.expected_resolution = expected_resolution
@@ -516,7 +532,7 @@ def exception_resolve(
     if not notes.strip():
         raise ValidationError({"notes": "Say how it was resolved."})
     with transaction.atomic():
-        locked = _lock(exception)
+        locked = _lock_with_shipment(exception)
         _refuse_if_closed(locked)
         if expected_version is not None and locked.version != expected_version:
             raise ExceptionConflict(
@@ -563,6 +579,33 @@ def exceptions_close_with_shipment(
         _change(exception, actor, "closed_with_shipment", status=shipment.status)
         closed += 1
     return closed
+
+
+def exceptions_void_with_report(
+    *, report_event_ids: list[int], actor: User | None, reason: str
+) -> int:
+    """A supervisor voided the events that reported these exceptions (inside
+    the correction's transaction; called by the events_recorded handler).
+    The correction has already put the shipment back where its scans left
+    it, so no checkpoint is recorded here, and so the customer is not told a
+    problem that never was has been "resolved". Exceptions already resolved
+    keep their resolution: their history is complete."""
+    now = timezone.now()
+    voided = 0
+    # The shipment is locked by the correction; the exception after it, in
+    # the order `exceptions_close_with_shipment` takes them.
+    for exception in DeliveryException.objects.select_for_update().filter(
+        report_event_id__in=report_event_ids, status__in=UNRESOLVED
+    ):
+        exception.status = ExceptionStatus.VOID
+        exception.resolved_by = actor
+        exception.resolved_at = now
+        exception.resolution_notes = reason
+        exception.escalate_after = None
+        _save(exception)
+        _change(exception, actor, "voided", reason=reason)
+        voided += 1
+    return voided
 
 
 def _level_recipients(level: int) -> Iterable[User]:

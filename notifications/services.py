@@ -67,6 +67,11 @@ def milestone_for(
     """The kind of message an event calls for, or None. Late and repeated
     scans that do not move the status tell the customer nothing new."""
     kind = event.kind
+    if kind == EventKind.CORRECTION:
+        # A supervisor fixing the record: the status it returns to is one the
+        # customer already heard of, and a voided mistake (an exception that
+        # never was) must not read as news, least of all as "resolved".
+        return None
     if kind == EventKind.DISPATCHED:
         return Kind.DISPATCHED
     if kind == EventKind.EXCEPTION_REPORTED:

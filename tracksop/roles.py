@@ -56,6 +56,11 @@ _SUPERVISOR = [
     "exceptions_mgmt.delete_escalationrule",
 ]
 
+# Roles whose members also work in /admin/ (is_staff), on what their group's
+# model permissions allow: carriers, hubs, message templates and escalation
+# rules; never users or groups, which stay with superusers.
+ADMIN_ROLES = frozenset({SUPERVISOR, MANAGER})
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     LOGISTICS: _LOGISTICS,
     CUSTOMER_SERVICE: [*_VIEW, *_DESK, "notifications.resend_notification"],

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -571,6 +572,201 @@ def test_a_delivery_closes_the_open_exception(staff: User) -> None:
     assert (change.actor, change.data) == (None, {"status": S.DELIVERED})
     with pytest.raises(ExceptionConflict, match="already resolved by the system"):
         services.exception_note_add(exception=exception, user=staff, text="Late")
+
+
+# --- report voided by a supervisor's correction ------------------------------
+
+
+def _subscribe(shipment: Shipment, address: str = "fan@example.org") -> None:
+    from notifications.models import Subscription
+
+    Subscription.objects.create(
+        shipment=shipment,
+        channel=EMAIL,
+        address=address,
+        code_hash="-",
+        code_sent_at=timezone.now(),
+        confirmed_at=timezone.now(),
+    )
+
+
+def test_voiding_the_report_voids_the_exception_with_who_when_and_why(
+    staff: User, supervisor: User
+) -> None:
+    with time_machine.travel(timezone.now(), tick=False):
+        shipment = _in_transit()
+        exception = _report(shipment, staff)
+        assert exception.report_event is not None
+
+        shipment_services.event_void(
+            event=exception.report_event,
+            user=supervisor,
+            reason="Reported on the wrong package",
+        )
+
+        shipment.refresh_from_db()
+        assert shipment.status == S.IN_TRANSIT
+        exception.refresh_from_db()
+        assert exception.status == ExceptionStatus.VOID
+        assert (exception.resolved_by, exception.resolved_at) == (
+            supervisor,
+            timezone.now(),
+        )
+        assert exception.resolution_notes == "Reported on the wrong package"
+        assert exception.escalate_after is None
+        change = exception.changes.get(action="voided")
+        assert (change.actor, change.at) == (supervisor, timezone.now())
+        assert change.data == {"reason": "Reported on the wrong package"}
+
+
+def test_a_voided_exception_leaves_the_queue_and_the_dashboard_counts(
+    staff: User, supervisor: User
+) -> None:
+    from exceptions_mgmt import selectors
+
+    kept = _report(_in_transit(), staff)
+    voided = _report(_in_transit(), staff)
+    assert voided.report_event is not None
+
+    shipment_services.event_void(
+        event=voided.report_event, user=supervisor, reason="Duplicate report"
+    )
+
+    assert list(selectors.exception_queue()) == [kept]
+    assert services.queue_counts()["open"] == 1
+
+
+def test_the_sweep_never_escalates_a_voided_exception(
+    staff: User, supervisor: User
+) -> None:
+    UserFactory(username="boss", role=roles.SUPERVISOR)
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        exception = _report(_in_transit(), staff, severity=Severity.CRITICAL)
+        assert exception.report_event is not None
+        shipment_services.event_void(
+            event=exception.report_event, user=supervisor, reason="Wrong package"
+        )
+        clock.shift(timedelta(days=5))  # past every critical rule
+
+        assert services.exceptions_escalate() == 0
+
+    exception.refresh_from_db()
+    assert (exception.status, exception.escalation_level) == (
+        ExceptionStatus.VOID,
+        0,
+    )
+    assert not Notification.objects.filter(kind=Kind.ESCALATION).exists()
+
+
+def test_voiding_the_report_tells_neither_customer_nor_subscriber_it_was_resolved(
+    staff: User, supervisor: User
+) -> None:
+    shipment = _in_transit()
+    _subscribe(shipment)
+    exception = _report(shipment, staff)
+    assert exception.report_event is not None
+    before = Notification.objects.count()
+
+    correction = shipment_services.event_void(
+        event=exception.report_event, user=supervisor, reason="Wrong package"
+    )
+
+    assert not Notification.objects.filter(kind=Kind.EXCEPTION_RESOLVED).exists()
+    assert not Notification.objects.filter(event=correction).exists()
+    assert Notification.objects.count() == before
+
+
+def test_voiding_the_report_of_a_package_out_for_delivery_sends_nothing_again(
+    staff: User, supervisor: User
+) -> None:
+    """Back to "out for delivery" is not news to the customer: they had that
+    message before the mistaken report."""
+    shipment = _in_transit()
+    _scan(shipment, K.OUT_FOR_DELIVERY)
+    exception = _report(shipment, staff)
+    assert exception.report_event is not None
+
+    correction = shipment_services.event_void(
+        event=exception.report_event, user=supervisor, reason="Wrong package"
+    )
+
+    shipment.refresh_from_db()
+    assert shipment.status == S.OUT_FOR_DELIVERY
+    assert not Notification.objects.filter(event=correction).exists()
+
+
+def test_a_voided_exception_can_no_longer_be_worked(
+    staff: User, supervisor: User
+) -> None:
+    exception = _report(_in_transit(), staff)
+    assert exception.report_event is not None
+    shipment_services.event_void(
+        event=exception.report_event, user=supervisor, reason="Wrong package"
+    )
+
+    with pytest.raises(ExceptionConflict, match="voided by"):
+        services.exception_resolve(exception=exception, user=staff, notes="Done")
+    with pytest.raises(ExceptionConflict, match="voided by"):
+        services.exception_note_add(exception=exception, user=staff, text="Hm")
+    exception.refresh_from_db()
+    assert exception.status == ExceptionStatus.VOID
+    assert list(exception.changes.values_list("action", flat=True)) == [
+        "reported",
+        "voided",
+    ]
+
+
+def test_voiding_the_report_of_a_resolved_exception_keeps_its_resolution(
+    staff: User, supervisor: User
+) -> None:
+    """Its history already ends: resolved, with who, when and how."""
+    exception = _report(_in_transit(), staff)
+    assert exception.report_event is not None
+    services.exception_resolve(exception=exception, user=staff, notes="Dried out")
+
+    shipment_services.event_void(
+        event=exception.report_event, user=supervisor, reason="Wrong package"
+    )
+
+    exception.refresh_from_db()
+    assert (exception.status, exception.resolved_by) == (
+        ExceptionStatus.RESOLVED,
+        staff,
+    )
+    assert exception.resolution_notes == "Dried out"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_voiding_the_report_while_someone_resolves_it_leaves_one_story() -> None:
+    """The correction locks the shipment, then the exception; resolving must
+    take them in the same order, or the two deadlock and one gets an error."""
+    supervisor = UserFactory(username="sup-v", role=roles.SUPERVISOR)
+    agent = UserFactory(username="agent", role=roles.LOGISTICS)
+    shipment = _in_transit()
+    exception = _report(shipment)
+    assert exception.report_event is not None
+    report = exception.report_event
+
+    voided, resolved = race(
+        lambda: shipment_services.event_void(
+            event=report, user=supervisor, reason="Wrong package"
+        ),
+        lambda: services.exception_resolve(
+            exception=exception, user=agent, notes="Dried out"
+        ),
+    )
+
+    assert isinstance(voided, TrackingEvent), voided
+    exception.refresh_from_db()
+    if isinstance(resolved, ExceptionConflict):
+        assert "voided by" in str(resolved)
+        assert exception.status == ExceptionStatus.VOID
+        assert not shipment.events.filter(kind=K.EXCEPTION_RESOLVED).exists()
+    else:
+        assert isinstance(resolved, DeliveryException), resolved
+        assert exception.status == ExceptionStatus.RESOLVED
+    shipment.refresh_from_db()
+    assert shipment.status == S.IN_TRANSIT
 
 
 # --- history -----------------------------------------------------------------

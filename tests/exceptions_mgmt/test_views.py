@@ -724,6 +724,47 @@ def test_working_an_exception_of_a_delivered_shipment_is_refused_with_409(
     assert not ExceptionNote.objects.exists()
 
 
+def test_a_supervisor_voiding_the_report_on_the_shipment_page_voids_the_exception(
+    client: Client, staff: User, supervisor: User, exception: DeliveryException
+) -> None:
+    shipment = exception.shipment
+    assert exception.report_event is not None
+    _as(client, supervisor)
+    with time_machine.travel(timezone.now(), tick=False):
+        response = client.post(
+            reverse(
+                "event-void", args=[shipment.shipment_id, exception.report_event.pk]
+            ),
+            {"reason": "Reported on the wrong package", "version": shipment.version},
+        )
+        voided_at = timezone.now()
+
+    assert response.status_code == 302
+    shipment.refresh_from_db()
+    assert shipment.status == S.DISPATCHED
+    voided = _fresh(exception)
+    assert (voided.status, voided.resolved_by, voided.resolved_at) == (
+        E.VOID,
+        supervisor,
+        voided_at,
+    )
+    assert not Notification.objects.filter(kind=Kind.EXCEPTION_RESOLVED).exists()
+    queue = client.get(reverse("exception-queue"))
+    assert exception not in _rows(queue)
+    page = client.get(exception.get_absolute_url())
+    assert page.status_code == 200
+    assert "resolve-card" not in _page(page)
+    assert "Reported on the wrong package" in _page(page)
+    last = page.context["history"][-1]
+    assert (last.change.actor, last.change.at) == (supervisor, voided_at)
+    assert last.text == "Voided with its report: Reported on the wrong package"
+    response = _as(client, staff).post(
+        reverse("exception-note", args=[exception.pk]), {"text": "Still chasing"}
+    )
+    assert response.status_code == 409
+    assert "voided by" in _page(response)
+
+
 # --- reporting -----------------------------------------------------------------
 
 

@@ -234,7 +234,8 @@ class Command(BaseCommand):
             )
             if created:
                 user.set_password(DEMO_PASSWORD)
-                user.is_staff = user.is_superuser = role is None
+                user.is_superuser = role is None
+                user.is_staff = role is None or role in roles.ADMIN_ROLES
                 user.save()
                 if role:
                     user.groups.add(Group.objects.get(name=role))

@@ -4,6 +4,7 @@ from typing import Any
 
 from django import template
 
+from notifications import links
 from notifications.errors import failure_in_words as in_words
 from notifications.selectors import notification_history as history
 
@@ -28,3 +29,10 @@ def notification_history(context: template.Context, shipment: Any) -> dict[str, 
 def failure_in_words(raw: str) -> str:
     """Why a message failed, in words (notifications.errors)."""
     return in_words(raw or "")
+
+
+@register.simple_tag
+def customer_tracking_url(shipment: Any) -> str:
+    """The tracking link the customer's messages carry, for staff to read out
+    or paste into a mail."""
+    return links.tracking_url(shipment.public_token)

@@ -484,6 +484,21 @@ def test_an_eta_in_the_past_is_refused_at_its_field_and_nothing_changes(
     assert not Notification.objects.filter(kind=Kind.DELAY).exists()
 
 
+def test_the_shipment_page_offers_the_customers_tracking_link_to_copy(
+    client: Client, cs_agent: User, shipment: Shipment
+) -> None:
+    link = links.tracking_url(shipment.public_token)
+
+    page = _page(_as(client, cs_agent).get(shipment.get_absolute_url()))
+
+    assert f'id="customer-link" type="url" value="{link}" readonly' in page
+    assert f'href="{link}" target="_blank"' in page
+    assert 'data-copy="#customer-link"' in page
+    assert "js/copy.js" in page
+    # The page gets it from a static file: no inline script for it.
+    assert "clipboard" not in page
+
+
 def test_the_change_eta_page_shows_the_current_date(
     client: Client, staff: User, shipment: Shipment
 ) -> None:

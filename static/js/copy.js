@@ -1,6 +1,6 @@
 // A button with data-copy="#field" copies that field's value and says so for
 // two seconds: on the button, and to screen readers through the element named
-// by data-copy-status (role="status"). Where the Clipboard API is missing
+// by data-copy-status (aria-live). Where the Clipboard API is missing
 // (plain http off localhost), it selects the text and copies that instead.
 document.addEventListener("click", async (event) => {
   const button = event.target instanceof Element && event.target.closest("button[data-copy]");

@@ -25,6 +25,7 @@ from exceptions_mgmt.models import (
 )
 from shipments.models import Carrier
 from shipments.services import BULK_SCAN_LIMIT
+from tracksop.filters import FilterBar
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -343,7 +344,7 @@ class BulkForm(forms.Form):
         return data
 
 
-class ExceptionFilter(django_filters.FilterSet):
+class ExceptionFilter(FilterBar):
     """The queue's filters; `assignee` knows "me" and "unassigned"."""
 
     cause = django_filters.ChoiceFilter(choices=Cause.choices, empty_label="Any cause")
@@ -385,10 +386,6 @@ class ExceptionFilter(django_filters.FilterSet):
             ("unassigned", "Unassigned"),
             *((str(u.pk), person(u)) for u in workers),
         ]
-        for bound in self.form:
-            css = "form-select" if bound.widget_type == "select" else "form-control"
-            if bound.widget_type != "checkbox":
-                bound.field.widget.attrs.setdefault("class", css)
 
     def filter_assignee(self, queryset: Any, name: str, value: str) -> Any:
         if value == "me":

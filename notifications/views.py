@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import get_language
+from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -94,7 +94,15 @@ def failed_list(request: HttpRequest) -> HttpResponse:
             except ValidationError as exc:
                 refused.append(f"{row.shipment.shipment_id}: {' '.join(exc.messages)}")
         if sent:
-            messages.success(request, f"{sent} message(s) queued again.")
+            messages.success(
+                request,
+                ngettext(
+                    "%(count)d message queued again.",
+                    "%(count)d messages queued again.",
+                    sent,
+                )
+                % {"count": sent},
+            )
         for problem in refused:
             messages.error(request, problem)
         if not ids:

@@ -22,6 +22,7 @@ from shipments.services import (
     INQUIRY_QUESTION_MAX,
 )
 from shipments.status import CHECKPOINT_KINDS, CLOSED, EventKind, ShipmentStatus
+from tracksop.filters import FilterBar
 
 
 def _helper(submit: str, *layout: Any) -> FormHelper:
@@ -362,13 +363,17 @@ class ReasonForm(VersionedForm):
         self.helper = _helper(submit, "reason", "version")
 
 
-class MonitorFilter(django_filters.FilterSet):
+class MonitorFilter(FilterBar):
     OPEN = [(s.value, s.label) for s in ShipmentStatus if s not in CLOSED]
 
     status = django_filters.ChoiceFilter(choices=OPEN, empty_label="Any open status")
-    carrier = django_filters.ModelChoiceFilter(queryset=Carrier.objects.all())
+    carrier = django_filters.ModelChoiceFilter(
+        queryset=Carrier.objects.all(), empty_label="Any carrier"
+    )
     current_location = django_filters.ModelChoiceFilter(
-        queryset=Location.objects.all(), label="Last seen at"
+        queryset=Location.objects.all(),
+        label="Last seen at",
+        empty_label="Anywhere",
     )
     dispatched_from = django_filters.DateFilter(
         field_name="dispatched_at",
@@ -459,7 +464,7 @@ class AnswerForm(forms.Form):
         self.helper.disable_csrf = True
 
 
-class InquiryFilter(django_filters.FilterSet):
+class InquiryFilter(FilterBar):
     channel = django_filters.ChoiceFilter(
         choices=Inquiry.Channel.choices, empty_label="Any channel"
     )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import phonenumbers
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -122,11 +122,18 @@ def shipment_timeline(*, shipment: Shipment) -> list[TimelineEntry]:
 
 
 def monitor_queryset() -> QuerySet[Shipment]:
-    """Open shipments, most urgent ETA first (no ETA last)."""
+    """Open shipments, most urgent ETA first: the late ones (ETA passed) on
+    top, those without an ETA yet (not dispatched) last. NULLS LAST is said
+    outright because SQLite sorts NULL first; on PostgreSQL it is the
+    default, so the `shipment_open_eta` index still serves the order."""
     return (
         Shipment.objects.filter(status__in=OPEN)
         .select_related("carrier", "current_location")
-        .order_by("estimated_delivery", "dispatched_at", "id")
+        .order_by(
+            F("estimated_delivery").asc(nulls_last=True),
+            F("dispatched_at").asc(nulls_last=True),
+            "id",
+        )
     )
 
 

@@ -159,7 +159,7 @@ def test_supervisor_send_two_failed_messages_again_from_the_failed_list(
         ).check()
     page.get_by_role("button", name="Send selected again").click()
 
-    expect(page.get_by_role("status")).to_have_text("2 message(s) queued again.")
+    expect(page.get_by_role("status")).to_have_text("2 messages queued again.")
     expect(page.get_by_test_id("failed-empty")).to_be_visible()
     expect(page.get_by_test_id("failed-list")).to_have_count(0)
     for row in failed:

@@ -238,9 +238,62 @@ def test_sending_again_reports_each_message_it_could_not_send(
     )
 
     page = _page(response)
-    assert "1 message(s) queued again." in page
+    assert "1 message queued again." in page
     assert f"{shipment.shipment_id}: Cannot resend. No phone number" in page
     assert list(response.context["page"].object_list) == [sms]
+
+
+def test_sending_several_again_counts_them_in_words(
+    client: Client, cs_agent: User, shipment: Shipment
+) -> None:
+    ids = [_failed(shipment).pk for _ in range(3)]
+
+    response = _as(client, cs_agent).post(FAILED_URL, {"ids": ids}, follow=True)
+
+    assert "3 messages queued again." in _page(response)
+
+
+def test_the_failed_list_says_the_error_in_words_and_keeps_the_raw_text(
+    client: Client, cs_agent: User, shipment: Shipment
+) -> None:
+    failed = _failed(shipment)
+    Notification.objects.filter(pk=failed.pk).update(
+        last_error="Mail server answered 550: b'5.1.1 Mailbox unavailable'"
+    )
+
+    page = _page(_as(client, cs_agent).get(FAILED_URL))
+
+    assert "The email address does not exist" in page
+    assert "Mail server answered 550: b&#x27;5.1.1 Mailbox unavailable&#x27;" in page
+
+
+@pytest.mark.parametrize(("role", "edits"), [("cs_agent", False), ("supervisor", True)])
+def test_the_failed_list_leads_to_the_shipment_to_fix_the_address(
+    client: Client,
+    request: pytest.FixtureRequest,
+    shipment: Shipment,
+    role: str,
+    edits: bool,
+) -> None:
+    _failed(shipment)
+
+    page = _page(_as(client, request.getfixturevalue(role)).get(FAILED_URL))
+
+    assert f'href="{shipment.get_absolute_url()}' in page
+    edit = reverse("shipment-edit", args=[shipment.shipment_id])
+    assert (f'href="{edit}"' in page) is edits
+
+
+def test_the_failed_list_has_a_box_that_ticks_every_row(
+    client: Client, cs_agent: User, staff: User, shipment: Shipment
+) -> None:
+    _failed(shipment)
+
+    page = _page(_as(client, cs_agent).get(FAILED_URL))
+
+    assert 'data-select-all="ids"' in page
+    assert "js/select-all.js" in page
+    assert 'data-select-all="ids"' not in _page(_as(client, staff).get(FAILED_URL))
 
 
 def test_sending_again_with_nothing_ticked_asks_to_tick(
@@ -431,6 +484,21 @@ def test_an_eta_in_the_past_is_refused_at_its_field_and_nothing_changes(
     assert not Notification.objects.filter(kind=Kind.DELAY).exists()
 
 
+def test_the_shipment_page_offers_the_customers_tracking_link_to_copy(
+    client: Client, cs_agent: User, shipment: Shipment
+) -> None:
+    link = links.tracking_url(shipment.public_token)
+
+    page = _page(_as(client, cs_agent).get(shipment.get_absolute_url()))
+
+    assert f'id="customer-link" type="url" value="{link}" readonly' in page
+    assert f'href="{link}" target="_blank"' in page
+    assert 'data-copy="#customer-link"' in page
+    assert "js/copy.js" in page
+    # The page gets it from a static file: no inline script for it.
+    assert "clipboard" not in page
+
+
 def test_the_change_eta_page_shows_the_current_date(
     client: Client, staff: User, shipment: Shipment
 ) -> None:
@@ -549,15 +617,17 @@ def test_the_shipment_page_costs_the_same_queries_for_3_or_30_messages(
 
 
 @pytest.mark.parametrize("n", [3, 30])
+@pytest.mark.parametrize("role", ["cs_agent", "supervisor"])  # with edit links
 def test_the_failed_list_costs_the_same_queries_for_3_or_30_messages(
     client: Client,
-    cs_agent: User,
+    request: pytest.FixtureRequest,
     django_assert_max_num_queries: Any,
     n: int,
+    role: str,
 ) -> None:
     for i in range(n):
         _failed(dispatched_shipment() if i % 10 == 0 else Shipment.objects.last())
-    _as(client, cs_agent)
+    _as(client, request.getfixturevalue(role))
 
     with django_assert_max_num_queries(FAILED_QUERIES):
         response = client.get(FAILED_URL)

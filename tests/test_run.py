@@ -6,13 +6,14 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEEP_RUNNING = ROOT / "scripts" / "keep-running.sh"
 
 
-def _wait_for(condition, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -62,7 +63,8 @@ def test_a_command_that_dies_is_started_again_and_sigterm_stops_it(
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert "exited with status 3; starting it again" in process.stderr.read()  # type: ignore[union-attr]
+    assert process.stderr is not None
+    assert "exited with status 3; starting it again" in process.stderr.read()
     assert len(runs.read_text().split()) == 2  # not started a third time
     # Nothing of the group is left behind (the `sleep` it was running).
     assert _wait_for(lambda: not _group_alive(process.pid), timeout=5)

@@ -7,11 +7,13 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db.models import F
 
 from exceptions_mgmt.models import UNRESOLVED, DeliveryException, ExceptionStatus
 from notifications.models import Kind, Notification, Status
 from notifications.selectors import failed_count
 from shipments.models import Feedback, Inquiry
+from shipments.status import MOVING
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +34,9 @@ def test_the_demo_has_every_role_and_a_message_history_with_some_failures() -> N
     # Nothing was queued: the demo history is already sent, not a flood of mail.
     assert not Notification.objects.filter(status=Status.PENDING).exists()
 
+    # A message is sent after it was written, never before.
+    assert not Notification.objects.filter(sent_at__lt=F("created_at")).exists()
+
     # Run again (a second `make run`): nothing is added.
     seeded = Notification.objects.count()
     call_command("seed_demo_notifications", verbosity=0)
@@ -46,6 +51,11 @@ def test_the_demo_has_inquiries_feedback_and_prints_a_public_link_to_try() -> No
     assert Inquiry.objects.filter(status=Inquiry.Status.OPEN).exists()
     assert Inquiry.objects.filter(status=Inquiry.Status.ANSWERED).exists()
     assert Feedback.objects.count() > 10
+    # Customers ask about packages on their way, not only delivered ones:
+    # every open question is about a package still moving.
+    open_inquiries = Inquiry.objects.filter(status=Inquiry.Status.OPEN)
+    assert {i.shipment.status for i in open_inquiries} <= MOVING
+    assert Inquiry.objects.filter(shipment__status__in=MOVING).exists()
     assert "/t/" in out.getvalue()
     assert "/track/" in out.getvalue()
     # A second `make run` adds nothing.
@@ -66,6 +76,11 @@ def test_the_demo_gives_the_escalation_queue_work_at_every_level() -> None:
     assert unresolved.filter(assignee__username="supervisor").exists()
     assert unresolved.filter(notes__customer_contacted=True).exists()
     assert DeliveryException.objects.filter(status=ExceptionStatus.RESOLVED).exists()
+    # Someone is working on every exception that is in progress.
+    in_progress = DeliveryException.objects.filter(status=ExceptionStatus.IN_PROGRESS)
+    assert in_progress.exists()
+    assert not in_progress.filter(assignee__isnull=True).exists()
+    assert not Notification.objects.filter(sent_at__lt=F("created_at")).exists()
     # The customers' and supervisors' messages are history, not a flood of mail.
     assert Notification.objects.filter(kind=Kind.ESCALATION).exists()
     assert not Notification.objects.filter(status=Status.PENDING).exists()

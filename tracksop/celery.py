@@ -7,7 +7,10 @@ from celery import Celery
 from celery.signals import task_postrun, task_prerun
 from django.db import close_old_connections
 
+from tracksop.broker import use_guarded_redis_transport
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracksop.settings.base")
+use_guarded_redis_transport()
 
 app = Celery("tracksop")
 # All Celery configuration lives in Django settings under the CELERY_ prefix.

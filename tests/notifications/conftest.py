@@ -175,10 +175,16 @@ def purge_broker() -> None:
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """Start `celery worker` as its own process group; stopped at teardown.
-    Keyword arguments become its environment (EMAIL_URL=..., etc.)."""
+    Other keyword arguments become its environment (EMAIL_URL=..., etc.)."""
     started: list[Worker] = []
 
-    def start(*, purge: bool = True, concurrency: int = 4, **env: str) -> Worker:
+    def start(
+        *,
+        purge: bool = True,
+        concurrency: int = 4,
+        quiet: bool = True,
+        **env: str,
+    ) -> Worker:
         if purge:
             purge_broker()
         log = tmp_path / f"worker-{len(started)}.log"
@@ -194,9 +200,12 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
                 "threads",
                 "--concurrency",
                 str(concurrency),
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
+                # quiet=False: gossip, mingle and heartbeats as in production.
+                *(
+                    ("--without-gossip", "--without-mingle", "--without-heartbeat")
+                    if quiet
+                    else ()
+                ),
                 "--loglevel",
                 "INFO",
             ],

@@ -21,7 +21,8 @@ import redis
 from django.core import mail
 from django.db import transaction
 from django.utils import timezone
-from kombu import pools
+from kombu import Exchange, Queue, pools
+from kombu.common import ignore_errors
 from kombu.utils.collections import eqhash
 
 from notifications import services
@@ -147,6 +148,13 @@ class RedisServer:
         )
         wait_for(self._answers, timeout=15, what="redis-server to answer")
 
+    def kill(self) -> None:
+        """SIGKILL: every client's connection drops at once, as in a crash."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -207,6 +215,39 @@ def private_broker(tmp_path: Path, settings: Any) -> Iterator[RedisServer]:
 
 
 # --- the tests --------------------------------------------------------------
+
+
+def test_closing_a_broker_connection_after_redis_died_mid_poll_is_not_a_crash(
+    private_broker: RedisServer,
+) -> None:
+    """What a worker does when the connection drops: collect() the broken
+    connection, then close() it, ignoring connection errors. If the drop was
+    first seen on the pub/sub socket, the task channel still has a BRPOP in
+    flight and unacknowledged messages; collect() leaves it open, and closing
+    it then must be a connection error, not an AttributeError that stops the
+    worker for good."""
+    tasks = Queue("celery")
+    control = Queue("c.pidbox", Exchange("c.pidbox", type="fanout"), auto_delete=True)
+    connection = celery_app.connection_for_write()
+    with connection.Producer() as producer:
+        for n in range(3):
+            producer.publish({"n": n}, routing_key="celery", declare=[tasks])
+    received: list[Any] = []
+    consumer = connection.Consumer([tasks], callbacks=[lambda b, m: received.append(m)])
+    consumer.consume()
+    connection.drain_events(timeout=5)
+    listener = connection.Consumer(
+        [control], channel=connection.channel(), callbacks=[], no_ack=True
+    )
+    listener.consume()
+    channel = consumer.channel
+    channel._brpop_start()  # the event loop's poll, waiting for the next task
+    assert received
+    assert channel.qos._delivered
+
+    private_broker.kill()
+    connection.collect(socket_timeout=1)
+    ignore_errors(connection, connection.close)  # raises nothing else
 
 
 def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
@@ -276,6 +317,73 @@ def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
     email.refresh_from_db()
     assert email.attempts == 1
     assert email.provider_message_id == out_for_delivery[0]["Message-ID"]
+
+
+def test_ten_redis_crashes_under_a_sending_worker_send_every_message_once(
+    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Any
+) -> None:
+    broker = private_broker
+    smtp_sink.delay = 0.02  # sends take a moment, so some are always in flight
+    worker = start_worker(
+        quiet=False,  # its pub/sub sockets are where a drop is sometimes seen first
+        CELERY_BROKER_URL=broker.url,
+        EMAIL_URL=_email_url(smtp_sink),
+        TRACKSOP_NOTIFY_LEASE_SECONDS="2",
+    )
+    connected = re.compile(rf"Connected to redis://\S*127\.0\.0\.1:{broker.port}/0")
+    addresses: list[str] = []
+
+    def dispatch_some(count: int) -> None:
+        with transaction.atomic():
+            for _ in range(count):
+                addresses.append(f"crash-{len(addresses)}@example.net")
+                dispatched_shipment(recipient_email=addresses[-1])
+
+    for crash in range(1, 11):
+        sent_before = len(smtp_sink.messages)
+        dispatch_some(6)
+        _until(
+            lambda n=sent_before: (
+                len(smtp_sink.messages) > n or worker.process.poll() is not None
+            ),
+            "the worker to be sending",
+            worker,
+        )
+        broker.kill()
+        dispatch_some(1)  # while Redis is down: pending rows, no tasks
+        broker.start()
+        _until(
+            lambda n=crash: (
+                len(connected.findall(worker.output())) > n
+                or worker.process.poll() is not None
+            ),
+            f"the worker to reconnect after crash {crash}",
+            worker,
+        )
+        assert worker.process.poll() is None, f"the worker exited:\n{worker.output()}"
+
+    # Redis came back empty each time: tasks it held are gone, their rows are
+    # pending (or claimed by a send that a lease lets go); the sweeper queues them.
+    settings.TRACKSOP_NOTIFY_STALE_SECONDS = 0
+    rows = Notification.objects.filter(shipment__recipient_email__in=addresses)
+
+    def all_sent() -> bool:
+        if rows.exclude(status=Status.SENT).exists():
+            services.notifications_sweep()
+            time.sleep(0.5)
+            return False
+        return True
+
+    _until(all_sent, "every message to be sent", worker)
+    assert worker.process.poll() is None
+    assert "Unrecoverable error" not in worker.output()
+    emails = rows.filter(channel=Channel.EMAIL)
+    assert emails.count() == len(addresses) == 70
+    assert sorted(str(m["To"]) for m in smtp_sink.messages) == sorted(addresses)
+    for row in emails:
+        assert row.provider_message_id in {
+            m["Message-ID"] for m in smtp_sink.to(row.to)
+        }
 
 
 def test_mail_server_down_is_retried_with_backoff_then_sent_once(

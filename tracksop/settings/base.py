@@ -243,6 +243,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 # A web request must not hang on a broker that is down: the row stays pending
 # and the sweeper queues it when the broker is back.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# A worker waits for Redis as long as it takes, at start and after a drop
+# (Celery's default gives up after 100 attempts, about an hour).
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A send in progress when the connection drops finishes and is recorded in the
+# database; its task, unacknowledged, comes back and finds the row sent. (A
+# thread pool cannot cancel a running task anyway.)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,
     "interval_start": 0,

@@ -102,6 +102,11 @@ class Command(BaseCommand):
             services.exception_assign(
                 exception=reported[2][0], user=supervisor, assignee=supervisor
             )
+            # Whoever calls the customer takes the exception first: one in
+            # progress always has someone working on it.
+            services.exception_assign(
+                exception=reported[4][0], user=reporter, assignee=reporter
+            )
             services.exception_note_add(
                 exception=reported[4][0],
                 user=reporter,
@@ -116,7 +121,10 @@ class Command(BaseCommand):
             )
         swept = services.exceptions_sweep()
         Notification.objects.filter(pk__gt=last, status=Status.PENDING).update(
-            status=Status.SENT, sent_at=now, next_attempt_at=None
+            # Now, not `now` from the start: sent after they were written.
+            status=Status.SENT,
+            sent_at=timezone.now(),
+            next_attempt_at=None,
         )
         self.stdout.write(
             self.style.SUCCESS(

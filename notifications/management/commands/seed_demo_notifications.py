@@ -7,7 +7,7 @@ flood of console mail at start-up.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -46,13 +46,21 @@ class Command(BaseCommand):
         )
         shipments: set[int] = set()
         rows: list[Notification] = []
+        written: list[datetime] = []
         for event in events.iterator(chunk_size=500):
             shipments.add(event.shipment_id)
             if len(shipments) > options["shipments"]:
                 break
-            rows.extend(self._rows(event, failed=len(rows) % 97 == 0))
+            new = self._rows(event, failed=len(rows) % 97 == 0)
+            rows.extend(new)
+            written.extend(event.occurred_at for _ in new)
         with transaction.atomic():
-            Notification.objects.bulk_create(rows, batch_size=500)
+            created = Notification.objects.bulk_create(rows, batch_size=500)
+            # Written when the checkpoint was logged, sent a minute later; not
+            # written today (auto_now_add) for a message sent last week.
+            for row, created_at in zip(created, written, strict=True):
+                row.created_at = created_at
+            Notification.objects.bulk_update(created, ["created_at"], batch_size=500)
         failed = sum(row.status == Status.FAILED for row in rows)
         self.stdout.write(
             self.style.SUCCESS(f"Seeded {len(rows)} sent messages ({failed} failed).")

@@ -20,18 +20,26 @@ from shipments import services
 from shipments.models import Feedback, Inquiry, Shipment
 from shipments.status import MOVING, ShipmentStatus
 
-QUESTIONS = [
+# What customers ask while a package is on its way, and after it arrived.
+MOVING_QUESTIONS = [
     "Where is my package? The tracking page has not changed since Monday.",
     "Can the driver leave it with my neighbour at number 12?",
     "I will be away on Friday. Can you deliver on Saturday instead?",
-    "The box arrived damaged. What should I do?",
     "Why does it say delivery attempted? I was at home all day.",
 ]
-ANSWERS = [
+MOVING_ANSWERS = [
     "Checked the last scan: it left the hub this morning and is on schedule.",
     "Added a note for the driver; the carrier confirmed.",
     "Asked the carrier to hold it at the depot until Saturday.",
     "",  # left open
+]
+DELIVERED_QUESTIONS = [
+    "The box arrived damaged. What should I do?",
+    "It says delivered but I cannot find it.",
+]
+DELIVERED_ANSWERS = [
+    "Sent photos to the carrier; a replacement is on its way.",
+    "The driver left it in the porch; the customer found it.",
 ]
 COMMENTS = ["", "", "Fast, thank you!", "Box was a bit squashed.", "Friendly driver."]
 
@@ -47,16 +55,24 @@ class Command(BaseCommand):
         rng = random.Random(7)  # the same demo every time
         agent = User.objects.filter(username="cs").first()
         if agent is not None and not Inquiry.objects.exists():
-            recent = Shipment.objects.exclude(
-                status__in=[ShipmentStatus.CREATED, ShipmentStatus.CANCELLED]
-            ).order_by("-id")
-            for shipment in recent[: options["inquiries"]]:
+            # Questions about packages on their way, some still open; those
+            # about delivered ones were answered on the call.
+            half = options["inquiries"] // 2
+            recent = Shipment.objects.order_by("-id")
+            moving = recent.filter(status__in=MOVING)[: options["inquiries"] - half]
+            delivered = recent.filter(status=ShipmentStatus.DELIVERED)[:half]
+            for shipment in [*moving, *delivered]:
+                on_its_way = shipment.status in MOVING
                 services.inquiry_log(
                     shipment=shipment,
                     user=agent,
                     channel=rng.choice(["phone", "phone", "email", "chat"]),
-                    question=rng.choice(QUESTIONS),
-                    answer=rng.choice(ANSWERS),
+                    question=rng.choice(
+                        MOVING_QUESTIONS if on_its_way else DELIVERED_QUESTIONS
+                    ),
+                    answer=rng.choice(
+                        MOVING_ANSWERS if on_its_way else DELIVERED_ANSWERS
+                    ),
                 )
         if not Feedback.objects.exists():
             delivered = Shipment.objects.filter(

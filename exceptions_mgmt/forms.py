@@ -73,7 +73,9 @@ class ReportForm(forms.Form):
         label="Other cause",
         max_length=120,
         required=False,
-        help_text="When the cause is Other: what it is, in words for the customer.",
+        help_text="When the cause is Other: what it is. Internal, never shown to the "
+        "customer: their messages and the tracking page say “A problem with the "
+        "delivery”.",
     )
     severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.MEDIUM)
     expected_resolution = ResolutionTimeField(
@@ -84,7 +86,8 @@ class ReportForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=2000,
         required=False,
-        help_text="What happened, for colleagues.",
+        help_text="What happened, for colleagues. Internal, never shown to the "
+        "customer.",
     )
 
     def __init__(
@@ -255,7 +258,9 @@ class RescheduleForm(forms.Form):
     reason = forms.CharField(
         max_length=200,
         required=False,
-        help_text="Shown to the customer, so write it for them.",
+        label="Message to the recipient",
+        help_text="Sent to the recipient with the new time, so write it for them. "
+        "People following the tracking page are not sent it.",
     )
 
     def __init__(self, *args: Any, action: str = "", **kwargs: Any) -> None:

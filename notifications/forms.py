@@ -6,7 +6,14 @@ from django import forms
 from django.template import Engine, TemplateSyntaxError
 from django.utils.translation import gettext_lazy as _
 
-from notifications.models import Channel, Kind, MessageTemplate, Preference
+from notifications import rendering
+from notifications.models import (
+    Audience,
+    Channel,
+    Kind,
+    MessageTemplate,
+    Preference,
+)
 
 
 class PreferenceForm(forms.Form):
@@ -94,8 +101,42 @@ class MessageTemplateForm(forms.ModelForm):
                 )
             except TemplateSyntaxError as exc:
                 self.add_error(field, f"Template error: {exc}")
+        if not self.errors and data.get("kind") and data.get("channel"):
+            self._check_facts(data)
         if data.get("channel") == Channel.SMS and data.get("body_html"):
             self.add_error("body_html", "SMS has no HTML version; leave this empty.")
         if data.get("channel") == Channel.EMAIL and not data.get("subject"):
             self.add_error("subject", "An email needs a subject.")
         return data
+
+    def _check_facts(self, data: dict[str, Any]) -> None:
+        """Render on a sample shipment: refused if it fails or leaves out a
+        fact its kind must state (rendering.REQUIRED_FACTS)."""
+        row = MessageTemplate(
+            kind=data["kind"],
+            channel=data["channel"],
+            subject=data.get("subject") or "",
+            body_text=data.get("body_text") or "",
+            body_html=data.get("body_html") or "",
+        )
+        audience = Audience.STAFF if row.kind == Kind.ESCALATION else Audience.RECIPIENT
+        context = rendering.message_context(
+            shipment=rendering.sample_shipment(), audience=audience
+        )
+        context.update(rendering.sample_details(context))
+        try:
+            rendered = rendering.render_override(row, context)
+            missing = rendering.unshown_facts(
+                row.kind, context, rendered, lambda c: rendering.render_override(row, c)
+            )
+        except Exception as exc:
+            self.add_error("body_text", f"Template error: {exc}")
+            return
+        if missing:
+            where = "the text or the HTML" if row.body_html else "the text"
+            self.add_error(
+                "body_text",
+                f"A {row.get_kind_display().lower()} message must state the "
+                f"{', '.join(missing)}: {where} leaves "
+                f"{'it' if len(missing) == 1 else 'them'} out.",
+            )

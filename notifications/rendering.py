@@ -12,15 +12,17 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 from django.conf import settings
-from django.template import Context, Engine, TemplateDoesNotExist
+from django.template import Context, Engine, TemplateDoesNotExist, loader
 from django.template import engines as template_engines
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.dateparse import parse_date, parse_datetime
 
 from notifications import links
@@ -31,9 +33,14 @@ from notifications.models import (
     MessageTemplate,
     Subscription,
 )
-from shipments.models import Shipment, TrackingEvent
+from shipments.models import Carrier, Shipment, TrackingEvent
+from shipments.public import public_cause
+from shipments.status import ShipmentStatus
 
 log = logging.getLogger(__name__)
+
+# The shipment's own parties, who get the text staff wrote for the recipient.
+PARTIES = (Audience.RECIPIENT, Audience.SENDER)
 
 # Plain text must not be HTML-escaped: a separate engine without autoescape, and
 # Contexts that say so too (a raw Template takes autoescape from its Context).
@@ -45,15 +52,35 @@ _TEXT = Engine(
 )
 _DIR = "notifications/messages"
 
-# What a customer's dispatch message must state (DESIGN: customer notification).
-DISPATCH_REQUIRED = {
-    "order_number": "order number",
-    "ship_date": "shipment date",
-    "carrier_name": "carrier name",
-    "tracking_number": "tracking number",
-    "tracking_url": "tracking link",
-    "estimated_delivery": "estimated delivery date",
+# What each kind of message must state (DESIGN: customer notification; exceptions
+# and delays "with the cause and the estimated resolution time"): a fact's name
+# and the context keys that show it (any one will do: an SMS links to the manage
+# page, which is the tracking page with the choices). A kind not listed needs
+# no particular fact. A message without one of its facts is not sent, and an
+# admin's template that leaves one out is refused, or at send time ignored.
+REQUIRED_FACTS: dict[str, dict[str, tuple[str, ...]]] = {
+    Kind.DISPATCHED: {
+        "order number": ("order_number",),
+        "shipment date": ("ship_date",),
+        "carrier name": ("carrier_name",),
+        "tracking number": ("tracking_number",),
+        "tracking link": ("tracking_url", "manage_url"),
+        "estimated delivery date": ("estimated_delivery",),
+    },
+    Kind.EXCEPTION: {
+        "cause": ("cause",),
+        "expected resolution time": ("expected_resolution",),
+        "tracking link": ("tracking_url", "manage_url"),
+    },
+    Kind.DELAY: {
+        "estimated delivery date": ("estimated_delivery",),
+        "tracking link": ("tracking_url", "manage_url"),
+    },
+    Kind.SUBSCRIPTION_CONFIRM: {"code": ("code",)},
 }
+# Facts whose absence stops the message. Only the dispatch: an exception or a
+# delay is worth telling even when a detail is unknown.
+SUPPRESS_WITHOUT = frozenset({Kind.DISPATCHED})
 
 
 @dataclass(frozen=True)
@@ -121,10 +148,14 @@ def message_context(
         "status": shipment.get_status_display(),
         "event_time": timezone.localtime(event.occurred_at) if event else None,
         "city": location.city if location is not None else "",
-        "cause": data.get("cause", ""),
+        # Customers read the cause the tracking page shows, never a cause
+        # typed by staff ("other").
+        "cause": public_cause(data) if data.get("cause") else "",
         "expected_resolution": _datetime(data.get("expected_resolution")),
         "previous_eta": _date(data.get("from")),
-        "reason": data.get("reason", ""),
+        # Typed by staff on a form that says it goes to the recipient: the
+        # parties get it, a subscriber (anyone with the link) does not.
+        "reason": data.get("reason", "") if audience in PARTIES else "",
         # A delay found by the late-shipment sweep rather than a new ETA.
         "detected": bool(data.get("detected")),
     }
@@ -147,10 +178,101 @@ def message_context(
 
 
 def missing_for(kind: str, context: dict[str, Any]) -> list[str]:
-    """Facts a message of this kind cannot go without."""
-    if kind != Kind.DISPATCHED:
+    """Facts a message of this kind cannot go without and does not have."""
+    if kind not in SUPPRESS_WITHOUT:
         return []
-    return [label for key, label in DISPATCH_REQUIRED.items() if not context.get(key)]
+    return [
+        label
+        for label, keys in REQUIRED_FACTS[kind].items()
+        if not any(context.get(key) for key in keys)
+    ]
+
+
+def _parts(rendered: Rendered) -> list[str]:
+    """What one reader sees: the subject with the text, or with the HTML."""
+    parts = [rendered.subject + "\n" + rendered.text]
+    if rendered.html:
+        parts.append(rendered.subject + "\n" + rendered.html)
+    return parts
+
+
+def _moved(value: date) -> date:
+    # A year, a month, a day and a weekday later: every date format shows it.
+    return value + timedelta(days=400, hours=5, minutes=7)
+
+
+def unshown_facts(
+    kind: str,
+    context: dict[str, Any],
+    rendered: Rendered,
+    render_with: Callable[[dict[str, Any]], Rendered],
+) -> list[str]:
+    """The required facts the context has but the rendered message does not
+    show, in the text or in the HTML. A text shows a string if it contains it;
+    a date, whatever its format, if moving it changes the text (`render_with`
+    renders the same template with another context)."""
+    parts = _parts(rendered)
+    missing = []
+    for label, keys in REQUIRED_FACTS.get(kind, {}).items():
+        shown = [False] * len(parts)
+        for key in keys:
+            value = context.get(key)
+            if not value:
+                continue
+            if isinstance(value, date):
+                moved = _parts(render_with({**context, key: _moved(value)}))
+                found = [a != b for a, b in zip(parts, moved, strict=False)]
+            else:
+                found = [str(value) in part for part in parts]
+            shown = [a or b for a, b in zip(shown, found, strict=True)]
+        has_value = any(context.get(key) for key in keys)
+        if has_value and not all(shown):
+            missing.append(label)
+    return missing
+
+
+def sample_shipment() -> Shipment:
+    """A made-up shipment for previews: nothing real is shown or saved."""
+    now = timezone.now()
+    return Shipment(
+        shipment_id="SHP-SAMPLE",
+        order_number="ORD-10042",
+        sender_name="Example Store",
+        recipient_name="Alex Sample",
+        recipient_email="alex@example.com",
+        recipient_city="Springfield",
+        carrier=Carrier(name="Example Express", code="example"),
+        tracking_number="1Z999AA10123456784",
+        estimated_delivery=date.today() + timedelta(days=3),  # noqa: DTZ011
+        dispatched_at=now,
+        delivered_at=now,
+        status=ShipmentStatus.IN_TRANSIT,
+        weight_kg=Decimal("1.2"),
+        public_token="SampleToken0123456789A",  # noqa: S106  (not a secret)
+    )
+
+
+def sample_details(context: dict[str, Any]) -> dict[str, Any]:
+    """Event details a preview fills in where the shipment has none."""
+    now = timezone.localtime()
+    eta = context.get("estimated_delivery") or now.date() + timedelta(days=3)
+    return {
+        "cause": context.get("cause") or "Address issue",
+        "expected_resolution": context.get("expected_resolution")
+        or now + timedelta(days=1),
+        "previous_eta": context.get("previous_eta") or eta - timedelta(days=2),
+        "reason": context.get("reason") or "Severe weather at the hub",
+        "city": context.get("city") or "Springfield",
+        "event_time": context.get("event_time") or now,
+        "severity": "High",
+        "level": 1,
+        "reported_at": now - timedelta(hours=30),
+        "deadline": now - timedelta(hours=6),
+        # The confirmation code message.
+        "code": "123456",
+        "minutes": 30,
+        "confirm_url": context.get("tracking_url", "") + "subscribe/1/?code=123456",
+    }
 
 
 # The overrides table is tiny and read for every message written: each
@@ -177,10 +299,30 @@ def overrides_forget(**_kwargs: Any) -> None:
     _overrides_read_at = -math.inf
 
 
+def _names(name: str) -> list[str]:
+    """The file in the active language's folder (messages/es/...) first, then
+    the default one (English, or {% translate %} through the catalogue)."""
+    language = (translation.get_language() or settings.LANGUAGE_CODE).split("-")[0]
+    own = f"{_DIR}/{language}/{name.removeprefix(_DIR + '/')}"
+    return [own, name] if language != "en" else [name]
+
+
 def _render_file(name: str, context: dict[str, Any], *, html: bool) -> str:
     if html:
-        return template_engines["django"].get_template(name).render(context)
-    return _TEXT.get_template(name).render(Context(context, autoescape=False))
+        return loader.select_template(_names(name), using="django").render(context)
+    return _TEXT.select_template(_names(name)).render(
+        Context(context, autoescape=False)
+    )
+
+
+def message_language(shipment: Shipment, subscription: Subscription | None) -> str:
+    """A subscriber reads the language of the page they subscribed on; the
+    shipment's parties the language set on the shipment."""
+    chosen = (subscription.language if subscription else "") or shipment.language
+    try:
+        return translation.get_supported_language_variant(chosen or "")
+    except LookupError:
+        return str(settings.TRACKSOP_DEFAULT_LANGUAGE)
 
 
 def _render_string(source: str, context: dict[str, Any], *, html: bool) -> str:
@@ -229,13 +371,31 @@ def render_override(row: MessageTemplate, context: dict[str, Any]) -> Rendered:
 
 def render(kind: str, channel: str, context: dict[str, Any]) -> Rendered:
     """The admin's override if it renders, else the file; TemplateFailed if neither."""
+    # An admin writes an override in one language, the default one: messages
+    # in another language keep their files.
     row = _override(kind, channel)
+    if row is not None and (translation.get_language() or "").split("-")[0] != (
+        settings.TRACKSOP_DEFAULT_LANGUAGE
+    ):
+        row = None
     if row is not None:
         try:
-            return render_override(row, context)
+            rendered = render_override(row, context)
+            missing = unshown_facts(
+                kind, context, rendered, lambda c: render_override(row, c)
+            )
         except Exception:
             log.exception(
                 "Template override %s/%s failed; using the file", kind, channel
+            )
+        else:
+            if not missing:
+                return rendered
+            log.error(
+                "Template override %s/%s leaves out the %s; using the file",
+                kind,
+                channel,
+                ", ".join(missing),
             )
     try:
         return render_default(kind, channel, context)

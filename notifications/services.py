@@ -28,7 +28,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import Field
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from notifications import gateways, links, rendering
 from notifications.models import (
@@ -160,9 +160,11 @@ def _render_row(
     suppressed: str = "",
     requested_by: User | None = None,
     subscription: Subscription | None = None,
+    language: str | None = None,
 ) -> Notification:
-    """One rendered outbox row, not yet stored. A template that fails marks the
-    row failed instead of raising: the event that caused it must still save."""
+    """One rendered outbox row, not yet stored, in `language` (else the active
+    one). A template that fails marks the row failed instead of raising: the
+    event that caused it must still save."""
     row = Notification(
         shipment=shipment,
         event=event,
@@ -181,7 +183,8 @@ def _render_row(
             suppressed or "Not sent: the message needs the " + ", ".join(missing) + "."
         )
     try:
-        text = rendering.render(kind, channel, context)
+        with translation.override(language) if language else nullcontext():
+            text = rendering.render(kind, channel, context)
         row.subject, row.body_text, row.body_html = text.subject, text.text, text.html
     except rendering.TemplateFailed as exc:
         log.exception("Notification %s not rendered", key)
@@ -357,9 +360,11 @@ def _party_rows(
 ) -> list[Notification]:
     """One unsaved row per channel for the recipient or the sender."""
     rows = []
-    context = rendering.message_context(
-        shipment=shipment, audience=audience, event=event
-    )
+    language = rendering.message_language(shipment, None)
+    with translation.override(language):
+        context = rendering.message_context(
+            shipment=shipment, audience=audience, event=event
+        )
     for channel in Channel:
         to = party_address(shipment, audience, channel)
         # One message per address: a sender who is also the recipient
@@ -383,6 +388,7 @@ def _party_rows(
                 context=context,
                 event=event,
                 suppressed=reason,
+                language=language,
             )
         )
     return rows
@@ -404,6 +410,14 @@ def _subscriber_rows(
         if key in seen:
             continue
         seen.add(key)
+        language = rendering.message_language(shipment, subscription)
+        with translation.override(language):
+            context = rendering.message_context(
+                shipment=shipment,
+                audience=Audience.SUBSCRIBER,
+                event=event,
+                subscription=subscription,
+            )
         rows.append(
             _render_row(
                 shipment=shipment,
@@ -412,15 +426,11 @@ def _subscriber_rows(
                 audience=Audience.SUBSCRIBER,
                 to=subscription.address,
                 key=key,
-                context=rendering.message_context(
-                    shipment=shipment,
-                    audience=Audience.SUBSCRIBER,
-                    event=event,
-                    subscription=subscription,
-                ),
+                context=context,
                 event=event,
                 subscription=subscription,
                 suppressed=address_problem(subscription.channel, subscription.address),
+                language=language,
             )
         )
     return rows

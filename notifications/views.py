@@ -4,9 +4,7 @@ page's "get updates" pages (no login)."""
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
-from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -16,7 +14,6 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
@@ -39,8 +36,7 @@ from notifications.models import (
     Subscription,
 )
 from notifications.subscriptions import SubscriptionError
-from shipments.models import Carrier, Shipment
-from shipments.status import ShipmentStatus
+from shipments.models import Shipment
 from shipments.views import GET_POST, staff_view
 from tracksop.http import over_limit, public_not_found, public_page, too_many
 
@@ -114,50 +110,6 @@ def failed_list(request: HttpRequest) -> HttpResponse:
     return render(request, "notifications/failed.html", {"page": page})
 
 
-def _sample_shipment() -> Shipment:
-    """A made-up shipment for previews: nothing real is shown or saved."""
-    now = timezone.now()
-    return Shipment(
-        shipment_id="SHP-SAMPLE",
-        order_number="ORD-10042",
-        sender_name="Example Store",
-        recipient_name="Alex Sample",
-        recipient_email="alex@example.com",
-        recipient_city="Springfield",
-        carrier=Carrier(name="Example Express", code="example"),
-        tracking_number="1Z999AA10123456784",
-        estimated_delivery=date.today() + timedelta(days=3),  # noqa: DTZ011
-        dispatched_at=now,
-        delivered_at=now,
-        status=ShipmentStatus.IN_TRANSIT,
-        weight_kg=Decimal("1.2"),
-        public_token="SampleToken0123456789A",  # noqa: S106  (not a secret)
-    )
-
-
-def _sample_details(context: dict[str, Any]) -> dict[str, Any]:
-    """Event details a preview fills in where the shipment has none."""
-    now = timezone.localtime()
-    eta = context.get("estimated_delivery") or now.date() + timedelta(days=3)
-    return {
-        "cause": context.get("cause") or "Address issue",
-        "expected_resolution": context.get("expected_resolution")
-        or now + timedelta(days=1),
-        "previous_eta": context.get("previous_eta") or eta - timedelta(days=2),
-        "reason": context.get("reason") or "Severe weather at the hub",
-        "city": context.get("city") or "Springfield",
-        "event_time": context.get("event_time") or now,
-        "severity": "High",
-        "level": 1,
-        "reported_at": now - timedelta(hours=30),
-        "deadline": now - timedelta(hours=6),
-        # The confirmation code message.
-        "code": "123456",
-        "minutes": 30,
-        "confirm_url": context.get("tracking_url", "") + "subscribe/1/?code=123456",
-    }
-
-
 @staff_view("notifications.preview_template")
 @require_GET
 def template_preview(request: HttpRequest) -> HttpResponse:
@@ -166,7 +118,7 @@ def template_preview(request: HttpRequest) -> HttpResponse:
     status = 200
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        shipment = _sample_shipment()
+        shipment = rendering.sample_shipment()
         if data["shipment"]:
             if not request.user.has_perm("shipments.view_shipment"):
                 raise PermissionDenied
@@ -178,7 +130,7 @@ def template_preview(request: HttpRequest) -> HttpResponse:
             Audience.STAFF if data["kind"] == "escalation" else Audience.RECIPIENT
         )
         context = rendering.message_context(shipment=shipment, audience=audience)
-        context.update(_sample_details(context))
+        context.update(rendering.sample_details(context))
         try:
             if data["source"] == "file":
                 rendered = rendering.render_default(

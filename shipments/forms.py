@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from shipments import tracking_numbers as tn
-from shipments.models import Carrier, Inquiry, Location, Shipment
+from shipments.models import Carrier, Inquiry, Location, Shipment, default_language
 from shipments.services import (
     BULK_SCAN_LIMIT,
     DETAIL_FIELDS,
@@ -57,6 +57,7 @@ class ShipmentForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         editing = self.instance.pk is not None
         self.fields["shipment_id"].required = False
+        self.fields["language"].required = False
         if editing:
             del self.fields["shipment_id"]
             self.fields["version"].initial = self.instance.version
@@ -88,6 +89,7 @@ class ShipmentForm(forms.ModelForm):
                     css_class=row,
                 ),
                 "recipient_address",
+                "language",
                 Div(
                     Div("recipient_postcode", css_class="col-4"),
                     Div("recipient_city", css_class="col-5"),
@@ -122,6 +124,14 @@ class ShipmentForm(forms.ModelForm):
                 ),
             ),
             *(["version"] if editing else []),
+        )
+
+    def clean_language(self) -> str:
+        # Optional, so an older client that does not send it keeps working.
+        return str(
+            self.cleaned_data.get("language")
+            or self.instance.language
+            or default_language()
         )
 
     def clean_shipment_id(self) -> str:
@@ -346,8 +356,10 @@ class EtaForm(VersionedForm):
     reason = forms.CharField(
         max_length=200,
         required=False,
-        help_text="Shown to the customer in the delay message when the date moves "
-        "later, so write it for them (e.g. “Severe weather at the hub”).",
+        label="Message to the recipient",
+        help_text="Sent to the recipient in the delay message when the date moves "
+        "later, so write it for them (e.g. “Severe weather at the hub”). People "
+        "following the tracking page are not sent it.",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

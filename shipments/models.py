@@ -98,6 +98,10 @@ class Location(models.Model):
         return f"{self.name} ({self.city})"
 
 
+def default_language() -> str:
+    return str(settings.TRACKSOP_DEFAULT_LANGUAGE)
+
+
 class Shipment(models.Model):
     shipment_id = models.CharField(
         _("shipment ID"), max_length=32, unique=True, validators=[shipment_id_validator]
@@ -113,6 +117,14 @@ class Shipment(models.Model):
     )
 
     recipient_name = models.CharField(max_length=200)
+    # The language the recipient's messages are written in.
+    language = models.CharField(
+        _("language of messages"),
+        max_length=8,
+        choices=settings.LANGUAGES,
+        default=default_language,
+        help_text=_("The recipient's messages are written in this language."),
+    )
     recipient_email = models.EmailField(blank=True)
     recipient_phone = PhoneNumberField(blank=True)
     recipient_address = models.TextField(max_length=500)

@@ -171,16 +171,20 @@ def _steps(status: str, resume_status: str) -> tuple[Step, ...]:
     )
 
 
+def public_cause(data: dict[str, Any]) -> str:
+    """An exception event's cause as a customer may read it, in the active
+    language: a listed cause by name, anything typed by staff as a vague
+    phrase. The tracking page and the customers' messages both use this."""
+    if data.get("cause_code", "") in PUBLIC_CAUSES:
+        return gettext(data.get("cause", ""))
+    return gettext("A problem with the delivery")
+
+
 def _problem(events: list[TrackingEvent]) -> Problem | None:
     """The open exception, from the last report or update in the log."""
     for event in reversed(events):
         if event.kind in (K.EXCEPTION_REPORTED, K.EXCEPTION_UPDATED):
-            code = event.data.get("cause_code", "")
-            cause = (
-                gettext(event.data.get("cause", ""))
-                if code in PUBLIC_CAUSES
-                else gettext("A problem with the delivery")
-            )
+            cause = public_cause(event.data)
             when = parse_datetime(event.data.get("expected_resolution") or "")
             return Problem(
                 cause=cause,

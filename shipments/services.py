@@ -80,6 +80,7 @@ DETAIL_FIELDS = (
     "sender_address",
     "notify_sender",
     "recipient_name",
+    "language",
     "recipient_email",
     "recipient_phone",
     "recipient_address",

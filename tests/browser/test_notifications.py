@@ -181,7 +181,7 @@ def test_logistics_staff_move_the_eta_later_and_the_customer_gets_a_delay_messag
         (timezone.localdate() + timedelta(days=3)).isoformat()
     )
     page.get_by_label("New estimated delivery").fill(later.isoformat())
-    page.get_by_label("Reason").fill("Severe weather at the hub")
+    page.get_by_label("Message to the recipient").fill("Severe weather at the hub")
     page.get_by_role("button", name="Change ETA").click()
 
     expect(page.get_by_role("status")).to_have_text("Estimated delivery saved.")

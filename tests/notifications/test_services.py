@@ -292,7 +292,8 @@ def test_an_exception_tells_the_recipient_the_cause_and_the_expected_resolution(
         shipment,
         K.EXCEPTION_REPORTED,
         data={
-            "cause": "Address label damaged",
+            "cause": "Damaged",
+            "cause_code": "damaged",
             "expected_resolution": resolution.isoformat(),
         },
     )
@@ -300,10 +301,10 @@ def test_an_exception_tells_the_recipient_the_cause_and_the_expected_resolution(
     rows = _rows(shipment, Kind.EXCEPTION)
     assert set(rows) == {(RECIPIENT, EMAIL), (RECIPIENT, SMS)}
     email, sms = rows[RECIPIENT, EMAIL], rows[RECIPIENT, SMS]
-    assert "Address label damaged" in email.subject
+    assert "Damaged" in email.subject
     local = timezone.localtime(resolution)
     for row in (email, sms):
-        assert "Address label damaged" in row.body_text
+        assert "Damaged" in row.body_text
         assert local.strftime("%H:%M") in row.body_text
     assert local.strftime("%B") in email.body_text
 

@@ -143,6 +143,12 @@ LOGOUT_REDIRECT_URL = "login"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("es", "Español")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The language a new shipment's messages are written in, until staff choose.
+TRACKSOP_DEFAULT_LANGUAGE = env.str("TRACKSOP_DEFAULT_LANGUAGE", default=LANGUAGE_CODE)
+if TRACKSOP_DEFAULT_LANGUAGE not in dict(LANGUAGES):
+    raise ImproperlyConfigured(
+        f"TRACKSOP_DEFAULT_LANGUAGE must be one of {', '.join(dict(LANGUAGES))}."
+    )
 USE_I18N = True
 USE_TZ = True
 # Times are stored in UTC; this is the zone shown to users who have not chosen one.

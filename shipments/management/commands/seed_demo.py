@@ -22,7 +22,14 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from shipments import tracking_numbers as tn
-from shipments.models import Carrier, Location, Shipment, Source, TrackingEvent
+from shipments.models import (
+    Carrier,
+    Location,
+    Shipment,
+    Source,
+    TrackingEvent,
+    default_language,
+)
 from shipments.status import (
     EventKind,
     State,
@@ -292,6 +299,9 @@ class Command(BaseCommand):
             "id": n,
             "shipment_id": f"SH-D{n:07d}",
             "order_number": f"ORD-{100000 + n}",
+            # Every seventh recipient reads Spanish; no draw, so the rest of
+            # the demo data stays as it was.
+            "language": "es" if n % 7 == 0 else default_language(),
             "sender_name": "TrackSOP Demo Warehouse",
             "sender_email": "warehouse@tracksop.local",
             "sender_phone": "",

@@ -17,10 +17,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.csp import CSP
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csp import csp_override
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -150,8 +152,17 @@ def _sample_details(context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The HTML preview is a sandboxed srcdoc frame (no scripts), which inherits the
+# page's policy; emails style with inline attributes, so this page allows them.
+PREVIEW_CSP: dict[str, Any] = {
+    **settings.SECURE_CSP,
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+}
+
+
 @staff_view("notifications.preview_template")
 @require_GET
+@csp_override(PREVIEW_CSP)
 def template_preview(request: HttpRequest) -> HttpResponse:
     form = PreviewForm(request.GET or None)
     preview = None

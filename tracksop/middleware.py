@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 
 SESSION_KEY = "tracksop_tz"
 # Epoch seconds, set at login (tracksop.signals) and at each refresh.
@@ -69,3 +70,27 @@ class SessionLifetimeMiddleware:
                 session[SEEN_AT_KEY] = int(now)
         return self.get_response(request)
 
+
+class SecurityHeadersMiddleware:
+    """Headers for every response: a Permissions-Policy, and for signed-in
+    staff (pages with personal data) no caching by the browser or a proxy,
+    unless the view chose its own (the public tracking page)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.headers.setdefault(
+            "Permissions-Policy", settings.TRACKSOP_PERMISSIONS_POLICY
+        )
+        # request.user is there once AuthenticationMiddleware ran (not for
+        # static files, which WhiteNoise answers before it).
+        user = getattr(request, "user", None)
+        if (
+            user is not None
+            and user.is_authenticated
+            and "Cache-Control" not in response
+        ):
+            add_never_cache_headers(response)
+        return response

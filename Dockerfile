@@ -26,4 +26,4 @@ RUN DJANGO_SECRET_KEY=build-only-not-secret-build-only-not-secret-build-only \
 USER tracksop
 ENV DJANGO_STATIC_ROOT=/app/staticfiles
 EXPOSE 8000
-CMD ["gunicorn", "tracksop.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "tracksop.wsgi:application", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -4,7 +4,7 @@ page's "get updates" pages (no login)."""
 from __future__ import annotations
 
 import logging
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,10 +14,12 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.csp import CSP
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csp import csp_override
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -110,8 +112,17 @@ def failed_list(request: HttpRequest) -> HttpResponse:
     return render(request, "notifications/failed.html", {"page": page})
 
 
+# The HTML preview is a sandboxed srcdoc frame (no scripts), which inherits the
+# page's policy; emails style with inline attributes, so this page allows them.
+PREVIEW_CSP: dict[str, Any] = {
+    **settings.SECURE_CSP,
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+}
+
+
 @staff_view("notifications.preview_template")
 @require_GET
+@csp_override(PREVIEW_CSP)
 def template_preview(request: HttpRequest) -> HttpResponse:
     form = PreviewForm(request.GET or None)
     preview = None

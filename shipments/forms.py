@@ -65,7 +65,7 @@ class ShipmentForm(forms.ModelForm):
             del self.fields["version"]
         for name in ("recipient_country",):
             self.fields[name].widget.attrs.update(
-                maxlength=2, style="text-transform:uppercase"
+                {"maxlength": 2, "class": "text-uppercase"}
             )
         for name in ("weight_kg", "length_cm", "width_cm", "height_cm"):
             self.fields[name].widget.attrs.update(step="any", inputmode="decimal")

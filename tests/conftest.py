@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -22,6 +23,17 @@ def _no_cached_template_overrides() -> None:
     from notifications.rendering import overrides_forget
 
     overrides_forget()
+
+
+@pytest.fixture
+def eager_tasks() -> Iterator[None]:
+    """Celery tasks run in the process that queues them, as a worker would."""
+    from tracksop.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ class TracksopConfig(AppConfig):
 
     def ready(self) -> None:
         from django.apps import apps
+        from django.core.servers import basehttp
         from django.db.models.signals import post_migrate
 
         from tracksop import signals  # noqa: F401
@@ -17,3 +18,9 @@ class TracksopConfig(AppConfig):
         post_migrate.connect(
             sync_roles_after_migrate, sender=apps.get_app_config("reports")
         )
+
+        # The development server (runserver, the browser tests' live server)
+        # names itself and the Python version in a Server header; a response
+        # header cannot remove it, an empty name leaves it out. gunicorn's is
+        # dropped in gunicorn.conf.py.
+        basehttp.ServerHandler.server_software = ""

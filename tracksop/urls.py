@@ -1,13 +1,20 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from notifications.urls import public_urlpatterns as notification_public
 from shipments.public_urls import urlpatterns as shipment_public
 from tracksop import views
+from tracksop.forms import QueuedPasswordResetForm
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("me/", views.preferences, name="preferences"),
+    path(
+        "accounts/password_reset/",
+        auth_views.PasswordResetView.as_view(form_class=QueuedPasswordResetForm),
+        name="password_reset",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("shipments/", include("shipments.urls")),
     path("notifications/", include("notifications.urls")),

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 from shipments.tracking_numbers import S10_COUNTRY_CODES
 
@@ -55,6 +57,7 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_filters",
     "phonenumber_field",
+    "axes",
     "tracksop",
     "shipments",
     "notifications",
@@ -63,7 +66,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so static files get the Permissions-Policy too.
+    "tracksop.middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -71,8 +77,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After messages: it tells the person why they were signed out.
+    "tracksop.middleware.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tracksop.middleware.UserTimezoneMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tracksop.urls"
@@ -89,6 +99,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tracksop.context_processors.roles",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -131,10 +142,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"django.contrib.auth.password_validation.{name}"}
     for name in (
         "UserAttributeSimilarityValidator",
-        "MinimumLengthValidator",
         "CommonPasswordValidator",
         "NumericPasswordValidator",
     )
+] + [
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    }
+]
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
@@ -373,6 +393,74 @@ if TRACKSOP_SMS_BACKEND == "twilio" and not (
         "The twilio SMS backend needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
         "TWILIO_FROM."
     )
+
+# Logins (both /accounts/login/ and /admin/login/), by django-axes: after
+# TRACKSOP_LOGIN_FAILURE_LIMIT failures for one username, or from one client
+# address, that username or address is refused (429) for the cool-off, even
+# with the right password. Counted in the database, which every web process
+# shares and which keeps the counts when the cache is cleared.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("TRACKSOP_LOGIN_FAILURE_LIMIT", default=10)
+_cool_off_minutes = env.int("TRACKSOP_LOGIN_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=_cool_off_minutes)
+if AXES_FAILURE_LIMIT < 1 or _cool_off_minutes < 1:
+    raise ImproperlyConfigured(
+        "TRACKSOP_LOGIN_FAILURE_LIMIT and TRACKSOP_LOGIN_COOLOFF_MINUTES must be "
+        "at least 1."
+    )
+# Two separate locks: a username guessed at from many addresses, and an address
+# guessing at many usernames.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The address the rate limits use (TRACKSOP_PROXY_COUNT and X-Forwarded-For).
+AXES_CLIENT_IP_CALLABLE = "tracksop.http.client_ip"
+# Trying again while locked out does not restart the cool-off: the person who
+# mistyped gets back in on time, and a guesser still gets only
+# AXES_FAILURE_LIMIT tries per cool-off.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# One page for every lock-out, whatever the username: it tells nothing about
+# whether an account exists.
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Only failures are kept; a row for every successful login would grow forever.
+AXES_DISABLE_ACCESS_LOG = True
+
+# Sessions end TRACKSOP_SESSION_IDLE_MINUTES after the last request and
+# TRACKSOP_SESSION_MAX_HOURS after signing in, however busy
+# (tracksop.middleware.SessionLifetimeMiddleware). The middleware refreshes a
+# session's expiry at most once a minute instead of writing it on every request
+# (SESSION_SAVE_EVERY_REQUEST); the extra minute keeps the idle period whole.
+TRACKSOP_SESSION_MAX_HOURS = env.int("TRACKSOP_SESSION_MAX_HOURS", default=12)
+TRACKSOP_SESSION_IDLE_MINUTES = env.int("TRACKSOP_SESSION_IDLE_MINUTES", default=60)
+if TRACKSOP_SESSION_MAX_HOURS < 1 or TRACKSOP_SESSION_IDLE_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "TRACKSOP_SESSION_MAX_HOURS and TRACKSOP_SESSION_IDLE_MINUTES must be at "
+        "least 1."
+    )
+TRACKSOP_SESSION_REFRESH_SECONDS = 60
+SESSION_COOKIE_AGE = (
+    TRACKSOP_SESSION_IDLE_MINUTES * 60 + TRACKSOP_SESSION_REFRESH_SECONDS
+)
+
+# Content-Security-Policy on every response (Django's own middleware). No
+# inline script or style: page scripts live in static/js/. A template that
+# needs an inline <script> gives it nonce="{{ csp_nonce }}" (never on a page
+# kept in a cache, whose nonce would be stale).
+SECURE_CSP: dict[str, list[str]] = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    # Bootstrap's icons (toggler, select arrows) are data: SVGs in its CSS.
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# Browser features no page uses, switched off for every page and anything a
+# page might embed.
+TRACKSOP_PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
 
 # Security: all on unless running in debug mode.
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)

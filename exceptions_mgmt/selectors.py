@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
 from exceptions_mgmt.models import (
     UNRESOLVED,
@@ -23,6 +22,7 @@ from exceptions_mgmt.models import (
 from notifications.models import Audience, Notification
 from shipments.models import Shipment
 from shipments.status import ShipmentStatus
+from tracksop import dates
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -100,7 +100,7 @@ def _when(value: Any) -> str:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
+    return dates.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def describe_change(

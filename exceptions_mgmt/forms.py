@@ -343,6 +343,9 @@ class BulkForm(forms.Form):
         return data
 
 
+OLDER_THAN_MAX_HOURS = 24 * 366 * 10
+
+
 class ExceptionFilter(django_filters.FilterSet):
     """The queue's filters; `assignee` knows "me" and "unassigned"."""
 
@@ -366,6 +369,8 @@ class ExceptionFilter(django_filters.FilterSet):
         method="filter_age",
         label="Reported over … hours ago",
         min_value=0,
+        # Ten years and more is "all of them"; beyond timedelta's range a 500.
+        max_value=OLDER_THAN_MAX_HOURS,
         widget=forms.NumberInput(attrs={"min": 0, "step": 1, "placeholder": "hours"}),
     )
     overdue = django_filters.BooleanFilter(

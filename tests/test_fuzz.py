@@ -152,7 +152,7 @@ def pages(world: dict[str, Any], supervisor: User) -> list[tuple[str, list[str],
 
 
 @settings(
-    max_examples=80,
+    max_examples=60,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -25,6 +25,7 @@ from exceptions_mgmt.models import (
 )
 from shipments.models import Carrier
 from shipments.services import BULK_SCAN_LIMIT
+from tracksop import dates
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -60,10 +61,25 @@ class ResolutionTimeField(forms.DateTimeField):
         attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
     )
 
+    def to_python(self, value: Any) -> datetime | None:
+        try:
+            return super().to_python(value)
+        except OverflowError as exc:
+            # Year 0001 or 9999 typed in a zone that pushes it off the calendar.
+            raise forms.ValidationError(self.error_messages["invalid"]) from exc
+
     def validate(self, value: Any) -> None:
         super().validate(value)
         if value and value <= timezone.now():
             raise forms.ValidationError("The expected resolution time is in the past.")
+        # As far ahead as an estimated delivery may be (`shipments.bounds`).
+        latest = timezone.now() + timedelta(days=settings.TRACKSOP_MAX_ETA_DAYS)
+        if value and value > latest:
+            raise forms.ValidationError(
+                "The expected resolution time is too far ahead: enter a time on "
+                f"or before {dates.localtime(latest):%Y-%m-%d %H:%M %Z} "
+                f"(at most {settings.TRACKSOP_MAX_ETA_DAYS} days from now)."
+            )
 
 
 class ReportForm(forms.Form):

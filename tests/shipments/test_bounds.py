@@ -252,3 +252,31 @@ def test_pages_answer_200_for_times_at_the_edge_of_the_calendar(
     # A message about the event can still be written.
     context = message_context(shipment=shipment, audience="recipient", event=event)
     assert context["event_time"] == moment
+
+
+@pytest.mark.parametrize(
+    ("zone", "typed"),
+    [("Asia/Tokyo", "0001-01-01T00:00"), ("America/Chicago", "9999-12-31T23:59")],
+)
+def test_a_time_typed_at_the_calendars_edge_in_the_users_zone_is_a_field_error(
+    client: Client, supervisor: User, zone: str, typed: str
+) -> None:
+    shipment = dispatched_shipment()
+    client.force_login(supervisor)
+    session = client.session
+    session[SESSION_KEY] = zone
+    session.save()
+    checkpoint = _post(
+        client,
+        "checkpoint-create",
+        shipment,
+        kind=K.IN_TRANSIT_SCAN,
+        occurred_at=typed,
+    )
+    assert checkpoint.status_code == 400
+    assert _errors(checkpoint, "occurred_at")
+    report = client.post(
+        reverse("exception-report", args=[shipment.shipment_id]),
+        {"cause": "weather", "severity": "medium", "expected_resolution": typed},
+    )
+    assert report.status_code == 400

@@ -25,6 +25,7 @@ from exceptions_mgmt.models import (
 )
 from shipments.models import Carrier
 from shipments.services import BULK_SCAN_LIMIT
+from tracksop import dates
 from tracksop.filters import FilterBar
 
 if TYPE_CHECKING:
@@ -61,10 +62,25 @@ class ResolutionTimeField(forms.DateTimeField):
         attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
     )
 
+    def to_python(self, value: Any) -> datetime | None:
+        try:
+            return super().to_python(value)
+        except OverflowError as exc:
+            # Year 0001 or 9999 typed in a zone that pushes it off the calendar.
+            raise forms.ValidationError(self.error_messages["invalid"]) from exc
+
     def validate(self, value: Any) -> None:
         super().validate(value)
         if value and value <= timezone.now():
             raise forms.ValidationError("The expected resolution time is in the past.")
+        # As far ahead as an estimated delivery may be (`shipments.bounds`).
+        latest = timezone.now() + timedelta(days=settings.TRACKSOP_MAX_ETA_DAYS)
+        if value and value > latest:
+            raise forms.ValidationError(
+                "The expected resolution time is too far ahead: enter a time on "
+                f"or before {dates.localtime(latest):%Y-%m-%d %H:%M %Z} "
+                f"(at most {settings.TRACKSOP_MAX_ETA_DAYS} days from now)."
+            )
 
 
 class ReportForm(forms.Form):
@@ -349,6 +365,9 @@ class BulkForm(forms.Form):
         return data
 
 
+OLDER_THAN_MAX_HOURS = 24 * 366 * 10
+
+
 class ExceptionFilter(FilterBar):
     """The queue's filters; `assignee` knows "me" and "unassigned"."""
 
@@ -372,6 +391,8 @@ class ExceptionFilter(FilterBar):
         method="filter_age",
         label="Reported over … hours ago",
         min_value=0,
+        # Ten years and more is "all of them"; beyond timedelta's range a 500.
+        max_value=OLDER_THAN_MAX_HOURS,
         widget=forms.NumberInput(attrs={"min": 0, "step": 1, "placeholder": "hours"}),
     )
     overdue = django_filters.BooleanFilter(

@@ -24,6 +24,7 @@ from exceptions_mgmt.models import (
 from notifications.models import Audience, Notification
 from shipments.models import Shipment
 from shipments.status import ShipmentStatus
+from tracksop import dates
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -151,7 +152,7 @@ def _when(value: Any) -> str:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
+    return dates.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def describe_change(

@@ -38,6 +38,7 @@ from shipments import tracking_numbers as tn
 from shipments.models import Inquiry, Shipment, Source
 from shipments.services import TransitionRefused
 from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
+from tracksop import dates
 from tracksop.bulk import bulk_set
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def _refuse_if_closed(exception: DeliveryException) -> None:
     if exception.is_closed:
         who = exception.resolved_by
         name = (who.get_full_name() or who.get_username()) if who else "the system"
-        when = timezone.localtime(exception.resolved_at).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
+        when = dates.localtime(exception.resolved_at).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
         if exception.is_void:
             raise ExceptionConflict(
                 f"This exception was voided by {name} at {when}: its report "
@@ -694,8 +695,8 @@ def _alert_context(exception: DeliveryException) -> dict[str, Any]:
         # The code as well: the public page words the cause in the reader's language.
         "cause_code": exception.cause,
         "severity": exception.get_severity_display(),
-        "reported_at": timezone.localtime(exception.reported_at),
-        "deadline": timezone.localtime(exception.expected_resolution),
+        "reported_at": dates.localtime(exception.reported_at),
+        "deadline": dates.localtime(exception.expected_resolution),
         "level": exception.escalation_level,
         "staff_url": absolute(exception.get_absolute_url()),
     }

@@ -46,6 +46,7 @@ from shipments import views as shipment_views
 from shipments.models import Inquiry, Shipment
 from shipments.services import TransitionRefused
 from shipments.views import GET_POST, staff_view
+from tracksop import dates
 
 VIEW = "exceptions_mgmt.view_deliveryexception"
 
@@ -324,7 +325,7 @@ def reschedule(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         success=lambda done: (
             "Expected resolution moved to "
-            f"{timezone.localtime(done.expected_resolution):%Y-%m-%d %H:%M %Z}. "
+            f"{dates.localtime(done.expected_resolution):%Y-%m-%d %H:%M %Z}. "
             "The customer gets a message with the new time."
         ),
     )
@@ -414,7 +415,7 @@ def _inquiry_asked_about(request: HttpRequest, shipment: Shipment) -> Inquiry | 
 def _from_inquiry(inquiry: Inquiry | None) -> dict[str, Any]:
     if inquiry is None:
         return {}
-    when = timezone.localtime(inquiry.created_at).strftime("%Y-%m-%d %H:%M %Z")
+    when = dates.localtime(inquiry.created_at).strftime("%Y-%m-%d %H:%M %Z")
     text = (
         f"Customer inquiry #{inquiry.pk} ({inquiry.get_channel_display()}, "
         f"{when}): {inquiry.question}"
@@ -431,7 +432,7 @@ def _answer_with_report(
 ) -> None:
     """The inquiry's answer names the exception, so each leads to the other
     (the exception's description names the inquiry)."""
-    when = timezone.localtime(exception.expected_resolution)
+    when = dates.localtime(exception.expected_resolution)
     answer = (
         f"Reported as exception #{exception.pk}: {exception.cause_label}, "
         f"expected resolution {when:%Y-%m-%d %H:%M %Z}. "

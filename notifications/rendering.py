@@ -36,6 +36,7 @@ from notifications.models import (
 from shipments.models import Carrier, Shipment, TrackingEvent
 from shipments.public import public_cause
 from shipments.status import ShipmentStatus
+from tracksop import dates
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ _TEXT = Engine(
     autoescape=False,
     # {% translate %} in texts sent in the language of the page that asked.
     libraries={"i18n": "django.templatetags.i18n"},
+    builtins=["tracksop.templatetags.safe_dates"],
 )
 _DIR = "notifications/messages"
 
@@ -102,9 +104,9 @@ def _date(value: Any) -> date | None:
 
 def _datetime(value: Any) -> datetime | None:
     if isinstance(value, datetime):
-        return timezone.localtime(value)
+        return dates.localtime(value)
     parsed = parse_datetime(value) if isinstance(value, str) and value else None
-    return timezone.localtime(parsed) if parsed and timezone.is_aware(parsed) else None
+    return dates.localtime(parsed) if parsed and timezone.is_aware(parsed) else None
 
 
 def message_context(
@@ -137,16 +139,14 @@ def message_context(
         "tracking_url": links.tracking_url(shipment.public_token),
         "feedback_url": links.feedback_url(shipment.public_token),
         "ship_date": (
-            timezone.localdate(shipment.dispatched_at)
-            if shipment.dispatched_at
-            else None
+            dates.localdate(shipment.dispatched_at) if shipment.dispatched_at else None
         ),
         "estimated_delivery": shipment.estimated_delivery,
         "delivered_at": (
-            timezone.localtime(shipment.delivered_at) if shipment.delivered_at else None
+            dates.localtime(shipment.delivered_at) if shipment.delivered_at else None
         ),
         "status": shipment.get_status_display(),
-        "event_time": timezone.localtime(event.occurred_at) if event else None,
+        "event_time": dates.localtime(event.occurred_at) if event else None,
         "city": location.city if location is not None else "",
         # Customers read the cause the tracking page shows, never a cause
         # typed by staff ("other").

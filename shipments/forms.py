@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import django_filters
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Field, Fieldset, Layout, Submit
 from django import forms
-from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from shipments import bounds
 from shipments import tracking_numbers as tn
 from shipments.models import Carrier, Inquiry, Location, Shipment, default_language
 from shipments.services import (
@@ -193,7 +193,68 @@ class CheckForm(VersionedForm):
         return data
 
 
-class DispatchForm(VersionedForm):
+class EventTimeField(forms.DateTimeField):
+    widget = forms.DateTimeInput(
+        attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The form sets it: the past bound depends on when the shipment was made.
+        self.shipment_created_at: datetime | None = None
+
+    def to_python(self, value: Any) -> datetime | None:
+        try:
+            return super().to_python(value)
+        except OverflowError as exc:
+            # Year 0001 typed in a zone ahead of UTC falls off the calendar.
+            raise forms.ValidationError(self.error_messages["invalid"]) from exc
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value:
+            problem = bounds.event_time_error(
+                value, created_at=self.shipment_created_at, now=timezone.now()
+            )
+            if problem:
+                raise forms.ValidationError(problem)
+
+
+class ShipmentDateField(forms.DateField):
+    """An estimated delivery date, within `shipments.bounds`."""
+
+    widget = forms.DateInput(attrs={"type": "date"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shipment_created_at: datetime | None = None
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value:
+            problem = bounds.eta_error(
+                value,
+                created_at=self.shipment_created_at,
+                today=timezone.localdate(),
+            )
+            if problem:
+                raise forms.ValidationError(problem)
+
+
+class ShipmentBoundForm(VersionedForm):
+    """A form about one shipment: its dated fields learn when it was made."""
+
+    def __init__(
+        self, *args: Any, shipment: Shipment | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if shipment is not None:
+            for field in self.fields.values():
+                if isinstance(field, EventTimeField | ShipmentDateField):
+                    field.shipment_created_at = shipment.created_at
+
+
+class DispatchForm(ShipmentBoundForm):
     carrier = forms.ModelChoiceField(
         queryset=Carrier.objects.filter(is_active=True),
         required=False,
@@ -208,7 +269,7 @@ class DispatchForm(VersionedForm):
             attrs={"autocomplete": "off", "autocapitalize": "characters"}
         ),
     )
-    estimated_delivery = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    estimated_delivery = ShipmentDateField()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -259,21 +320,7 @@ class DispatchForm(VersionedForm):
         return None
 
 
-class EventTimeField(forms.DateTimeField):
-    widget = forms.DateTimeInput(
-        attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
-    )
-
-    def validate(self, value: Any) -> None:
-        super().validate(value)
-        tolerance = timedelta(minutes=settings.TRACKSOP_FUTURE_TOLERANCE_MINUTES)
-        if value and value > timezone.now() + tolerance:
-            raise forms.ValidationError(
-                "This time is in the future. Enter when it happened."
-            )
-
-
-class CheckpointForm(VersionedForm):
+class CheckpointForm(ShipmentBoundForm):
     kind = forms.ChoiceField(
         choices=[(k.value, k.label) for k in CHECKPOINT_KINDS], label="What happened"
     )
@@ -348,11 +395,8 @@ class BulkScanForm(forms.Form):
         return numbers
 
 
-class EtaForm(VersionedForm):
-    estimated_delivery = forms.DateField(
-        label="New estimated delivery",
-        widget=forms.DateInput(attrs={"type": "date"}),
-    )
+class EtaForm(ShipmentBoundForm):
+    estimated_delivery = ShipmentDateField(label="New estimated delivery")
     reason = forms.CharField(
         max_length=200,
         required=False,

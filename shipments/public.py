@@ -33,6 +33,7 @@ from django.utils.translation import gettext_lazy as _
 
 from shipments.models import Feedback, Shipment, TrackingEvent
 from shipments.status import CLOSED, EventKind, ShipmentStatus
+from tracksop import dates
 from tracksop.http import rate_split, rate_usage
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def _problem(events: list[TrackingEvent]) -> Problem | None:
             when = parse_datetime(event.data.get("expected_resolution") or "")
             return Problem(
                 cause=cause,
-                expected_resolution=timezone.localtime(when, _zone(None))
+                expected_resolution=dates.localtime(when, _zone(None))
                 if when and timezone.is_aware(when)
                 else None,
             )
@@ -236,7 +237,7 @@ def public_tracking(*, token: str) -> PublicTracking | None:
     )
     checkpoints = tuple(
         Checkpoint(
-            when=timezone.localtime(
+            when=dates.localtime(
                 e.occurred_at, _zone(e.location.timezone if e.location else None)
             ),
             description=str(DESCRIPTIONS[e.kind]),
@@ -254,7 +255,7 @@ def public_tracking(*, token: str) -> PublicTracking | None:
         headline=str(HEADLINES[shipment.status]),
         steps=_steps(shipment.status, shipment.resume_status),
         estimated_delivery=shipment.estimated_delivery,
-        delivered_at=timezone.localtime(shipment.delivered_at, last_zone)
+        delivered_at=dates.localtime(shipment.delivered_at, last_zone)
         if shipment.delivered_at
         else None,
         carrier=shipment.carrier.name if shipment.carrier else "",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import phonenumbers
 from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser
 
 SEARCH_LIMIT = 50
+SHIPMENT_ID_MAX = Shipment._meta.get_field("shipment_id").max_length or 40
 
 
 @dataclass
@@ -49,7 +51,8 @@ def shipment_search(
 ) -> SearchResult:
     """One box: tracking number (exact or prefix), shipment ID, order number,
     recipient email, phone or name. Every branch is served by an index."""
-    text = query.strip()[:200]
+    # NUL cannot be in any field (nor in a PostgreSQL query): ignore it.
+    text = query.replace("\x00", "").strip()[:200]
     result = SearchResult(query=text)
     if not text:
         return result
@@ -91,6 +94,9 @@ def shipment_search(
 
 
 def shipment_get(*, user: AbstractBaseUser | AnonymousUser, code: str) -> Shipment:
+    if "\x00" in code or len(code) > SHIPMENT_ID_MAX:
+        # No shipment ID holds these, and PostgreSQL refuses NUL in a query.
+        raise Http404("No shipment has this shipment ID.")
     return get_object_or_404(
         Shipment.objects.select_related(
             "carrier", "current_location", "created_by", "checked_by", "feedback"

@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from shipments import bounds
 from shipments import tracking_numbers as tn
 from shipments.events import Recorded, publish_event_recorded, publish_events_recorded
 from shipments.models import (
@@ -45,6 +46,7 @@ from shipments.status import (
     initial_state,
     next_state,
 )
+from tracksop import dates
 from tracksop.bulk import bulk_set
 
 if TYPE_CHECKING:
@@ -127,14 +129,27 @@ def _actor(user: User | None) -> Any:
     return user if user is not None and user.is_authenticated else None
 
 
-def _refuse_future(occurred_at: datetime) -> None:
-    limit = timezone.now() + timedelta(
-        minutes=settings.TRACKSOP_FUTURE_TOLERANCE_MINUTES
+def _refuse_event_time(
+    occurred_at: datetime, *, shipments: Sequence[Shipment] = ()
+) -> None:
+    """The checkpoint time's sane range (`shipments.bounds`), before any write."""
+    now = timezone.now()
+    problem = bounds.event_time_error(occurred_at, created_at=None, now=now)
+    # A time after now minus the tolerance is after every shipment's earliest
+    # (each was created by now): no need to look at them (the sweeps' case).
+    if problem is None and occurred_at < bounds.earliest_event_time(now):
+        created = min((s.created_at for s in shipments), default=None)
+        problem = bounds.event_time_error(occurred_at, created_at=created, now=now)
+    if problem:
+        raise ValidationError({"occurred_at": problem})
+
+
+def _refuse_eta(estimated_delivery: date, *, shipment: Shipment) -> None:
+    problem = bounds.eta_error(
+        estimated_delivery, created_at=shipment.created_at, today=timezone.localdate()
     )
-    if occurred_at > limit:
-        raise ValidationError(
-            {"occurred_at": "This time is in the future. Enter when it happened."}
-        )
+    if problem:
+        raise ValidationError({"estimated_delivery": problem})
 
 
 def _advance(
@@ -241,7 +256,7 @@ def checkpoints_append(
     per shipment. All or nothing, like one checkpoint."""
     if kind not in CHECKPOINT_KINDS and kind not in _OTHER_APP_KINDS:
         raise ValidationError({"kind": "This kind of event has its own action."})
-    _refuse_future(occurred_at)
+    _refuse_event_time(occurred_at, shipments=[c.shipment for c in checkpoints])
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError(
             "checkpoints_append needs the shipments locked in a transaction."
@@ -446,8 +461,13 @@ def shipment_dispatch(
         errors["tracking_number"] = (
             f"Enter the tracking number {carrier.name} gave for this shipment."
         )
-    if estimated_delivery < timezone.localdate(now):
-        errors["estimated_delivery"] = "The estimated delivery date is in the past."
+    eta_problem = bounds.eta_error(
+        estimated_delivery,
+        created_at=shipment.created_at,
+        today=timezone.localdate(now),
+    )
+    if eta_problem:
+        errors["estimated_delivery"] = eta_problem
     if errors:
         raise ValidationError(errors)
     try:
@@ -523,10 +543,7 @@ def shipment_eta_change(
 ) -> TrackingEvent | None:
     """Move the estimated delivery date. Later than before is a delay, which
     the customer is told about; the same date records nothing."""
-    if estimated_delivery < timezone.localdate():
-        raise ValidationError(
-            {"estimated_delivery": "The estimated delivery date is in the past."}
-        )
+    _refuse_eta(estimated_delivery, shipment=shipment)
     with transaction.atomic():
         locked = _lock(shipment, expected_version)
         if locked.status not in MOVING and locked.status != ShipmentStatus.EXCEPTION:
@@ -594,9 +611,10 @@ def checkpoint_record(
     if kind not in CHECKPOINT_KINDS and kind not in _OTHER_APP_KINDS:
         raise ValidationError({"kind": "This kind of event has its own action."})
     occurred_at = occurred_at or timezone.now()
-    _refuse_future(occurred_at)
+    _refuse_event_time(occurred_at)
     with transaction.atomic():
         locked = _lock(shipment, expected_version)
+        _refuse_event_time(occurred_at, shipments=[locked])
         if external_id:
             # Under the row lock, so two deliveries of one carrier event
             # cannot both pass this check.
@@ -861,7 +879,7 @@ def inquiry_answer(*, inquiry: Inquiry, user: StaffUser, answer: str) -> Inquiry
     if not won:
         who = current.answered_by
         name = (who.get_full_name() or who.get_username()) if who else "someone"
-        when = timezone.localtime(current.answered_at).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
+        when = dates.localtime(current.answered_at).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
         raise InquiryAlreadyAnswered(
             f"Inquiry #{current.pk} was already answered by {name} at {when}; "
             "your answer was not saved."

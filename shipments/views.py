@@ -37,6 +37,7 @@ from shipments.forms import (
     InquiryForm,
     MonitorFilter,
     ReasonForm,
+    ShipmentBoundForm,
     ShipmentForm,
 )
 from shipments.models import Inquiry, Shipment, TrackingEvent
@@ -155,6 +156,8 @@ def shipment_edit(request: HttpRequest, code: str) -> HttpResponse:
 def _versioned(
     form_class: type[BaseForm], request: HttpRequest, shipment: Shipment, **kw: Any
 ) -> Any:
+    if issubclass(form_class, ShipmentBoundForm):
+        kw["shipment"] = shipment  # its dates are bounded by the shipment's age
     return form_class(_posted(request), initial={"version": shipment.version}, **kw)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
@@ -94,3 +94,35 @@ class SecurityHeadersMiddleware:
         ):
             add_never_cache_headers(response)
         return response
+
+
+class RejectNulMiddleware:
+    """Answer 400 to a NUL byte anywhere in the path, query or form data.
+
+    No field of ours can hold one (PostgreSQL text refuses it, which would be a
+    500 at the first query), and no person types one: it is a probe or a broken
+    client. Views validate their input too; this is the guard in front.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _has_nul(request):
+            return HttpResponseBadRequest(
+                "The request contains a NUL character, which no field accepts.",
+                content_type="text/plain; charset=utf-8",
+            )
+        return self.get_response(request)
+
+
+def _has_nul(request: HttpRequest) -> bool:
+    if "\x00" in request.path_info:
+        return True
+    for data in (request.GET, request.POST if request.method == "POST" else None):
+        if data is None:
+            continue
+        for key, values in data.lists():
+            if "\x00" in key or any("\x00" in v for v in values if isinstance(v, str)):
+                return True
+    return False

@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "tracksop.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -101,6 +102,8 @@ TEMPLATES = [
                 "tracksop.context_processors.roles",
                 "django.template.context_processors.csp",
             ],
+            # `date` and `time` that survive a stored time at the calendar's edge.
+            "builtins": ["tracksop.templatetags.safe_dates"],
         },
     },
 ]
@@ -322,6 +325,16 @@ if TRACKSOP_S10_COUNTRY not in S10_COUNTRY_CODES:
 TRACKSOP_FUTURE_TOLERANCE_MINUTES = env.int(
     "TRACKSOP_FUTURE_TOLERANCE_MINUTES", default=5
 )
+# How long before a shipment was recorded a carrier's scan may be dated (a
+# label printed and picked up before the shipment reached this system).
+TRACKSOP_PAST_TOLERANCE_DAYS = env.int("TRACKSOP_PAST_TOLERANCE_DAYS", default=30)
+# The latest estimated delivery date accepted, in days from today.
+TRACKSOP_MAX_ETA_DAYS = env.int("TRACKSOP_MAX_ETA_DAYS", default=90)
+if TRACKSOP_PAST_TOLERANCE_DAYS < 0 or TRACKSOP_MAX_ETA_DAYS < 1:
+    raise ImproperlyConfigured(
+        "TRACKSOP_PAST_TOLERANCE_DAYS must be 0 or more and "
+        "TRACKSOP_MAX_ETA_DAYS 1 or more."
+    )
 # Base URL used in links sent to customers (tracking page, unsubscribe).
 TRACKSOP_PUBLIC_URL = env.str("TRACKSOP_PUBLIC_URL", default="http://127.0.0.1:8000")
 TRACKSOP_PAGE_SIZE = env.int("TRACKSOP_PAGE_SIZE", default=50)

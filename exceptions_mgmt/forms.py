@@ -14,6 +14,7 @@ from django import forms
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.text import slugify
 
 from exceptions_mgmt.models import (
     REPORTABLE_CAUSES,
@@ -40,9 +41,14 @@ class _Submit(Submit):
 def _helper(submit: str, *layout: Any, action: str = "", css: str = "") -> FormHelper:
     helper = FormHelper()
     helper.form_action = action
-    helper.layout = Layout(
-        *layout, _Submit("submit", submit, css_class=css or "btn-primary")
+    # An id of its own: the exception page shows four of these forms at once.
+    button = _Submit(
+        "submit",
+        submit,
+        css_class=css or "btn-primary",
+        css_id=f"submit-{slugify(submit)}",
     )
+    helper.layout = Layout(*layout, button)
     return helper
 
 
@@ -351,6 +357,9 @@ class BulkForm(forms.Form):
     )
 
     def __init__(self, *args: Any, workers: QuerySet[User], **kwargs: Any) -> None:
+        # Ids of its own: the queue's filters, on the same page, have an
+        # assignee too, and one id would give one select both labels.
+        kwargs.setdefault("auto_id", "bulk_%s")
         super().__init__(*args, **kwargs)
         self.fields["assignee"].queryset = workers  # type: ignore[attr-defined]
 

@@ -5,6 +5,11 @@ from notifications import views
 urlpatterns = [
     path("failed/", views.failed_list, name="notification-failed"),
     path("templates/preview/", views.template_preview, name="template-preview"),
+    path(
+        "templates/preview/html/",
+        views.template_preview_html,
+        name="template-preview-html",
+    ),
     path("<int:pk>/resend/", views.resend, name="notification-resend"),
 ]
 

@@ -11,15 +11,14 @@ from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.csp import CSP
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csp import csp_override
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -112,62 +111,83 @@ def failed_list(request: HttpRequest) -> HttpResponse:
     return render(request, "notifications/failed.html", {"page": page})
 
 
-# The HTML preview is a sandboxed srcdoc frame (no scripts), which inherits the
-# page's policy; emails style with inline attributes, so this page allows them.
-PREVIEW_CSP: dict[str, Any] = {
-    **settings.SECURE_CSP,
-    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
-}
+# The email's HTML is a supervisor's edited template: at its own address it
+# may be framed by the preview page alone, and runs nothing even when opened
+# by itself (sandbox: an opaque origin, no scripts). Set here, so a site-wide
+# policy does not replace it (Django's CSP middleware keeps a view's own).
+PREVIEW_FRAME_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox"
+)
+
+
+def _preview(
+    request: HttpRequest, form: PreviewForm
+) -> tuple[dict[str, Any] | None, int]:
+    """The rendered message the form asks for, and the status to answer with."""
+    if not form.is_bound:
+        return None, 200
+    if not form.is_valid():
+        return None, 400
+    data = form.cleaned_data
+    shipment = rendering.sample_shipment()
+    if data["shipment"]:
+        if not request.user.has_perm("shipments.view_shipment"):
+            raise PermissionDenied
+        shipment = get_object_or_404(
+            Shipment.objects.select_related("carrier"),
+            shipment_id=data["shipment"].upper(),
+        )
+    audience = Audience.STAFF if data["kind"] == "escalation" else Audience.RECIPIENT
+    context = rendering.message_context(shipment=shipment, audience=audience)
+    context.update(rendering.sample_details(context))
+    try:
+        if data["source"] == "file":
+            rendered = rendering.render_default(data["kind"], data["channel"], context)
+        else:
+            rendered = rendering.render(data["kind"], data["channel"], context)
+    except rendering.TemplateFailed as exc:
+        form.add_error(None, str(exc))
+        return None, 400
+    return {
+        "rendered": rendered,
+        "is_sms": data["channel"] == Channel.SMS,
+        "segments": rendering.sms_segments(rendered.text),
+        "length": len(rendered.text),
+        "missing": rendering.missing_for(data["kind"], context),
+        "frame_url": f"{reverse('template-preview-html')}?{request.GET.urlencode()}",
+    }, 200
 
 
 @staff_view("notifications.preview_template")
 @require_GET
-@csp_override(PREVIEW_CSP)
 def template_preview(request: HttpRequest) -> HttpResponse:
     form = PreviewForm(request.GET or None)
-    preview = None
-    status = 200
-    if form.is_bound and form.is_valid():
-        data = form.cleaned_data
-        shipment = rendering.sample_shipment()
-        if data["shipment"]:
-            if not request.user.has_perm("shipments.view_shipment"):
-                raise PermissionDenied
-            shipment = get_object_or_404(
-                Shipment.objects.select_related("carrier"),
-                shipment_id=data["shipment"].upper(),
-            )
-        audience = (
-            Audience.STAFF if data["kind"] == "escalation" else Audience.RECIPIENT
-        )
-        context = rendering.message_context(shipment=shipment, audience=audience)
-        context.update(rendering.sample_details(context))
-        try:
-            if data["source"] == "file":
-                rendered = rendering.render_default(
-                    data["kind"], data["channel"], context
-                )
-            else:
-                rendered = rendering.render(data["kind"], data["channel"], context)
-        except rendering.TemplateFailed as exc:
-            form.add_error(None, str(exc))
-            status = 400
-        else:
-            preview = {
-                "rendered": rendered,
-                "is_sms": data["channel"] == Channel.SMS,
-                "segments": rendering.sms_segments(rendered.text),
-                "length": len(rendered.text),
-                "missing": rendering.missing_for(data["kind"], context),
-            }
-    elif form.is_bound:
-        status = 400
+    preview, status = _preview(request, form)
     return render(
         request,
         "notifications/preview.html",
         {"form": form, "preview": preview},
         status=status,
     )
+
+
+@staff_view("notifications.preview_template")
+@require_GET
+@xframe_options_sameorigin
+def template_preview_html(request: HttpRequest) -> HttpResponse:
+    """The previewed email's HTML alone, for the preview page's frame."""
+    form = PreviewForm(request.GET)
+    preview, status = _preview(request, form)
+    if preview is None:
+        return HttpResponseBadRequest(
+            form.errors.as_text(), content_type="text/plain; charset=utf-8"
+        )
+    if preview["is_sms"] or not preview["rendered"].html:
+        raise Http404("This message has no HTML version.")
+    response = HttpResponse(preview["rendered"].html, status=status)
+    response["Content-Security-Policy"] = PREVIEW_FRAME_POLICY
+    return response
 
 
 def _party(token: str, code: str) -> tuple[Shipment, str]:

@@ -43,8 +43,9 @@ def browser_type_launch_args(
 
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    # Wide enough that the navigation is not collapsed behind the menu button.
-    return {**browser_context_args, "viewport": {"width": 1366, "height": 900}}
+    # Wide enough that the navigation is not collapsed behind the menu button
+    # (it is below 1400 px: the base template's navbar-expand-xxl).
+    return {**browser_context_args, "viewport": {"width": 1440, "height": 900}}
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ from shipments.models import Carrier
 from shipments.services import BULK_SCAN_LIMIT
 from tracksop import dates
 from tracksop.filters import FilterBar
+from tracksop.forms import LocalDateTimeField
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -61,19 +62,8 @@ def _tomorrow() -> datetime:
     return timezone.now() + timedelta(hours=24)
 
 
-class ResolutionTimeField(forms.DateTimeField):
+class ResolutionTimeField(LocalDateTimeField):
     """A datetime-local box, read in the user's zone, that must lie ahead."""
-
-    widget = forms.DateTimeInput(
-        attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
-    )
-
-    def to_python(self, value: Any) -> datetime | None:
-        try:
-            return super().to_python(value)
-        except OverflowError as exc:
-            # Year 0001 or 9999 typed in a zone that pushes it off the calendar.
-            raise forms.ValidationError(self.error_messages["invalid"]) from exc
 
     def validate(self, value: Any) -> None:
         super().validate(value)

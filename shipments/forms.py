@@ -23,6 +23,7 @@ from shipments.services import (
 )
 from shipments.status import CHECKPOINT_KINDS, CLOSED, EventKind, ShipmentStatus
 from tracksop.filters import FilterBar
+from tracksop.forms import LocalDateTimeField
 
 
 def _helper(submit: str, *layout: Any) -> FormHelper:
@@ -193,22 +194,11 @@ class CheckForm(VersionedForm):
         return data
 
 
-class EventTimeField(forms.DateTimeField):
-    widget = forms.DateTimeInput(
-        attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
-    )
-
+class EventTimeField(LocalDateTimeField):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The form sets it: the past bound depends on when the shipment was made.
         self.shipment_created_at: datetime | None = None
-
-    def to_python(self, value: Any) -> datetime | None:
-        try:
-            return super().to_python(value)
-        except OverflowError as exc:
-            # Year 0001 typed in a zone ahead of UTC falls off the calendar.
-            raise forms.ValidationError(self.error_messages["invalid"]) from exc
 
     def validate(self, value: Any) -> None:
         super().validate(value)

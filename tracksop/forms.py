@@ -4,6 +4,7 @@ import logging
 from functools import partial
 from typing import Any
 
+from django import forms
 from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.sites.shortcuts import get_current_site
 from django.db import transaction
@@ -11,6 +12,22 @@ from django.db import transaction
 from tracksop.tasks import password_reset_mail
 
 log = logging.getLogger(__name__)
+
+
+class LocalDateTimeField(forms.DateTimeField):
+    """A datetime-local box read in the user's zone. A time that the zone
+    pushes off the calendar (year 0001 ahead of UTC, 9999 behind it) is an
+    invalid entry at the field, not an OverflowError."""
+
+    widget = forms.DateTimeInput(
+        attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"
+    )
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except OverflowError as exc:
+            raise forms.ValidationError(self.error_messages["invalid"]) from exc
 
 
 class QueuedPasswordResetForm(PasswordResetForm):

@@ -86,16 +86,23 @@ def test_every_kind_of_page_carries_the_content_security_policy(
 def test_the_email_preview_may_style_its_sandboxed_frame_but_run_no_script(
     supervisor_client: Client,
 ) -> None:
-    # The sandboxed srcdoc frame inherits the page's policy; emails use inline
-    # styles, so this page alone allows them.
-    response = supervisor_client.get(
-        reverse("template-preview"), {"kind": "dispatched", "channel": "email"}
-    )
-    assert response.status_code == 200
-    assert "<iframe" in response.content.decode()
-    directives = _directives(response)
+    # The page keeps the site's policy; the email's HTML is a page of its own,
+    # framed by it, whose policy allows the inline styles emails use and
+    # nothing else.
+    query = {"kind": "dispatched", "channel": "email"}
+    page = supervisor_client.get(reverse("template-preview"), query)
+    assert page.status_code == 200
+    assert "<iframe" in page.content.decode()
+    assert "'unsafe-inline'" not in _directives(page)["style-src"]
+
+    frame = supervisor_client.get(reverse("template-preview-html"), query)
+    assert frame.status_code == 200
+    directives = _directives(frame)
     assert "'unsafe-inline'" in directives["style-src"]
-    assert "'unsafe-inline'" not in directives["script-src"]
+    assert directives["default-src"] == ["'none'"]
+    assert "script-src" not in directives
+    assert "sandbox" in directives
+    assert directives["frame-ancestors"] == ["'self'"]
 
 
 # Project templates of pages (not emails): nothing the policy would block.

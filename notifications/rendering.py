@@ -243,7 +243,7 @@ def sample_shipment() -> Shipment:
         recipient_city="Springfield",
         carrier=Carrier(name="Example Express", code="example"),
         tracking_number="1Z999AA10123456784",
-        estimated_delivery=date.today() + timedelta(days=3),  # noqa: DTZ011
+        estimated_delivery=timezone.localdate(now) + timedelta(days=3),
         dispatched_at=now,
         delivered_at=now,
         status=ShipmentStatus.IN_TRANSIT,

@@ -30,11 +30,15 @@ class Kind(models.TextChoices):
     ESCALATION = "escalation", _("Escalation (staff)")
     # The code that confirms an address added on the public tracking page.
     SUBSCRIPTION_CONFIRM = "subscription_confirm", _("Confirm updates")
+    # A scheduled report's PDF, to staff and the schedule's addresses.
+    REPORT = "report", _("Report (staff)")
 
 
 # Kinds that go to customers, so have an SMS text and honour preferences.
 CUSTOMER_KINDS = tuple(
-    k for k in Kind if k not in (Kind.ESCALATION, Kind.SUBSCRIPTION_CONFIRM)
+    k
+    for k in Kind
+    if k not in (Kind.ESCALATION, Kind.SUBSCRIPTION_CONFIRM, Kind.REPORT)
 )
 
 
@@ -63,8 +67,20 @@ UNSENT = (Status.PENDING, Status.SENDING)
 
 
 class Notification(models.Model):
+    # Every message is about a shipment, except a report's email (`report`).
     shipment = models.ForeignKey(
-        Shipment, on_delete=models.PROTECT, related_name="notifications"
+        Shipment,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notifications",
+    )
+    report = models.ForeignKey(
+        "reports.ReportRun",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="notifications",
     )
     # The event that caused it; empty for a resend (see `resend_of`).
     event = models.ForeignKey(
@@ -137,6 +153,10 @@ class Notification(models.Model):
             models.CheckConstraint(
                 condition=~Q(status__in=UNSENT) | Q(next_attempt_at__isnull=False),
                 name="notification_unsent_has_deadline",
+            ),
+            models.CheckConstraint(
+                condition=Q(shipment__isnull=False) | Q(report__isnull=False),
+                name="notification_about_something",
             ),
         ]
         indexes = [

@@ -658,7 +658,8 @@ def _finish(row: Notification, **fields: Any) -> bool:
 
 def _email(row: Notification) -> EmailMultiAlternatives:
     """The email a row stands for (needs its shipment's public token)."""
-    token, unsubscribe = row.shipment.public_token, ""
+    token = row.shipment.public_token if row.shipment is not None else ""
+    unsubscribe = ""
     if row.audience == Audience.SUBSCRIBER:
         if row.subscription_id is not None:
             unsubscribe = links.stop_one_click_url(token, row.subscription_id)
@@ -886,6 +887,8 @@ def notification_resend(*, notification: Notification, user: User) -> Notificati
         if subscription is None or not subscription.is_active:
             raise ValidationError("The subscriber stopped these updates.")
         to = subscription.address
+    elif shipment is None:
+        raise ValidationError("Only staff messages are about no shipment.")
     else:
         if _declined(preference_for(shipment, original.audience), original.channel):
             raise ValidationError(

@@ -68,7 +68,8 @@ def resend(request: HttpRequest, pk: int) -> HttpResponse:
             request,
             f"{row.get_kind_display()} {row.get_channel_display()} queued to {row.to}.",
         )
-    return _back(request, original.shipment.get_absolute_url() + "#messages")
+    about = original.shipment or original.report
+    return _back(request, about.get_absolute_url() + "#messages" if about else "/")
 
 
 @staff_view("notifications.view_notification")
@@ -89,7 +90,9 @@ def failed_list(request: HttpRequest) -> HttpResponse:
                 )
                 sent += 1
             except ValidationError as exc:
-                refused.append(f"{row.shipment.shipment_id}: {' '.join(exc.messages)}")
+                refused.append(
+                    f"{row.shipment or row.report}: {' '.join(exc.messages)}"
+                )
         if sent:
             messages.success(
                 request,

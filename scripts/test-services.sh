@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what the test suite talks to is there: Chromium for the browser
-# tests, libfaketime for the run 13 months ahead, PostgreSQL and Redis on
+# tests, libfaketime for the run 13 months ahead, Pango and poppler for the
+# report PDFs, PostgreSQL and Redis on
 # 127.0.0.1. Installs with apt-get when run as root and something is missing;
 # fails (never skips) when a service stays down.
 # `--bench` (make bench) also wants wrk, the load tool of bench/public.py.
@@ -17,6 +18,9 @@ command -v pg_isready >/dev/null || missing+=(postgresql postgresql-contrib)
 command -v redis-cli >/dev/null || missing+=(redis-server)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v faketime >/dev/null || missing+=(faketime)
+# WeasyPrint renders report PDFs with Pango; the tests read them with pdftotext.
+ldconfig -p | grep -q 'libpangoft2-1.0.so' || missing+=(libpango-1.0-0 libpangoft2-1.0-0)
+command -v pdftotext >/dev/null || missing+=(poppler-utils)
 if [ "${1:-}" = --bench ]; then command -v wrk >/dev/null || missing+=(wrk); fi
 if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}" || { echo "Please install: ${missing[*]}" >&2; exit 1; }

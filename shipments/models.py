@@ -181,6 +181,9 @@ class Shipment(models.Model):
     # NULL, not "", until dispatch: the unique constraint ignores NULLs.
     tracking_number = models.CharField(max_length=40, null=True, blank=True)  # noqa: DJ001
     estimated_delivery = models.DateField(null=True, blank=True)
+    # The ETA given at dispatch, never moved by a later ETA change: reports
+    # judge on-time delivery against the promise made when it left.
+    dispatch_eta = models.DateField(null=True, blank=True, editable=False)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
@@ -196,6 +199,16 @@ class Shipment(models.Model):
     last_event_at = models.DateTimeField()
     current_location = models.ForeignKey(
         Location, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The first place it was scanned at (its origin hub, for reports).
+    origin = models.ForeignKey(
+        Location,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+        verbose_name=_("origin hub"),
     )
 
     public_token = models.CharField(
@@ -471,3 +484,40 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.shipment}: {self.rating}/5"
+
+
+class AccessLog(models.Model):
+    """Who saw a shipment's personal data, when, and on which page. One row per
+    shipment shown, written in one INSERT per page view; purged with the
+    shipments by the retention rules, never edited."""
+
+    class Page(models.TextChoices):
+        SHIPMENT = "shipment", _("Shipment page")
+        SEARCH = "search", _("Search results")
+        EXCEPTION = "exception", _("Exception page")
+
+    at = models.DateTimeField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # Kept when the account is deleted later.
+    username = models.CharField(max_length=150)
+    page = models.CharField(max_length=12, choices=Page.choices)
+    shipment = models.ForeignKey(
+        Shipment, on_delete=models.CASCADE, related_name="access_log"
+    )
+    path = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        permissions = [("view_access_log", "Can read who viewed a shipment")]
+        indexes = [
+            models.Index(fields=["shipment", "-at"], name="access_shipment"),
+            models.Index(fields=["at"], name="access_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.page} {self.at:%Y-%m-%d %H:%M}"

@@ -205,6 +205,8 @@ def _advance(
         ).exists()
     ):
         shipment.current_location = location
+    if location is not None and shipment.origin_id is None:
+        shipment.origin = location
     shipment.version += 1
     return Recorded(event, shipment, previous)
 
@@ -227,6 +229,7 @@ _ADVANCED_FIELDS = (
     "delivered_at",
     "last_event_at",
     "current_location",
+    "origin",
     "version",
     "updated_at",  # auto_now, which bulk_set does not apply
 )
@@ -488,6 +491,7 @@ def shipment_dispatch(
             locked.carrier = carrier
             locked.tracking_number = number
             locked.estimated_delivery = estimated_delivery
+            locked.dispatch_eta = estimated_delivery
             locked.dispatched_at = now
             _append_event(
                 locked,

@@ -54,6 +54,15 @@ _SUPERVISOR = [
     "exceptions_mgmt.add_escalationrule",
     "exceptions_mgmt.change_escalationrule",
     "exceptions_mgmt.delete_escalationrule",
+    "reports.request_report",
+    "reports.view_reportrun",
+    "reports.view_reportschedule",
+    "reports.change_reportschedule",
+    "reports.view_holiday",
+    "reports.add_holiday",
+    "reports.change_holiday",
+    "reports.delete_holiday",
+    "shipments.view_access_log",
 ]
 
 # Roles whose members also work in /admin/ (is_staff), on what their group's

@@ -180,8 +180,37 @@ TIME_ZONE = env.str("TRACKSOP_TIME_ZONE", default="UTC")
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "var" / "staticfiles")
+# Report files (PDF, CSV, XLSX) and retention archives: a local folder, or any
+# S3-compatible bucket with TRACKSOP_FILES_STORAGE=s3 (install the s3 extra;
+# django-storages reads AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL,
+# AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment).
+TRACKSOP_FILES_STORAGE = env.str("TRACKSOP_FILES_STORAGE", default="local")
+if TRACKSOP_FILES_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured("TRACKSOP_FILES_STORAGE must be local or s3.")
+_reports_storage: dict[str, object] = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("AWS_STORAGE_BUCKET_NAME", default=""),
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+    if TRACKSOP_FILES_STORAGE == "s3"
+    else {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": env.str("TRACKSOP_FILES_DIR", default=str(VAR_DIR / "files")),
+            # Served only through permission-checked views, never by URL.
+            "base_url": None,
+        },
+    }
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "reports": _reports_storage,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -300,6 +329,23 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": env.float("TRACKSOP_NOTIFY_SWEEP_SECONDS", default=30.0),
     },
 }
+
+# Reports and retention.
+# Shipments closed longer than this (months) are archived, then purged.
+TRACKSOP_RETENTION_MONTHS = env.int("TRACKSOP_RETENTION_MONTHS", default=24)
+if TRACKSOP_RETENTION_MONTHS < 12:
+    raise ImproperlyConfigured(
+        "TRACKSOP_RETENTION_MONTHS must be 12 or more: the procedure keeps "
+        f"tracking records at least 12 months, not {TRACKSOP_RETENTION_MONTHS}."
+    )
+# Public holidays of this country (ISO code, `holidays` package) are not
+# business days; the admin's Holiday list adds the company's own days off.
+TRACKSOP_HOLIDAY_COUNTRY = env.str("TRACKSOP_HOLIDAY_COUNTRY", default="US").upper()
+TRACKSOP_HOLIDAY_SUBDIVISION = env.str("TRACKSOP_HOLIDAY_SUBDIVISION", default="")
+# A rate over fewer shipments than this shows "too few" instead of a figure.
+TRACKSOP_REPORT_MIN_CELL = env.int("TRACKSOP_REPORT_MIN_CELL", default=10)
+# The longest custom report period, in days (13 months).
+TRACKSOP_REPORT_MAX_DAYS = env.int("TRACKSOP_REPORT_MAX_DAYS", default=397)
 
 PHONENUMBER_DEFAULT_REGION = env.str("TRACKSOP_PHONE_REGION", default="US")
 PHONENUMBER_DB_FORMAT = "E164"

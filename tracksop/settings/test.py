@@ -24,7 +24,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests that start a worker subprocess give it an EMAIL_URL (an aiosmtpd server).
 if "EMAIL_URL" not in os.environ:
     MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-STORAGES["staticfiles"]["BACKEND"] = (  # noqa: F405
+STORAGES["staticfiles"]["BACKEND"] = (  # type: ignore[index]  # noqa: F405
     "django.contrib.staticfiles.storage.StaticFilesStorage"
 )
 SECURE_SSL_REDIRECT = False

@@ -510,6 +510,54 @@ def staff_alerts_queue(alerts: Sequence[StaffAlert]) -> list[Notification]:
     return rows
 
 
+@dataclass(frozen=True)
+class ReportEmail:
+    """A finished report's email to one address (see `report_emails_queue`)."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+
+
+def report_emails_queue(
+    report: Any, emails: Sequence[ReportEmail]
+) -> list[Notification]:
+    """Email a finished report (a reports.ReportRun) with its PDF attached,
+    through the outbox: retried, recorded, once per report and address."""
+    rows = [
+        Notification(
+            report=report,
+            kind=Kind.REPORT,
+            channel=Channel.EMAIL,
+            audience=Audience.STAFF,
+            to=email.to[:254],
+            subject=email.subject[:255],
+            body_text=email.text,
+            body_html=email.html,
+            idempotency_key=f"report:{report.pk}:{email.to.lower()}",
+            next_attempt_at=timezone.now(),
+        )
+        for email in emails
+    ]
+    for row in rows:
+        problem = address_problem(Channel.EMAIL, row.to, where="the schedule")
+        if problem:
+            row.status, row.last_error, row.next_attempt_at = (
+                Status.SUPPRESSED,
+                problem,
+                None,
+            )
+    written = set(
+        Notification.objects.filter(
+            idempotency_key__in=[r.idempotency_key for r in rows]
+        ).values_list("idempotency_key", flat=True)
+    )
+    fresh = [r for r in rows if r.idempotency_key not in written]
+    _queue_on_commit(_store(fresh))
+    return fresh
+
+
 def retry_delay(attempts: int) -> float:
     """Exponential backoff with jitter: about BASE·2^(n-1), capped, ±50%."""
     ceiling = min(
@@ -533,6 +581,7 @@ _CLAIMED = frozenset(
         "attempts",
         "shipment_id",
         "subscription_id",
+        "report_id",
         "mime",
     ]
 )
@@ -665,7 +714,7 @@ def _email(row: Notification) -> EmailMultiAlternatives:
             unsubscribe = links.stop_one_click_url(token, row.subscription_id)
     elif row.audience != Audience.STAFF:
         unsubscribe = links.unsubscribe_url(token, row.audience)
-    return gateways.email_message(
+    message = gateways.email_message(
         notification_id=row.pk,
         to=row.to,
         subject=row.subject,
@@ -673,6 +722,12 @@ def _email(row: Notification) -> EmailMultiAlternatives:
         html=row.body_html,
         unsubscribe_url=unsubscribe,
     )
+    report = row.report if row.report_id is not None else None
+    if report is not None:
+        # A report's email carries its PDF, read from the report's storage.
+        with report.pdf.open("rb") as pdf:
+            message.attach(report.pdf_filename, pdf.read(), "application/pdf")
+    return message
 
 
 def _send(row: Notification) -> str:

@@ -190,6 +190,11 @@ class ReportRun(models.Model):
         return reverse("report-detail", args=[self.pk])
 
     @property
+    def pdf_filename(self) -> str:
+        """The name a downloaded or emailed PDF gets."""
+        return f"tracksop-{self.kind}-report-{self.period_start:%Y-%m-%d}.pdf"
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (RunStatus.DONE, RunStatus.FAILED)
 

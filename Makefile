@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PORT ?= 8000
 SHIPMENTS ?= 2000
 VENV := .venv/bin
+# Test processes (pytest-xdist): each gets its own database, Redis databases
+# and cache prefix (tracksop/settings/test.py), so the suite runs side by side.
+WORKERS ?= 2
 # The embedded defaults for trying it on one machine; set DATABASE_URL,
 # REDIS_URL, EMAIL_URL (see .env.example) to use real services instead.
 RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-true} TRACKSOP_PUBLIC_URL=$${TRACKSOP_PUBLIC_URL:-http://127.0.0.1:$(PORT)}
@@ -42,7 +45,7 @@ test: install
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check . >/dev/null || { echo "ruff format would change files: run $(VENV)/ruff format ."; exit 1; }
 	@$(VENV)/mypy . --no-error-summary
-	@$(VENV)/pytest -p no:cacheprovider --create-db $(PYTEST_ARGS)
+	@$(VENV)/pytest -p no:cacheprovider --create-db -n $(WORKERS) $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-future
 
 # The suite again with the clock of every process it starts (web, worker, the
@@ -53,7 +56,7 @@ FUTURE ?= +395d
 test-future: install
 	@scripts/test-services.sh
 	@echo "The suite again, with the clock moved $(FUTURE) (libfaketime):"
-	@faketime -f "$(FUTURE)" $(VENV)/pytest -p no:cacheprovider --create-db -q $(PYTEST_ARGS)
+	@faketime -f "$(FUTURE)" $(VENV)/pytest -p no:cacheprovider --create-db -q -n $(WORKERS) $(PYTEST_ARGS)
 
 bench: install
 	@scripts/test-services.sh --bench

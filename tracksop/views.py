@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from exceptions_mgmt.services import queue_counts
 from notifications.selectors import failed_count
+from reports.selectors import dashboard_kpis
 from shipments.selectors import VIEW_INQUIRY, dashboard_counts, inquiry_open_count
 from tracksop.middleware import SESSION_KEY
 from tracksop.models import StaffProfile
@@ -37,10 +38,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     open_inquiries = (
         inquiry_open_count() if request.user.has_perm(VIEW_INQUIRY) else None
     )
+    kpis = dashboard_kpis() if request.user.has_perm("reports.request_report") else []
     return render(
         request,
         "dashboard.html",
         {
+            "kpis": kpis,
             "counts": counts,
             "failed_messages": failed,
             "exception_counts": exception_counts,

@@ -342,6 +342,25 @@ if TRACKSOP_RETENTION_MONTHS < 12:
 # business days; the admin's Holiday list adds the company's own days off.
 TRACKSOP_HOLIDAY_COUNTRY = env.str("TRACKSOP_HOLIDAY_COUNTRY", default="US").upper()
 TRACKSOP_HOLIDAY_SUBDIVISION = env.str("TRACKSOP_HOLIDAY_SUBDIVISION", default="")
+
+
+def _check_holiday_country(country: str, subdivision: str) -> None:
+    import holidays
+
+    supported = holidays.list_supported_countries()
+    if country not in supported:
+        raise ImproperlyConfigured(
+            f"TRACKSOP_HOLIDAY_COUNTRY={country!r} is not a country the holidays "
+            "package knows; use an ISO 3166 code such as US, GB or DE."
+        )
+    if subdivision and subdivision not in supported[country]:
+        raise ImproperlyConfigured(
+            f"TRACKSOP_HOLIDAY_SUBDIVISION={subdivision!r} is not a subdivision of "
+            f"{country} the holidays package knows."
+        )
+
+
+_check_holiday_country(TRACKSOP_HOLIDAY_COUNTRY, TRACKSOP_HOLIDAY_SUBDIVISION)
 # A rate over fewer shipments than this shows "too few" instead of a figure.
 TRACKSOP_REPORT_MIN_CELL = env.int("TRACKSOP_REPORT_MIN_CELL", default=10)
 # The longest custom report period, in days (13 months).

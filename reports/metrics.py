@@ -1,30 +1,582 @@
-"""Report metrics: plain data for a period and filters, computed in the
-database. No formatting here: the templates format.
+"""Report metrics: plain data for a period and filters. No formatting here:
+the templates format (units: count, pct 0-100, hours, days, rating, text).
 
-PLACEHOLDER until the metrics land: `report_data` returns the documented shape
-with the volume figures only.
+The database selects and counts the period's rows; durations and percentiles
+are taken from the few columns each metric reads. Every definition is the
+docstring of the function that computes it, and `definitions()` hands the
+same text to the report's appendix (and README.md repeats it).
+
+The shape `report_data` returns (JSON):
+  version, period {kind,start,end}, filters {carrier,hub}, generated_at,
+  min_cell, headline [item], changed_most [{label,text}],
+  sections [{key,title,tables [{key,title,columns [{key,label,unit}],
+  rows [dict]}], charts [{key,title,type,unit,labels,series [{name,values}]}]}],
+  definitions [{term,text}].
+  An item: key,label,value,unit,n,too_few,previous,year_ago,change,
+  change_unit (pt|pct),better (up|down),series [{label,start,value}].
+  A rate over fewer than TRACKSOP_REPORT_MIN_CELL shipments is
+  {"too_few": true, "n": n} in a table, and too_few=true in an item.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
-from reports.periods import Filters, Period
-from shipments.models import Shipment
+from exceptions_mgmt.models import DeliveryException, ExceptionStatus
+from reports.calendar import business_days_between, company_days_off
+from reports.periods import Filters, Period, month_of, previous, year_before
+from shipments.models import Feedback, Shipment, TrackingEvent
+from shipments.status import EventKind
+
+ATTEMPT_KINDS = (EventKind.DELIVERY_ATTEMPTED, EventKind.DELIVERED)
+SERIES_LENGTH = 12
 
 
-def report_data(period: Period, filters: Filters) -> dict[str, Any]:
-    start, end = period.bounds()
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """The value below which `share` of the values lie, interpolated between
+    the two nearest ranks (PostgreSQL's percentile_cont); None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = share * (len(ordered) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else 100.0 * part / whole
+
+
+def cell(part: int, whole: int) -> float | dict[str, Any] | None:
+    """A rate for a table: "too few" below the minimum cell size."""
+    if 0 < whole < settings.TRACKSOP_REPORT_MIN_CELL:
+        return {"too_few": True, "n": whole}
+    return rate(part, whole)
+
+
+def _hours(delta: timedelta) -> float:
+    return delta.total_seconds() / 3600
+
+
+def _local_date(moment: datetime) -> date:
+    return timezone.localdate(moment)
+
+
+def scoped(filters: Filters) -> QuerySet[Shipment]:
     shipments = Shipment.objects.all()
     if filters.carrier:
         shipments = shipments.filter(carrier__code=filters.carrier)
     if filters.hub:
         shipments = shipments.filter(origin__code=filters.hub)
-    created = shipments.filter(created_at__gte=start, created_at__lt=end).count()
-    delivered = shipments.filter(delivered_at__gte=start, delivered_at__lt=end).count()
+    return shipments
+
+
+# --- Volume ---------------------------------------------------------------
+
+
+def volume(period: Period, filters: Filters) -> dict[str, int]:
+    """Volume: shipments recorded (created), handed to a carrier (dispatched),
+    delivered, returned and cancelled in the period, by the time of that step
+    in company time; open = not delivered, returned or cancelled at the
+    period's end (recorded before it)."""
+    start, end = period.bounds()
+    shipments = scoped(filters)
+    in_period = {"gte": start, "lt": end}
+
+    def between(field: str) -> int:
+        return shipments.filter(
+            **{f"{field}__{op}": v for op, v in in_period.items()}
+        ).count()
+
+    closed_kinds = {
+        "returned": EventKind.RETURNED,
+        "cancelled": EventKind.CANCELLED,
+    }
+    counts = {
+        "created": between("created_at"),
+        "dispatched": between("dispatched_at"),
+        "delivered": between("delivered_at"),
+    }
+    events = TrackingEvent.objects.filter(
+        shipment__in=shipments,
+        occurred_at__gte=start,
+        occurred_at__lt=end,
+        voided_by__isnull=True,
+    )
+    for name, kind in closed_kinds.items():
+        counts[name] = events.filter(kind=kind).values("shipment").distinct().count()
+    closed_before_end = TrackingEvent.objects.filter(
+        shipment__in=shipments,
+        kind__in=[EventKind.DELIVERED, EventKind.RETURNED, EventKind.CANCELLED],
+        occurred_at__lt=end,
+        voided_by__isnull=True,
+    ).values("shipment")
+    counts["open_at_end"] = (
+        shipments.filter(created_at__lt=end).exclude(pk__in=closed_before_end).count()
+    )
+    return counts
+
+
+# --- Delivery performance -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One shipment delivered in the period, with what its metrics read."""
+
+    pk: int
+    carrier: str
+    hub: str
+    destination: str
+    created_at: datetime
+    dispatched_at: datetime | None
+    delivered_at: datetime
+    dispatch_eta: date | None
+    first_attempt_at: datetime | None
+    attempts: int
+    ready_at: datetime | None
+
+
+def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
+    start, end = period.bounds()
+    shipments = scoped(filters).filter(delivered_at__gte=start, delivered_at__lt=end)
+    rows = list(
+        shipments.annotate(
+            first_attempt=Min(
+                "events__occurred_at",
+                filter=Q(
+                    events__kind__in=ATTEMPT_KINDS, events__voided_by__isnull=True
+                ),
+            ),
+            ready=Min(
+                "events__occurred_at",
+                filter=Q(
+                    events__kind=EventKind.CHECK_PASSED, events__voided_by__isnull=True
+                ),
+            ),
+        ).values_list(
+            "pk",
+            "carrier__code",
+            "origin__code",
+            "recipient_country",
+            "recipient_postcode",
+            "created_at",
+            "dispatched_at",
+            "delivered_at",
+            "dispatch_eta",
+            "first_attempt",
+            "ready",
+        )
+    )
+    attempts = Counter(
+        TrackingEvent.objects.filter(
+            shipment__in=shipments,
+            kind=EventKind.DELIVERY_ATTEMPTED,
+            voided_by__isnull=True,
+        ).values_list("shipment_id", flat=True)
+    )
+    return [
+        Delivered(
+            pk=r[0],
+            carrier=r[1] or "",
+            hub=r[2] or "",
+            destination=destination(r[3], r[4]),
+            created_at=r[5],
+            dispatched_at=r[6],
+            delivered_at=r[7] or r[5],
+            dispatch_eta=r[8],
+            first_attempt_at=r[9],
+            attempts=attempts[r[0]],
+            ready_at=r[10],
+        )
+        for r in rows
+    ]
+
+
+def destination(country: str, postcode: str) -> str:
+    """The destination cell: country and the first part of the postcode
+    (before a space or dash, at most three characters), e.g. "GB SW1"."""
+    first = postcode.strip().upper().replace("-", " ").split(" ")[0][:3]
+    return f"{country.upper()} {first}".strip()
+
+
+def lateness(row: Delivered) -> int | None:
+    """Days between the ETA given at dispatch and the first delivery attempt
+    (or delivery), in company-time calendar days: negative is early, 0 on
+    time; None without an ETA at dispatch."""
+    if row.dispatch_eta is None:
+        return None
+    reached = row.first_attempt_at or row.delivered_at
+    return (_local_date(reached) - row.dispatch_eta).days
+
+
+def lateness_bucket(days: int) -> str:
+    if days < 0:
+        return "early"
+    if days == 0:
+        return "on_time"
+    if days <= 2:
+        return f"late_{days}"
+    return "late_3_5" if days <= 5 else "late_over_5"
+
+
+BUCKETS = ("early", "on_time", "late_1", "late_2", "late_3_5", "late_over_5")
+BUCKET_LABELS = {
+    "early": "Early",
+    "on_time": "On the day",
+    "late_1": "1 day late",
+    "late_2": "2 days late",
+    "late_3_5": "3-5 days late",
+    "late_over_5": "More than 5 days late",
+}
+
+
+def delivery(rows: Sequence[Delivered]) -> dict[str, Any]:
+    """Delivery performance of the shipments delivered in the period.
+    On-time rate: share of those with an ETA at dispatch whose first delivery
+    attempt (or delivery) fell on or before that ETA (a later ETA change does
+    not count). First-attempt rate: share delivered with no failed attempt
+    before. ETA coverage: share that had an ETA at dispatch. Transit time:
+    dispatch to delivery, in hours and in business days (weekends and
+    holidays off), p50/p90/p95. Warehouse lead time: recorded to dispatched,
+    and check passed (ready) to dispatched, in hours, p50/p90."""
+    with_eta = [r for r in rows if r.dispatch_eta is not None]
+    late = [lateness(r) for r in with_eta]
+    buckets = Counter(lateness_bucket(d) for d in late if d is not None)
+    on_time = sum(1 for d in late if d is not None and d <= 0)
+    transit = [
+        (r.dispatched_at, r.delivered_at) for r in rows if r.dispatched_at is not None
+    ]
+    off: frozenset[date] = frozenset()
+    if transit:
+        off = company_days_off(
+            _local_date(min(t[0] for t in transit)),
+            _local_date(max(t[1] for t in transit)),
+        )
+    hours = [_hours(b - a) for a, b in transit]
+    business = [business_days_between(a, b, off) for a, b in transit]
+    lead = [_hours(r.dispatched_at - r.created_at) for r in rows if r.dispatched_at]
+    ready = [
+        _hours(r.dispatched_at - r.ready_at)
+        for r in rows
+        if r.dispatched_at and r.ready_at
+    ]
+    return {
+        "delivered": len(rows),
+        "with_eta": len(with_eta),
+        "on_time": on_time,
+        "on_time_rate": rate(on_time, len(with_eta)),
+        "first_attempt": sum(1 for r in rows if r.attempts == 0),
+        "first_attempt_rate": rate(sum(1 for r in rows if r.attempts == 0), len(rows)),
+        "eta_coverage": rate(len(with_eta), len(rows)),
+        "buckets": {b: buckets.get(b, 0) for b in BUCKETS},
+        "transit_hours": {q: percentile(hours, s) for q, s in QUANTILES},
+        "transit_business_days": {q: percentile(business, s) for q, s in QUANTILES},
+        "lead_hours": {q: percentile(lead, s) for q, s in QUANTILES[:2]},
+        "ready_hours": {q: percentile(ready, s) for q, s in QUANTILES[:2]},
+    }
+
+
+QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95))
+
+
+def delivery_by(
+    rows: Sequence[Delivered], key: Callable[[Delivered], str]
+) -> list[dict[str, Any]]:
+    groups: dict[str, list[Delivered]] = defaultdict(list)
+    for row in rows:
+        groups[key(row) or "-"].append(row)
+    table = []
+    for name in sorted(groups):
+        found = delivery(groups[name])
+        table.append(
+            {
+                "name": name,
+                "delivered": found["delivered"],
+                "on_time_rate": cell(found["on_time"], found["with_eta"]),
+                "first_attempt_rate": cell(found["first_attempt"], found["delivered"]),
+                "transit_p50": found["transit_hours"]["p50"],
+                "transit_p90": found["transit_hours"]["p90"],
+            }
+        )
+    return table
+
+
+# --- Exceptions -----------------------------------------------------------
+
+
+def exceptions(period: Period, filters: Filters, shipments: int) -> dict[str, Any]:
+    """Exceptions reported in the period: count and rate per 100 shipments
+    dispatched in the period, by cause and severity; time to acknowledge
+    (reported to first taken on) and to resolve (reported to resolved), in
+    hours, p50/p90; share of resolved ones resolved by their expected time;
+    how many went up to level 1 (supervisors) and level 2 (managers); and the
+    backlog: unresolved at the period's end, with the age of the oldest.
+    Void reports (no problem after all) are left out."""
+    start, end = period.bounds()
+    reported = DeliveryException.objects.filter(
+        shipment__in=scoped(filters), reported_at__gte=start, reported_at__lt=end
+    ).exclude(status=ExceptionStatus.VOID)
+    rows = list(
+        reported.values_list(
+            "cause",
+            "severity",
+            "reported_at",
+            "acknowledged_at",
+            "resolved_at",
+            "expected_resolution",
+            "escalation_level",
+        )
+    )
+    ack = [_hours(r[3] - r[2]) for r in rows if r[3]]
+    resolve = [_hours(r[4] - r[2]) for r in rows if r[4]]
+    in_time = sum(1 for r in rows if r[4] and r[4] <= r[5])
+    backlog = list(
+        DeliveryException.objects.filter(
+            shipment__in=scoped(filters), reported_at__lt=end
+        )
+        .exclude(status=ExceptionStatus.VOID)
+        .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=end))
+        .values_list("reported_at", flat=True)
+    )
+    return {
+        "count": len(rows),
+        "per_100": None if not shipments else 100.0 * len(rows) / shipments,
+        "by_cause": dict(Counter(r[0] for r in rows)),
+        "by_severity": dict(Counter(r[1] for r in rows)),
+        "ack_hours": {q: percentile(ack, s) for q, s in QUANTILES[:2]},
+        "resolve_hours": {q: percentile(resolve, s) for q, s in QUANTILES[:2]},
+        "resolved": len(resolve),
+        "resolved_in_time_rate": rate(in_time, len(resolve)),
+        "level_1": sum(1 for r in rows if r[6] >= 1),
+        "level_2": sum(1 for r in rows if r[6] >= 2),
+        "backlog": len(backlog),
+        "backlog_oldest_days": (
+            None if not backlog else (end - min(backlog)).total_seconds() / 86400
+        ),
+    }
+
+
+# --- Feedback -------------------------------------------------------------
+
+
+def feedback(period: Period, filters: Filters, delivered: int) -> dict[str, Any]:
+    """Feedback on shipments delivered in the period: response rate (rated
+    over delivered), average rating, CSAT (share of 4 and 5 among those who
+    rated; a delivery nobody rated never counts as satisfied), the 1-5
+    distribution, and the five lowest-rated with their comments."""
+    start, end = period.bounds()
+    rated = Feedback.objects.filter(
+        shipment__in=scoped(filters),
+        shipment__delivered_at__gte=start,
+        shipment__delivered_at__lt=end,
+    )
+    ratings = list(rated.values_list("rating", flat=True))
+    lowest = list(
+        rated.filter(rating__lte=3)
+        .order_by("rating", "created_at")
+        .values_list("shipment__shipment_id", "rating", "comment")[:5]
+    )
+    return {
+        "rated": len(ratings),
+        "response_rate": rate(len(ratings), delivered),
+        "average": (sum(ratings) / len(ratings)) if ratings else None,
+        "csat": rate(sum(1 for r in ratings if r >= 4), len(ratings)),
+        "distribution": {str(n): ratings.count(n) for n in range(1, 6)},
+        "lowest": [{"shipment": s, "rating": r, "comment": c} for s, r, c in lowest],
+    }
+
+
+# --- Headline and trends --------------------------------------------------
+
+HEADLINE = (
+    # key, label, unit, better
+    ("on_time_rate", "On-time rate", "pct", "up"),
+    ("delivered", "Delivered", "count", "up"),
+    ("transit_p50", "Transit time (median)", "hours", "down"),
+    ("exceptions_per_100", "Exceptions per 100 shipments", "count", "down"),
+    ("first_attempt_rate", "First-attempt delivery", "pct", "up"),
+    ("csat", "Customer satisfaction (CSAT)", "pct", "up"),
+)
+
+
+def headline_values(period: Period, filters: Filters) -> dict[str, tuple[Any, int]]:
+    """The headline figures of one period: value and the count it is over."""
+    rows = delivered_rows(period, filters)
+    found = delivery(rows)
+    counts = volume(period, filters)
+    exc = exceptions(period, filters, counts["dispatched"])
+    fb = feedback(period, filters, len(rows))
+    return {
+        "on_time_rate": (found["on_time_rate"], found["with_eta"]),
+        "delivered": (len(rows), len(rows)),
+        "transit_p50": (found["transit_hours"]["p50"], len(rows)),
+        "exceptions_per_100": (exc["per_100"], counts["dispatched"]),
+        "first_attempt_rate": (found["first_attempt_rate"], len(rows)),
+        "csat": (fb["csat"], fb["rated"]),
+    }
+
+
+def change(now: float | None, before: float | None, unit: str) -> float | None:
+    """Points for rates, per cent of the earlier value for the rest."""
+    if now is None or before is None:
+        return None
+    if unit == "pct":
+        return now - before
+    return None if before == 0 else 100.0 * (now - before) / before
+
+
+def series_periods(period: Period) -> list[Period]:
+    """The 12 periods ending with this one (weeks, or months otherwise)."""
+    found = [period if period.kind in ("weekly", "monthly") else month_of(period.end)]
+    while len(found) < SERIES_LENGTH:
+        found.append(previous(found[-1]))
+    return list(reversed(found))
+
+
+def headline(period: Period, filters: Filters) -> list[dict[str, Any]]:
+    current = headline_values(period, filters)
+    before = headline_values(previous(period), filters)
+    year = headline_values(year_before(period), filters)
+    series = [
+        (p, headline_values(p, filters) if p != period else current)
+        for p in series_periods(period)
+    ]
+    items = []
+    for key, label, unit, better in HEADLINE:
+        value, n = current[key]
+        too_few = unit == "pct" and 0 < n < settings.TRACKSOP_REPORT_MIN_CELL
+        items.append(
+            {
+                "key": key,
+                "label": label,
+                "value": None if too_few else value,
+                "unit": unit,
+                "n": n,
+                "too_few": too_few,
+                "previous": before[key][0],
+                "year_ago": year[key][0],
+                "change": None if too_few else change(value, before[key][0], unit),
+                "change_unit": "pt" if unit == "pct" else "pct",
+                "better": better,
+                "series": [
+                    {
+                        "label": p.start.strftime(
+                            "%d %b" if p.kind == "weekly" else "%b %Y"
+                        ),
+                        "start": p.start.isoformat(),
+                        "value": values[key][0],
+                    }
+                    for p, values in series
+                ],
+            }
+        )
+    return items
+
+
+def changed_most(items: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """The three headline figures that moved most against the previous period
+    (points for rates, per cent otherwise), largest first."""
+    moved = [i for i in items if i["change"] is not None and i["change"] != 0]
+    moved.sort(key=lambda i: abs(i["change"]), reverse=True)
+    found = []
+    for item in moved[:3]:
+        direction = "up" if item["change"] > 0 else "down"
+        better = direction == item["better"]
+        amount = (
+            f"{abs(item['change']):.1f} points"
+            if item["unit"] == "pct"
+            else f"{abs(item['change']):.0f}%"
+        )
+        found.append(
+            {
+                "label": item["label"],
+                "text": f"{direction} {amount} on the previous period "
+                f"({'better' if better else 'worse'})",
+            }
+        )
+    return found
+
+
+# --- The report -----------------------------------------------------------
+
+
+def _column(key: str, label: str, unit: str) -> dict[str, str]:
+    return {"key": key, "label": label, "unit": unit}
+
+
+BY_COLUMNS = [
+    _column("delivered", "Delivered", "count"),
+    _column("on_time_rate", "On time", "pct"),
+    _column("first_attempt_rate", "First attempt", "pct"),
+    _column("transit_p50", "Transit p50", "hours"),
+    _column("transit_p90", "Transit p90", "hours"),
+]
+
+
+def _by_table(key: str, title: str, name: str, rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    return {
+        "key": key,
+        "title": title,
+        "columns": [_column("name", name, "text"), *BY_COLUMNS],
+        "rows": rows,
+    }
+
+
+def _count_table(key: str, title: str, name: str, counts: dict[str, int]):  # type: ignore[no-untyped-def]
+    return {
+        "key": key,
+        "title": title,
+        "columns": [_column("name", name, "text"), _column("count", "Count", "count")],
+        "rows": [{"name": k, "count": v} for k, v in sorted(counts.items())],
+    }
+
+
+def definitions() -> list[dict[str, str]]:
+    """Each metric's definition, from the docstring of its function."""
+    found = []
+    for term, function in (
+        ("Volume", volume),
+        ("Delivery performance", delivery),
+        ("Lateness", lateness),
+        ("Destination", destination),
+        ("Percentiles", percentile),
+        ("Business days", business_days_between),
+        ("Exceptions", exceptions),
+        ("Feedback", feedback),
+        ("Change", change),
+        ("What changed most", changed_most),
+    ):
+        text = " ".join((function.__doc__ or "").split())
+        found.append({"term": term, "text": text})
+    found.append(
+        {
+            "term": "Too few",
+            "text": "A rate over fewer than "
+            f"{settings.TRACKSOP_REPORT_MIN_CELL} shipments is not shown.",
+        }
+    )
+    return found
+
+
+def report_data(period: Period, filters: Filters) -> dict[str, Any]:
+    rows = delivered_rows(period, filters)
+    found = delivery(rows)
+    counts = volume(period, filters)
+    exc = exceptions(period, filters, counts["dispatched"])
+    fb = feedback(period, filters, len(rows))
+    items = headline(period, filters)
+    t = found["transit_hours"]
+    b = found["transit_business_days"]
     return {
         "version": 1,
         "period": {
@@ -35,56 +587,233 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
         "filters": {"carrier": filters.carrier, "hub": filters.hub},
         "generated_at": timezone.now().isoformat(),
         "min_cell": settings.TRACKSOP_REPORT_MIN_CELL,
-        "headline": [
-            {
-                "key": "created",
-                "label": "Shipments created",
-                "value": created,
-                "unit": "count",
-                "n": created,
-                "too_few": False,
-                "previous": None,
-                "year_ago": None,
-                "change": None,
-                "change_unit": "pct",
-                "better": "up",
-                "series": [],
-            },
-            {
-                "key": "delivered",
-                "label": "Delivered",
-                "value": delivered,
-                "unit": "count",
-                "n": delivered,
-                "too_few": False,
-                "previous": None,
-                "year_ago": None,
-                "change": None,
-                "change_unit": "pct",
-                "better": "up",
-                "series": [],
-            },
-        ],
-        "changed_most": [],
+        "headline": items,
+        "changed_most": changed_most(items),
         "sections": [
             {
                 "key": "volume",
                 "title": "Volume",
-                "tables": [
+                "tables": [_count_table("volume", "Shipments", "Step", counts)],
+                "charts": [
                     {
-                        "key": "volume_by_carrier",
-                        "title": "Volume by carrier",
-                        "columns": [
-                            {"key": "carrier", "label": "Carrier", "unit": "text"},
-                            {"key": "created", "label": "Created", "unit": "count"},
+                        "key": "volume_trend",
+                        "title": "Delivered, last 12 periods",
+                        "type": "bar",
+                        "unit": "count",
+                        "labels": [p["label"] for p in items[1]["series"]],
+                        "series": [
+                            {
+                                "name": "Delivered",
+                                "values": [p["value"] for p in items[1]["series"]],
+                            }
                         ],
-                        "rows": [],
                     }
                 ],
+            },
+            {
+                "key": "delivery",
+                "title": "Delivery performance",
+                "tables": [
+                    {
+                        "key": "delivery_summary",
+                        "title": "Summary",
+                        "columns": [
+                            _column("name", "Figure", "text"),
+                            _column("value", "Value", "text"),
+                        ],
+                        "rows": [
+                            {
+                                "name": "On-time rate",
+                                "value": _pct(found["on_time_rate"]),
+                            },
+                            {
+                                "name": "First-attempt delivery",
+                                "value": _pct(found["first_attempt_rate"]),
+                            },
+                            {
+                                "name": "ETA coverage",
+                                "value": _pct(found["eta_coverage"]),
+                            },
+                            {
+                                "name": "Transit p50 / p90 / p95 (hours)",
+                                "value": _trio(t),
+                            },
+                            {
+                                "name": "Transit p50 / p90 / p95 (business days)",
+                                "value": _trio(b),
+                            },
+                            {
+                                "name": "Recorded to dispatched p50 / p90 (hours)",
+                                "value": _trio(found["lead_hours"]),
+                            },
+                            {
+                                "name": "Ready to dispatched p50 / p90 (hours)",
+                                "value": _trio(found["ready_hours"]),
+                            },
+                        ],
+                    },
+                    {
+                        "key": "lateness",
+                        "title": "Against the ETA given at dispatch",
+                        "columns": [
+                            _column("name", "Arrival", "text"),
+                            _column("count", "Shipments", "count"),
+                            _column("share", "Share", "pct"),
+                        ],
+                        "rows": [
+                            {
+                                "name": BUCKET_LABELS[k],
+                                "count": v,
+                                "share": rate(v, found["with_eta"]),
+                            }
+                            for k, v in found["buckets"].items()
+                        ],
+                    },
+                    _by_table(
+                        "by_carrier",
+                        "By carrier",
+                        "Carrier",
+                        delivery_by(rows, lambda r: r.carrier),
+                    ),
+                    _by_table(
+                        "by_hub",
+                        "By origin hub",
+                        "Hub",
+                        delivery_by(rows, lambda r: r.hub),
+                    ),
+                    _by_table(
+                        "by_destination",
+                        "By destination",
+                        "Destination",
+                        delivery_by(rows, lambda r: r.destination),
+                    ),
+                ],
+                "charts": [
+                    {
+                        "key": "on_time_trend",
+                        "title": "On-time rate, last 12 periods",
+                        "type": "line",
+                        "unit": "pct",
+                        "labels": [p["label"] for p in items[0]["series"]],
+                        "series": [
+                            {
+                                "name": "On time",
+                                "values": [p["value"] for p in items[0]["series"]],
+                            }
+                        ],
+                    }
+                ],
+            },
+            {
+                "key": "exceptions",
+                "title": "Exceptions",
+                "tables": [
+                    {
+                        "key": "exceptions_summary",
+                        "title": "Summary",
+                        "columns": [
+                            _column("name", "Figure", "text"),
+                            _column("value", "Value", "text"),
+                        ],
+                        "rows": [
+                            {"name": "Reported", "value": str(exc["count"])},
+                            {
+                                "name": "Per 100 shipments dispatched",
+                                "value": _num(exc["per_100"]),
+                            },
+                            {
+                                "name": "Time to acknowledge p50 / p90 (hours)",
+                                "value": _trio(exc["ack_hours"]),
+                            },
+                            {
+                                "name": "Time to resolve p50 / p90 (hours)",
+                                "value": _trio(exc["resolve_hours"]),
+                            },
+                            {
+                                "name": "Resolved by the expected time",
+                                "value": _pct(exc["resolved_in_time_rate"]),
+                            },
+                            {
+                                "name": "Escalated to level 1 / level 2",
+                                "value": f"{exc['level_1']} / {exc['level_2']}",
+                            },
+                            {
+                                "name": "Backlog at the period's end",
+                                "value": str(exc["backlog"]),
+                            },
+                            {
+                                "name": "Oldest in the backlog (days)",
+                                "value": _num(exc["backlog_oldest_days"]),
+                            },
+                        ],
+                    },
+                    _count_table("by_cause", "By cause", "Cause", exc["by_cause"]),
+                    _count_table(
+                        "by_severity", "By severity", "Severity", exc["by_severity"]
+                    ),
+                ],
                 "charts": [],
-            }
+            },
+            {
+                "key": "feedback",
+                "title": "Customer feedback",
+                "tables": [
+                    {
+                        "key": "feedback_summary",
+                        "title": "Summary",
+                        "columns": [
+                            _column("name", "Figure", "text"),
+                            _column("value", "Value", "text"),
+                        ],
+                        "rows": [
+                            {"name": "Ratings", "value": str(fb["rated"])},
+                            {
+                                "name": "Response rate",
+                                "value": _pct(fb["response_rate"]),
+                            },
+                            {"name": "Average rating", "value": _num(fb["average"])},
+                            {"name": "CSAT (4 or 5)", "value": _pct(fb["csat"])},
+                        ],
+                    },
+                    {
+                        "key": "lowest_rated",
+                        "title": "Lowest-rated deliveries",
+                        "columns": [
+                            _column("shipment", "Shipment", "text"),
+                            _column("rating", "Rating", "count"),
+                            _column("comment", "Comment", "text"),
+                        ],
+                        "rows": fb["lowest"],
+                    },
+                ],
+                "charts": [
+                    {
+                        "key": "ratings",
+                        "title": "Ratings, 1 to 5",
+                        "type": "bar",
+                        "unit": "count",
+                        "labels": list(fb["distribution"]),
+                        "series": [
+                            {
+                                "name": "Ratings",
+                                "values": list(fb["distribution"].values()),
+                            }
+                        ],
+                    }
+                ],
+            },
         ],
-        "definitions": [
-            {"term": "Shipments created", "text": "Recorded in the period."}
-        ],
+        "definitions": definitions(),
     }
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _trio(values: dict[str, float | None]) -> str:
+    return " / ".join(_num(v) for v in values.values())

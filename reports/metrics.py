@@ -603,7 +603,7 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                         "labels": [p["label"] for p in items[1]["series"]],
                         "series": [
                             {
-                                "name": "Delivered",
+                                "label": "Delivered",
                                 "values": [p["value"] for p in items[1]["series"]],
                             }
                         ],
@@ -697,7 +697,7 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                         "labels": [p["label"] for p in items[0]["series"]],
                         "series": [
                             {
-                                "name": "On time",
+                                "label": "On time",
                                 "values": [p["value"] for p in items[0]["series"]],
                             }
                         ],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import Any
 
@@ -210,3 +210,29 @@ def report_make(run_id: int) -> ReportRun | None:
             error=f"{type(exc).__name__}: {exc}"[:2000],
         )
     return ReportRun.objects.get(pk=run_id)
+
+
+def schedule_due_period(kind: str, now: datetime) -> Period:
+    """The period a schedule makes at `now`: the one before the latest
+    Monday 06:00 (weekly) or 1st 06:00 (monthly), company time."""
+    local = timezone.localtime(now)
+    day = local.date()
+    if local.time() < time(6):
+        day -= timedelta(days=1)
+    if kind == ReportKind.WEEKLY:
+        return iso_week(iso_week(day).start - timedelta(days=1))
+    return month_of(month_of(day).start - timedelta(days=1))
+
+
+def report_schedules_run(*, now: datetime | None = None) -> list[ReportRun]:
+    """Beat: each active schedule's run of the previous period, once per
+    schedule and period (the constraint makes two beats or a restart harmless;
+    a failed run is tried again by a new one)."""
+    now = now or timezone.now()
+    runs = []
+    for schedule in ReportSchedule.objects.filter(is_active=True):
+        period = schedule_due_period(schedule.kind, now)
+        runs.append(
+            report_request(kind=schedule.kind, start=period.start, schedule=schedule)
+        )
+    return runs

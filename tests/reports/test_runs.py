@@ -115,3 +115,15 @@ def test_two_identical_requests_at_once_make_one_run() -> None:
     assert all(isinstance(o, ReportRun) for o in outcomes), outcomes
     assert len({o.pk for o in outcomes}) == 1
     assert ReportRun.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_command_makes_schedules_and_finished_reports_once() -> None:
+    from django.core.management import call_command
+
+    from reports.models import ReportSchedule
+
+    call_command("seed_demo_reports")
+    call_command("seed_demo_reports")
+    assert ReportSchedule.objects.count() == 2
+    assert ReportRun.objects.filter(status=RunStatus.DONE).count() == 2

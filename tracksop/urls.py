@@ -19,6 +19,7 @@ urlpatterns = [
     path("shipments/", include("shipments.urls")),
     path("notifications/", include("notifications.urls")),
     path("exceptions/", include("exceptions_mgmt.urls")),
+    path("reports/", include("reports.urls")),
     path("admin/", admin.site.urls),
     *shipment_public,
     *notification_public,

@@ -328,6 +328,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "notifications.tasks.notifications_sweep",
         "schedule": env.float("TRACKSOP_NOTIFY_SWEEP_SECONDS", default=30.0),
     },
+    # Each schedule's run is due Monday or the 1st at 06:00 company time; the
+    # beat checks every 15 minutes and the constraint keeps one run per period.
+    "reports-schedules": {
+        "task": "reports.tasks.report_schedules_task",
+        "schedule": 900.0,
+    },
 }
 
 # Reports and retention.

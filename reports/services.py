@@ -1,0 +1,238 @@
+"""Report runs: the only write path. `report_request` queues a run,
+`report_make` makes it (metrics → HTML → PDF, CSV zip, XLSX) and stores it.
+
+A done run is never changed again; a failed one keeps no file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import date, datetime, time, timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from reports import render
+from reports.metrics import report_data
+from reports.models import ACTIVE, ReportKind, ReportRun, ReportSchedule, RunStatus
+from reports.periods import Filters, Period, iso_week, month_of
+from shipments.models import Carrier, Location
+
+logger = logging.getLogger(__name__)
+
+
+def report_period(*, kind: str, start: date | None, end: date | None) -> Period:
+    """The period a request names, or a ValidationError keyed by field."""
+    if kind not in ReportKind.values:
+        raise ValidationError({"kind": "Choose weekly, monthly or custom."})
+    if start is None:
+        raise ValidationError({"start": "Give the first day of the period."})
+    if kind == ReportKind.WEEKLY:
+        period = iso_week(start)
+    elif kind == ReportKind.MONTHLY:
+        period = month_of(start)
+    else:
+        if end is None:
+            raise ValidationError({"end": "Give the last day of the period."})
+        if end < start:
+            raise ValidationError({"end": "The period ends before it starts."})
+        period = Period(ReportKind.CUSTOM, start, end)
+        if period.days > settings.TRACKSOP_REPORT_MAX_DAYS:
+            raise ValidationError(
+                {
+                    "end": f"A custom period is at most "
+                    f"{settings.TRACKSOP_REPORT_MAX_DAYS} days; this one is "
+                    f"{period.days}."
+                }
+            )
+    today = timezone.localdate()
+    if period.start > today:
+        raise ValidationError({"start": "The period has not started yet."})
+    if kind == ReportKind.CUSTOM and period.end > today:
+        raise ValidationError({"end": "The period ends in the future."})
+    return period
+
+
+def report_request(
+    *,
+    kind: str,
+    start: date | None,
+    end: date | None = None,
+    carrier: Carrier | str | None = None,
+    hub: Location | str | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    schedule: ReportSchedule | None = None,
+) -> ReportRun:
+    """Queue a run, or return the identical one already queued or running."""
+    period = report_period(kind=kind, start=start, end=end)
+    carrier_obj = _carrier(carrier)
+    hub_obj = _hub(hub)
+    filters = Filters(
+        carrier=carrier_obj.code if carrier_obj else "",
+        hub=hub_obj.code if hub_obj else "",
+    )
+    key = f"{period.kind}:{period.start}:{period.end}:{filters.key()}"
+    try:
+        with transaction.atomic():
+            run = ReportRun.objects.create(
+                kind=period.kind,
+                period_start=period.start,
+                period_end=period.end,
+                carrier=carrier_obj,
+                hub=hub_obj,
+                requested_by=user if user and user.is_authenticated else None,  # type: ignore[misc]
+                schedule=schedule,
+                request_key=key,
+            )
+    except IntegrityError:
+        # The same request is already queued or running (or this schedule
+        # already made this period): that run is the answer.
+        existing = ReportRun.objects.filter(request_key=key, status__in=ACTIVE).first()
+        if existing is None and schedule is not None:
+            existing = (
+                ReportRun.objects.filter(schedule=schedule, period_start=period.start)
+                .exclude(status=RunStatus.FAILED)
+                .first()
+            )
+        if existing is None:
+            raise
+        return existing
+    from reports.tasks import report_make_task
+
+    transaction.on_commit(partial(report_make_task.delay, run.pk))
+    return run
+
+
+def _carrier(value: Carrier | str | None) -> Carrier | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, Carrier):
+        return value
+    found = Carrier.objects.filter(code=value).first()
+    if found is None:
+        raise ValidationError({"carrier": f"No carrier has the code {value!r}."})
+    return found
+
+
+def _hub(value: Location | str | None) -> Location | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, Location):
+        return value
+    found = Location.objects.filter(code=value).first()
+    if found is None:
+        raise ValidationError({"hub": f"No hub has the code {value!r}."})
+    return found
+
+
+def _progress(run_id: int, progress: int, stage: str) -> None:
+    ReportRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        progress=progress, stage=stage
+    )
+
+
+def run_period(run: ReportRun) -> Period:
+    return Period(run.kind, run.period_start, run.period_end)
+
+
+def run_filters(run: ReportRun) -> Filters:
+    return Filters(
+        carrier=run.carrier.code if run.carrier else "",
+        hub=run.hub.code if run.hub else "",
+    )
+
+
+def report_make(run_id: int) -> ReportRun | None:
+    """Make a queued run. Claimed by a conditional update, so a second task
+    for the same run (a redelivery) returns without doing anything."""
+    claimed = ReportRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING,
+        started_at=timezone.now(),
+        progress=5,
+        stage="Computing the figures",
+    )
+    if not claimed:
+        return None
+    run = ReportRun.objects.select_related("carrier", "hub").get(pk=run_id)
+    saved: list[str] = []
+    storage = ReportRun._meta.get_field("pdf").storage  # type: ignore[attr-defined]
+    try:
+        data = report_data(run_period(run), run_filters(run))
+        _progress(run_id, 40, "Drawing the PDF")
+        pdf = render.report_pdf(run, data)
+        _progress(run_id, 75, "Writing the CSV and XLSX files")
+        files: dict[str, bytes] = {
+            "pdf": pdf,
+            "csv": render.report_csv_zip(data),
+            "xlsx": render.report_xlsx(data),
+        }
+        _progress(run_id, 90, "Storing the files")
+        fields: dict[str, Any] = {}
+        stem = render.file_stem(run)
+        for field, content in files.items():
+            extension = "zip" if field == "csv" else field
+            name = storage.save(
+                f"reports/{run.pk}/{stem}.{extension}", ContentFile(content)
+            )
+            saved.append(name)
+            fields[field] = name
+            fields[f"{field}_size"] = len(content)
+            fields[f"{field}_sha256"] = hashlib.sha256(content).hexdigest()
+        updated = ReportRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.DONE,
+            data=data,
+            progress=100,
+            stage="Done",
+            finished_at=timezone.now(),
+            error="",
+            **fields,
+        )
+        if not updated:
+            raise RuntimeError("The run was no longer running when it finished.")
+    except Exception as exc:
+        logger.exception("Report run %s failed", run_id)
+        for name in saved:
+            try:
+                storage.delete(name)
+            except Exception:
+                logger.exception("Could not delete %s after a failed run", name)
+        ReportRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            stage="Failed",
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+    return ReportRun.objects.get(pk=run_id)
+
+
+def schedule_due_period(kind: str, now: datetime) -> Period:
+    """The period a schedule makes at `now`: the one before the latest
+    Monday 06:00 (weekly) or 1st 06:00 (monthly), company time."""
+    local = timezone.localtime(now)
+    day = local.date()
+    if local.time() < time(6):
+        day -= timedelta(days=1)
+    if kind == ReportKind.WEEKLY:
+        return iso_week(iso_week(day).start - timedelta(days=1))
+    return month_of(month_of(day).start - timedelta(days=1))
+
+
+def report_schedules_run(*, now: datetime | None = None) -> list[ReportRun]:
+    """Beat: each active schedule's run of the previous period, once per
+    schedule and period (the constraint makes two beats or a restart harmless;
+    a failed run is tried again by a new one)."""
+    now = now or timezone.now()
+    runs = []
+    for schedule in ReportSchedule.objects.filter(is_active=True):
+        period = schedule_due_period(schedule.kind, now)
+        runs.append(
+            report_request(kind=schedule.kind, start=period.start, schedule=schedule)
+        )
+    return runs

@@ -795,7 +795,7 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                         "labels": list(fb["distribution"]),
                         "series": [
                             {
-                                "name": "Ratings",
+                                "label": "Ratings",
                                 "values": list(fb["distribution"].values()),
                             }
                         ],

@@ -13,19 +13,22 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 
-from reports import render
+from notifications.services import ReportEmail, report_emails_queue
+from reports import render, schedules
 from reports.metrics import report_data
 from reports.models import ACTIVE, ReportKind, ReportRun, ReportSchedule, RunStatus
 from reports.periods import Filters, Period, iso_week, month_of
 from shipments.models import Carrier, Location
 
 logger = logging.getLogger(__name__)
+TEXT, HTML = "reports/email/body.txt", "reports/email/body.html"
 
 
 def report_period(*, kind: str, start: date | None, end: date | None) -> Period:
@@ -209,7 +212,10 @@ def report_make(run_id: int) -> ReportRun | None:
             stage="Failed",
             error=f"{type(exc).__name__}: {exc}"[:2000],
         )
-    return ReportRun.objects.get(pk=run_id)
+    run = ReportRun.objects.select_related("schedule").get(pk=run_id)
+    if run.status == RunStatus.DONE and run.schedule_id is not None:
+        report_emails_send(run)
+    return run
 
 
 def schedule_due_period(kind: str, now: datetime) -> Period:
@@ -232,7 +238,53 @@ def report_schedules_run(*, now: datetime | None = None) -> list[ReportRun]:
     runs = []
     for schedule in ReportSchedule.objects.filter(is_active=True):
         period = schedule_due_period(schedule.kind, now)
+        tries = ReportRun.objects.filter(schedule=schedule, period_start=period.start)
+        if (
+            tries.count() >= schedules.MAX_TRIES
+            and not tries.exclude(status=RunStatus.FAILED).exists()
+        ):
+            continue  # failed every time: left to a person, not retried forever
         runs.append(
             report_request(kind=schedule.kind, start=period.start, schedule=schedule)
         )
     return runs
+
+
+def report_emails_send(run: ReportRun) -> int:
+    """Email a finished scheduled run to its schedule's recipients, through
+    the outbox (once per address, however often this is called)."""
+    if run.schedule is None or run.status != RunStatus.DONE:
+        return 0
+    schedule = run.schedule
+    users = (
+        User.objects.filter(groups__in=schedule.recipient_groups.all(), is_active=True)
+        .distinct()
+        .order_by("pk")
+    )
+    found = schedules.recipients(
+        [(u.get_full_name() or u.username, u.email) for u in users],
+        schedule.recipient_emails,
+    )
+    link = settings.TRACKSOP_PUBLIC_URL.rstrip("/") + run.get_absolute_url()
+    context = {
+        "run": run,
+        "link": link,
+        "company_name": settings.TRACKSOP_COMPANY_NAME,
+        "headline": (run.data or {}).get("headline", []),
+    }
+    subject = render_to_string("reports/email/subject.txt", context).strip()
+    emails = [
+        ReportEmail(
+            to=r.address,
+            subject=subject,
+            text=render_to_string(
+                "reports/email/body.txt", {**context, "name": r.name}
+            ),
+            html=render_to_string(
+                "reports/email/body.html", {**context, "name": r.name}
+            ),
+        )
+        for r in found
+    ]
+    with transaction.atomic():
+        return len(report_emails_queue(run, emails))

@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from reports.models import ReportRun
 from tests.notifications.conftest import smtp_sink, start_worker
 
-__all__ = ["smtp_sink", "start_worker"]
+__all__ = ["report_files", "smtp_sink", "start_worker"]
+
+
+@pytest.fixture(autouse=True)
+def report_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Report files go to a temporary folder: the fields took their storage
+    when the model loaded, so the folder is set on them. (A worker is given
+    the same folder as TRACKSOP_FILES_DIR.)"""
+    from django.core.files.storage import FileSystemStorage
+
+    storage = FileSystemStorage(location=str(tmp_path / "reports"))
+    for name in ("pdf", "csv", "xlsx"):
+        monkeypatch.setattr(ReportRun._meta.get_field(name), "storage", storage)
+    return tmp_path / "reports"

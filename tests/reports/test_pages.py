@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.files.storage import FileSystemStorage
 from django.urls import reverse
 from django.utils import timezone
 
@@ -15,14 +13,6 @@ from reports import services
 from reports.models import ReportRun, RunStatus
 from tests.factories import CarrierFactory, UserFactory
 from tracksop import roles
-
-
-@pytest.fixture(autouse=True)
-def report_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    storage = FileSystemStorage(location=str(tmp_path / "reports"))
-    for name in ("pdf", "csv", "xlsx"):
-        monkeypatch.setattr(ReportRun._meta.get_field(name), "storage", storage)
-    return tmp_path / "reports"
 
 
 def last_month() -> Any:

@@ -17,18 +17,6 @@ from tests.factories import CarrierFactory
 from tests.helpers import race
 
 
-@pytest.fixture(autouse=True)
-def report_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Report files go to a temporary folder: the fields took their storage
-    when the model loaded, so the folder is set on them."""
-    from django.core.files.storage import FileSystemStorage
-
-    storage = FileSystemStorage(location=str(tmp_path / "reports"))
-    for name in ("pdf", "csv", "xlsx"):
-        monkeypatch.setattr(ReportRun._meta.get_field(name), "storage", storage)
-    return tmp_path / "reports"
-
-
 def last_month_day() -> Any:
     return timezone.localdate().replace(day=1) - timedelta(days=1)
 

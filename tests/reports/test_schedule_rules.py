@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reports.schedules import due_period, recipients
+from reports.schedules import recipients
+from reports.services import schedule_due_period as due_period
 
 NY = ZoneInfo("America/New_York")
 

@@ -1,6 +1,11 @@
-from django.contrib import admin
+from typing import Any
 
-from reports.models import Holiday
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from reports.models import Holiday, ReportSchedule
+from reports.schedules import address_lines
 
 
 @admin.register(Holiday)
@@ -8,3 +13,42 @@ class HolidayAdmin(admin.ModelAdmin):
     list_display = ["date", "name"]
     search_fields = ["name"]
     date_hierarchy = "date"
+
+
+class ReportScheduleForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = ReportSchedule
+        fields = ["is_active", "recipient_groups", "recipient_emails"]
+
+    def clean_recipient_emails(self) -> str:
+        text = str(self.cleaned_data["recipient_emails"])
+        invalid = address_lines(text)[1]
+        if invalid:
+            raise forms.ValidationError(
+                "Not an email address: " + ", ".join(invalid[:5])
+            )
+        return text
+
+
+@admin.register(ReportSchedule)
+class ReportScheduleAdmin(admin.ModelAdmin):
+    """Supervisors choose who gets the weekly and monthly reports."""
+
+    form = ReportScheduleForm
+
+    list_display = ["kind", "is_active", "updated_at", "updated_by"]
+    fields = ["kind", "is_active", "recipient_groups", "recipient_emails"]
+    readonly_fields = ["kind"]
+    filter_horizontal = ["recipient_groups"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # one weekly and one monthly schedule, made by migration
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: Any, change: bool
+    ) -> None:
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)

@@ -65,3 +65,35 @@ def test_recipients_are_role_members_with_email_and_extra_addresses_once():
         ("Sam Super", "sam@example.com"),
         ("", "boss@example.com"),
     ]
+
+
+@pytest.mark.django_db
+def test_supervisor_edits_recipients_in_the_admin_and_a_bad_address_is_refused(
+    client,
+):
+    from django.contrib.auth.models import Group
+
+    from reports.models import ReportSchedule
+    from tests.factories import UserFactory
+    from tracksop import roles
+
+    schedule, _ = ReportSchedule.objects.get_or_create(kind="weekly")
+    client.force_login(UserFactory(role=roles.SUPERVISOR, is_staff=True))
+    url = f"/admin/reports/reportschedule/{schedule.pk}/change/"
+    manager = Group.objects.get(name=roles.MANAGER)
+    refused = client.post(
+        url,
+        {"is_active": "on", "recipient_groups": [manager.pk],
+         "recipient_emails": "boss@example.com\nnot an address"},
+    )  # fmt: skip
+    assert refused.status_code == 200
+    assert "Not an email address: not an address" in refused.content.decode()
+    saved = client.post(
+        url,
+        {"is_active": "on", "recipient_groups": [manager.pk],
+         "recipient_emails": "boss@example.com"},
+    )  # fmt: skip
+    assert saved.status_code == 302
+    schedule.refresh_from_db()
+    assert schedule.recipient_emails == "boss@example.com"
+    assert list(schedule.recipient_groups.all()) == [manager]

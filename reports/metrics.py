@@ -466,7 +466,7 @@ def headline(period: Period, filters: Filters) -> list[dict[str, Any]]:
                 "previous": before[key][0],
                 "year_ago": year[key][0],
                 "change": None if too_few else change(value, before[key][0], unit),
-                "change_unit": "pt" if unit == "pct" else "pct",
+                "change_unit": "pts" if unit == "pct" else "pct",
                 "better": better,
                 "series": [
                     {
@@ -483,7 +483,7 @@ def headline(period: Period, filters: Filters) -> list[dict[str, Any]]:
     return items
 
 
-def changed_most(items: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+def changed_most(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The three headline figures that moved most against the previous period
     (points for rates, per cent otherwise), largest first."""
     moved = [i for i in items if i["change"] is not None and i["change"] != 0]
@@ -499,7 +499,7 @@ def changed_most(items: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
         )
         found.append(
             {
-                "label": item["label"],
+                **{k: v for k, v in item.items() if k != "series"},
                 "text": f"{direction} {amount} on the previous period "
                 f"({'better' if better else 'worse'})",
             }
@@ -532,12 +532,17 @@ def _by_table(key: str, title: str, name: str, rows: list[dict[str, Any]]):  # t
     }
 
 
-def _count_table(key: str, title: str, name: str, counts: dict[str, int]):  # type: ignore[no-untyped-def]
+def _count_table(
+    key: str, title: str, name: str, counts: dict[str, int], *, keep_order: bool = False
+):  # type: ignore[no-untyped-def]
     return {
         "key": key,
         "title": title,
         "columns": [_column("name", name, "text"), _column("count", "Count", "count")],
-        "rows": [{"name": k, "count": v} for k, v in sorted(counts.items())],
+        "rows": [
+            {"name": k, "count": v}
+            for k, v in (counts.items() if keep_order else sorted(counts.items()))
+        ],
     }
 
 
@@ -593,7 +598,9 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
             {
                 "key": "volume",
                 "title": "Volume",
-                "tables": [_count_table("volume", "Shipments", "Step", counts)],
+                "tables": [
+                    _count_table("volume", "Shipments", "Step", counts, keep_order=True)
+                ],
                 "charts": [
                     {
                         "key": "volume_trend",

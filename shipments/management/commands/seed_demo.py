@@ -328,9 +328,11 @@ class Command(BaseCommand):
             "carrier_id": None,
             "tracking_number": None,
             "estimated_delivery": None,
+            "dispatch_eta": None,
             "dispatched_at": None,
             "delivered_at": None,
             "current_location_id": None,
+            "origin_id": None,
             "public_token": secrets.token_urlsafe(16),
             "created_by_id": None,
             "created_at": created,
@@ -377,6 +379,7 @@ class Command(BaseCommand):
             )
             if location is not None:
                 s["current_location_id"] = location.pk
+                s["origin_id"] = s["origin_id"] or location.pk
             s["last_event_at"] = at
             return True
 
@@ -399,6 +402,7 @@ class Command(BaseCommand):
         s["tracking_number"] = self._tracking_number(rng, carrier)
         s["dispatched_at"] = clock
         s["estimated_delivery"] = (clock + timedelta(days=rng.randint(2, 5))).date()
+        s["dispatch_eta"] = s["estimated_delivery"]
         add(K.DISPATCHED, clock, user=worker, source=form)
         clock += timedelta(hours=rng.uniform(1, 8))
         add(K.PICKED_UP, clock, source=Source.WEBHOOK)

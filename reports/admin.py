@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from reports.models import Holiday, ReportSchedule
+from reports.models import Holiday, ReportSchedule, RetentionPurge
 from reports.schedules import address_lines
 
 
@@ -52,3 +52,20 @@ class ReportScheduleAdmin(admin.ModelAdmin):
     ) -> None:
         obj.updated_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(RetentionPurge)
+class RetentionPurgeAdmin(admin.ModelAdmin):
+    """The audit of every purge: read-only."""
+
+    list_display = ["started_at", "run_by_label", "cutoff", "dry_run", "status"]
+    readonly_fields = [f.name for f in RetentionPurge._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

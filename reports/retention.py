@@ -37,6 +37,7 @@ from django.db import connection, models, transaction
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
+from reports.aggregates import aggregate_month
 from reports.models import Archive, RetentionPurge, report_storage
 from shipments.models import Shipment
 from shipments.status import CLOSED
@@ -302,11 +303,6 @@ def _batches(
 
 
 def _aggregate(month: dt.date) -> None:
-    # Written by the reports-aggregates work; absent, the purge still runs.
-    try:
-        from reports.aggregates import aggregate_month  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
     aggregate_month(month)
 
 
@@ -320,6 +316,11 @@ def purge(
     """Archive, verify, then delete every expired month, recording who ran it
     and what it removed in a RetentionPurge row. A dry run records the plan
     (shipments per month) and changes nothing else."""
+    if connection.vendor != "postgresql":
+        raise ArchiveError(
+            "The retention purge runs on PostgreSQL only (it lifts the event "
+            "log's append-only trigger for its own transaction)."
+        )
     cutoff = retention_cutoff(now)
     plan = purge_plan(cutoff)
     run = RetentionPurge.objects.create(

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
@@ -333,6 +334,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "reports-schedules": {
         "task": "reports.tasks.report_schedules_task",
         "schedule": 900.0,
+    },
+    # The 2nd of each month at 03:00 UTC: archive, verify, then purge.
+    "retention-purge": {
+        "task": "reports.tasks.retention_purge_task",
+        "schedule": crontab(day_of_month="2", hour="3", minute="0"),
     },
 }
 

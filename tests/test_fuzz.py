@@ -122,6 +122,7 @@ def world(supervisor: User) -> dict[str, Any]:
         "ref": "nope",
         "notification": notification.pk,
         "inquiry": inquiry.pk,
+        "kind": "pdf",
     }
 
 

@@ -22,6 +22,8 @@ from playwright.sync_api import Page, expect
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Channel, Status
+from reports import services as report_services
+from reports.models import ReportRun
 from shipments import services
 from shipments.models import Shipment
 from shipments.status import EventKind
@@ -59,6 +61,7 @@ class Data:
     ready: Shipment
     reportable: Shipment
     exception: DeliveryException
+    report: ReportRun
 
 
 @pytest.fixture
@@ -176,7 +179,17 @@ def data(escalation_rules: None) -> Data:
         ready=ready_shipment(recipient_name=LONG_NAME),
         reportable=dispatched_shipment(recipient_name=LONG_NAME),
         exception=exception,
+        report=finished_report(boss),
     )
+
+
+def finished_report(user: Any) -> ReportRun:
+    """Last month's report over the data above, made here (no worker)."""
+    last_month = timezone.localdate().replace(day=1) - timedelta(days=1)
+    run = report_services.report_request(kind="monthly", start=last_month, user=user)
+    made = report_services.report_make(run.pk)
+    assert made is not None
+    return made
 
 
 def _void_url(d: Data) -> str:
@@ -230,6 +243,8 @@ PAGES: dict[str, Callable[[Data], str]] = {
         "password_reset_confirm", args=["MQ", "set-password"]
     ),
     "password_reset_complete": lambda d: reverse("password_reset_complete"),
+    "report-list": lambda d: reverse("report-list"),
+    "report-detail": lambda d: reverse("report-detail", args=[d.report.pk]),
 }
 
 # Routes with no staff page of their own, and why.
@@ -243,6 +258,8 @@ NOT_PAGES = {
     "exception-resolve",
     "notification-resend",
     "logout",
+    # A report's PDF, CSV or XLSX download.
+    "report-file",
     # The frame inside the message preview, checked with it.
     "template-preview-html",
     # The public pages: their own base template, tested in test_public*.py.

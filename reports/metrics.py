@@ -546,6 +546,33 @@ def _count_table(
     }
 
 
+def _trend_chart(key: str, kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A headline figure's series as a chart."""
+    return {
+        "key": key,
+        "title": f"{item['label']}, last {len(item['series'])} periods",
+        "type": kind,
+        "unit": item["unit"],
+        "labels": [p["label"] for p in item["series"]],
+        "series": [
+            {"label": item["label"], "values": [p["value"] for p in item["series"]]}
+        ],
+    }
+
+
+def _summary(rows: list[tuple[str, str]]) -> dict[str, Any]:
+    """A two-column table of a section's figures, already worded."""
+    return {
+        "key": "summary",
+        "title": "Summary",
+        "columns": [
+            _column("name", "Figure", "text"),
+            _column("value", "Value", "text"),
+        ],
+        "rows": [{"name": name, "value": value} for name, value in rows],
+    }
+
+
 def definitions() -> list[dict[str, str]]:
     """Each metric's definition, from the docstring of its function."""
     found = []
@@ -601,64 +628,32 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                 "tables": [
                     _count_table("volume", "Shipments", "Step", counts, keep_order=True)
                 ],
-                "charts": [
-                    {
-                        "key": "volume_trend",
-                        "title": "Delivered, last 12 periods",
-                        "type": "bar",
-                        "unit": "count",
-                        "labels": [p["label"] for p in items[1]["series"]],
-                        "series": [
-                            {
-                                "label": "Delivered",
-                                "values": [p["value"] for p in items[1]["series"]],
-                            }
-                        ],
-                    }
-                ],
+                "charts": [_trend_chart("volume_trend", "bar", items[1])],
             },
             {
                 "key": "delivery",
                 "title": "Delivery performance",
                 "tables": [
-                    {
-                        "key": "delivery_summary",
-                        "title": "Summary",
-                        "columns": [
-                            _column("name", "Figure", "text"),
-                            _column("value", "Value", "text"),
-                        ],
-                        "rows": [
-                            {
-                                "name": "On-time rate",
-                                "value": _pct(found["on_time_rate"]),
-                            },
-                            {
-                                "name": "First-attempt delivery",
-                                "value": _pct(found["first_attempt_rate"]),
-                            },
-                            {
-                                "name": "ETA coverage",
-                                "value": _pct(found["eta_coverage"]),
-                            },
-                            {
-                                "name": "Transit p50 / p90 / p95 (hours)",
-                                "value": _trio(t),
-                            },
-                            {
-                                "name": "Transit p50 / p90 / p95 (business days)",
-                                "value": _trio(b),
-                            },
-                            {
-                                "name": "Recorded to dispatched p50 / p90 (hours)",
-                                "value": _trio(found["lead_hours"]),
-                            },
-                            {
-                                "name": "Ready to dispatched p50 / p90 (hours)",
-                                "value": _trio(found["ready_hours"]),
-                            },
-                        ],
-                    },
+                    _summary(
+                        [
+                            ("On-time rate", _pct(found["on_time_rate"])),
+                            (
+                                "First-attempt delivery",
+                                _pct(found["first_attempt_rate"]),
+                            ),
+                            ("ETA coverage", _pct(found["eta_coverage"])),
+                            ("Transit p50 / p90 / p95 (hours)", _trio(t)),
+                            ("Transit p50 / p90 / p95 (business days)", _trio(b)),
+                            (
+                                "Recorded to dispatched p50 / p90 (hours)",
+                                _trio(found["lead_hours"]),
+                            ),
+                            (
+                                "Ready to dispatched p50 / p90 (hours)",
+                                _trio(found["ready_hours"]),
+                            ),
+                        ]
+                    ),
                     {
                         "key": "lateness",
                         "title": "Against the ETA given at dispatch",
@@ -695,65 +690,39 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                         delivery_by(rows, lambda r: r.destination),
                     ),
                 ],
-                "charts": [
-                    {
-                        "key": "on_time_trend",
-                        "title": "On-time rate, last 12 periods",
-                        "type": "line",
-                        "unit": "pct",
-                        "labels": [p["label"] for p in items[0]["series"]],
-                        "series": [
-                            {
-                                "label": "On time",
-                                "values": [p["value"] for p in items[0]["series"]],
-                            }
-                        ],
-                    }
-                ],
+                "charts": [_trend_chart("on_time_trend", "line", items[0])],
             },
             {
                 "key": "exceptions",
                 "title": "Exceptions",
                 "tables": [
-                    {
-                        "key": "exceptions_summary",
-                        "title": "Summary",
-                        "columns": [
-                            _column("name", "Figure", "text"),
-                            _column("value", "Value", "text"),
-                        ],
-                        "rows": [
-                            {"name": "Reported", "value": str(exc["count"])},
-                            {
-                                "name": "Per 100 shipments dispatched",
-                                "value": _num(exc["per_100"]),
-                            },
-                            {
-                                "name": "Time to acknowledge p50 / p90 (hours)",
-                                "value": _trio(exc["ack_hours"]),
-                            },
-                            {
-                                "name": "Time to resolve p50 / p90 (hours)",
-                                "value": _trio(exc["resolve_hours"]),
-                            },
-                            {
-                                "name": "Resolved by the expected time",
-                                "value": _pct(exc["resolved_in_time_rate"]),
-                            },
-                            {
-                                "name": "Escalated to level 1 / level 2",
-                                "value": f"{exc['level_1']} / {exc['level_2']}",
-                            },
-                            {
-                                "name": "Backlog at the period's end",
-                                "value": str(exc["backlog"]),
-                            },
-                            {
-                                "name": "Oldest in the backlog (days)",
-                                "value": _num(exc["backlog_oldest_days"]),
-                            },
-                        ],
-                    },
+                    _summary(
+                        [
+                            ("Reported", str(exc["count"])),
+                            ("Per 100 shipments dispatched", _num(exc["per_100"])),
+                            (
+                                "Time to acknowledge p50 / p90 (hours)",
+                                _trio(exc["ack_hours"]),
+                            ),
+                            (
+                                "Time to resolve p50 / p90 (hours)",
+                                _trio(exc["resolve_hours"]),
+                            ),
+                            (
+                                "Resolved by the expected time",
+                                _pct(exc["resolved_in_time_rate"]),
+                            ),
+                            (
+                                "Escalated to level 1 / level 2",
+                                f"{exc['level_1']} / {exc['level_2']}",
+                            ),
+                            ("Backlog at the period's end", str(exc["backlog"])),
+                            (
+                                "Oldest in the backlog (days)",
+                                _num(exc["backlog_oldest_days"]),
+                            ),
+                        ]
+                    ),
                     _count_table("by_cause", "By cause", "Cause", exc["by_cause"]),
                     _count_table(
                         "by_severity", "By severity", "Severity", exc["by_severity"]
@@ -765,23 +734,14 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                 "key": "feedback",
                 "title": "Customer feedback",
                 "tables": [
-                    {
-                        "key": "feedback_summary",
-                        "title": "Summary",
-                        "columns": [
-                            _column("name", "Figure", "text"),
-                            _column("value", "Value", "text"),
-                        ],
-                        "rows": [
-                            {"name": "Ratings", "value": str(fb["rated"])},
-                            {
-                                "name": "Response rate",
-                                "value": _pct(fb["response_rate"]),
-                            },
-                            {"name": "Average rating", "value": _num(fb["average"])},
-                            {"name": "CSAT (4 or 5)", "value": _pct(fb["csat"])},
-                        ],
-                    },
+                    _summary(
+                        [
+                            ("Ratings", str(fb["rated"])),
+                            ("Response rate", _pct(fb["response_rate"])),
+                            ("Average rating", _num(fb["average"])),
+                            ("CSAT (4 or 5)", _pct(fb["csat"])),
+                        ]
+                    ),
                     {
                         "key": "lowest_rated",
                         "title": "Lowest-rated deliveries",

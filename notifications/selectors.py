@@ -24,7 +24,7 @@ def failed_notifications() -> QuerySet[Notification]:
     """Failed messages nobody has sent again yet, newest first."""
     return (
         Notification.objects.filter(status=Status.FAILED, superseded_at__isnull=True)
-        .select_related("shipment")
+        .select_related("shipment", "report")
         .defer("body_html", "body_text", "mime")
         .order_by("-created_at", "-id")
     )

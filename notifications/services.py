@@ -957,6 +957,7 @@ def notification_resend(*, notification: Notification, user: User) -> Notificati
     with transaction.atomic():
         row = Notification.objects.create(
             shipment=shipment,
+            report_id=original.report_id,
             kind=original.kind,
             channel=original.channel,
             audience=original.audience,

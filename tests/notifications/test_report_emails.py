@@ -88,3 +88,29 @@ def test_scheduled_report_reaches_role_members_and_extra_addresses_with_its_pdf(
         ),
         what="both rows marked sent",
     )
+
+
+def test_a_failed_report_email_is_listed_and_sent_again_from_the_failed_list(
+    report_files: Any, client: Any
+) -> None:
+    supervisor = UserFactory(role=roles.SUPERVISOR, email="sam@example.com")
+    schedule, _ = ReportSchedule.objects.get_or_create(kind=ReportKind.WEEKLY)
+    run = finished_weekly_run(schedule)
+    row = Notification.objects.create(
+        report=run,
+        kind=Kind.REPORT,
+        channel="email",
+        audience="staff",
+        to="sam@example.com",
+        subject="Weekly report",
+        status=Status.FAILED,
+        idempotency_key=f"report:{run.pk}:sam@example.com",
+    )
+    client.force_login(supervisor)
+    page = client.get("/notifications/failed/")
+    assert page.status_code == 200
+    assert run.get_absolute_url() in page.content.decode()
+    client.post("/notifications/failed/", {"ids": [row.pk]})
+    again = Notification.objects.exclude(pk=row.pk).get(kind=Kind.REPORT)
+    assert again.report == run
+    assert again.to == "sam@example.com"

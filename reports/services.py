@@ -113,26 +113,25 @@ def report_request(
     return run
 
 
-def _carrier(value: Carrier | str | None) -> Carrier | None:
+def _by_code(model: Any, value: Any, field: str, what: str) -> Any:
+    """A carrier or hub given as itself or by its code; a field error if
+    no row has that code."""
     if value in (None, ""):
         return None
-    if isinstance(value, Carrier):
+    if isinstance(value, model):
         return value
-    found = Carrier.objects.filter(code=value).first()
+    found = model.objects.filter(code=value).first()
     if found is None:
-        raise ValidationError({"carrier": f"No carrier has the code {value!r}."})
+        raise ValidationError({field: f"No {what} has the code {value!r}."})
     return found
+
+
+def _carrier(value: Carrier | str | None) -> Carrier | None:
+    return _by_code(Carrier, value, "carrier", "carrier")  # type: ignore[no-any-return]
 
 
 def _hub(value: Location | str | None) -> Location | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, Location):
-        return value
-    found = Location.objects.filter(code=value).first()
-    if found is None:
-        raise ValidationError({"hub": f"No hub has the code {value!r}."})
-    return found
+    return _by_code(Location, value, "hub", "hub")  # type: ignore[no-any-return]
 
 
 def _progress(run_id: int, progress: int, stage: str) -> None:

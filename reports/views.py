@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -35,8 +36,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
                 user=request.user,
             )
         except ValidationError as exc:
-            for field, errors in exc.error_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            form.add_error(None, exc)  # a field's refusal lands at that field
         else:
             return redirect(run)
     if request.method == "POST":
@@ -46,7 +46,9 @@ def report_list(request: HttpRequest) -> HttpResponse:
         .defer("data")
         .order_by("-created_at", "-id")
     )
-    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    page = Paginator(runs, settings.TRACKSOP_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
     return render(
         request, "reports/list.html", {"form": form, "page": page}, status=status
     )

@@ -1,6 +1,6 @@
 """Report data → files: the PDF (WeasyPrint from the report template), a zip
 with one CSV per table, and an XLSX with one sheet per table. Generic over the
-shape of `reports.metrics.report_data`: no metric is named here."""
+shape of `reports.sections.report_data`: no metric is named here."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from django.utils import timezone
 
 from notifications.services import ReportEmail, report_emails_queue
 from reports import render, schedules
-from reports.metrics import report_data
 from reports.models import ACTIVE, ReportKind, ReportRun, ReportSchedule, RunStatus
 from reports.periods import Filters, Period, iso_week, month_of
+from reports.sections import report_data
 from shipments.models import Carrier, Location
 
 logger = logging.getLogger(__name__)

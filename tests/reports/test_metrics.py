@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
-from reports import metrics
+from reports import metrics, sections
 from reports.periods import Filters, iso_week
 from shipments.models import Feedback, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
@@ -229,7 +229,7 @@ def test_csat_counts_only_those_who_rated(week):
 
 
 def test_report_data_has_headline_with_trends_and_definitions(week):
-    data = metrics.report_data(WEEK, Filters())
+    data = sections.report_data(WEEK, Filters())
     items = {i["key"]: i for i in data["headline"]}
     assert items["on_time_rate"]["value"] == pytest.approx(200 / 3)
     # The week before had nothing delivered: no previous rate, no change.

@@ -1,0 +1,275 @@
+"""The report's layout: which tables and charts each section holds, built
+from the plain figures of `reports.metrics`. The shape is described in the
+docstring of `reports.metrics`; `reports.render` turns it into HTML, PDF,
+CSV and XLSX without naming any metric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from reports.metrics import (
+    BUCKET_LABELS,
+    changed_most,
+    definitions,
+    delivered_rows,
+    delivery,
+    delivery_by,
+    exceptions,
+    feedback,
+    headline,
+    rate,
+    volume,
+)
+from reports.periods import Filters, Period
+
+
+def _column(key: str, label: str, unit: str) -> dict[str, str]:
+    return {"key": key, "label": label, "unit": unit}
+
+
+BY_COLUMNS = [
+    _column("delivered", "Delivered", "count"),
+    _column("on_time_rate", "On time", "pct"),
+    _column("first_attempt_rate", "First attempt", "pct"),
+    _column("transit_p50", "Transit p50", "hours"),
+    _column("transit_p90", "Transit p90", "hours"),
+]
+
+
+def _by_table(key: str, title: str, name: str, rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    return {
+        "key": key,
+        "title": title,
+        "columns": [_column("name", name, "text"), *BY_COLUMNS],
+        "rows": rows,
+    }
+
+
+def _count_table(
+    key: str, title: str, name: str, counts: dict[str, int], *, keep_order: bool = False
+):  # type: ignore[no-untyped-def]
+    return {
+        "key": key,
+        "title": title,
+        "columns": [_column("name", name, "text"), _column("count", "Count", "count")],
+        "rows": [
+            {"name": k, "count": v}
+            for k, v in (counts.items() if keep_order else sorted(counts.items()))
+        ],
+    }
+
+
+def _trend_chart(key: str, kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A headline figure's series as a chart."""
+    return {
+        "key": key,
+        "title": f"{item['label']}, last {len(item['series'])} periods",
+        "type": kind,
+        "unit": item["unit"],
+        "labels": [p["label"] for p in item["series"]],
+        "series": [
+            {"label": item["label"], "values": [p["value"] for p in item["series"]]}
+        ],
+    }
+
+
+def _summary(rows: list[tuple[str, str]]) -> dict[str, Any]:
+    """A two-column table of a section's figures, already worded."""
+    return {
+        "key": "summary",
+        "title": "Summary",
+        "columns": [
+            _column("name", "Figure", "text"),
+            _column("value", "Value", "text"),
+        ],
+        "rows": [{"name": name, "value": value} for name, value in rows],
+    }
+
+
+def report_data(period: Period, filters: Filters) -> dict[str, Any]:
+    rows = delivered_rows(period, filters)
+    found = delivery(rows)
+    counts = volume(period, filters)
+    exc = exceptions(period, filters, counts["dispatched"])
+    fb = feedback(period, filters, len(rows))
+    items = headline(period, filters)
+    t = found["transit_hours"]
+    b = found["transit_business_days"]
+    return {
+        "version": 1,
+        "period": {
+            "kind": period.kind,
+            "start": period.start.isoformat(),
+            "end": period.end.isoformat(),
+        },
+        "filters": {"carrier": filters.carrier, "hub": filters.hub},
+        "generated_at": timezone.now().isoformat(),
+        "min_cell": settings.TRACKSOP_REPORT_MIN_CELL,
+        "headline": items,
+        "changed_most": changed_most(items),
+        "sections": [
+            {
+                "key": "volume",
+                "title": "Volume",
+                "tables": [
+                    _count_table("volume", "Shipments", "Step", counts, keep_order=True)
+                ],
+                "charts": [_trend_chart("volume_trend", "bar", items[1])],
+            },
+            {
+                "key": "delivery",
+                "title": "Delivery performance",
+                "tables": [
+                    _summary(
+                        [
+                            ("On-time rate", _pct(found["on_time_rate"])),
+                            (
+                                "First-attempt delivery",
+                                _pct(found["first_attempt_rate"]),
+                            ),
+                            ("ETA coverage", _pct(found["eta_coverage"])),
+                            ("Transit p50 / p90 / p95 (hours)", _trio(t)),
+                            ("Transit p50 / p90 / p95 (business days)", _trio(b)),
+                            (
+                                "Recorded to dispatched p50 / p90 (hours)",
+                                _trio(found["lead_hours"]),
+                            ),
+                            (
+                                "Ready to dispatched p50 / p90 (hours)",
+                                _trio(found["ready_hours"]),
+                            ),
+                        ]
+                    ),
+                    {
+                        "key": "lateness",
+                        "title": "Against the ETA given at dispatch",
+                        "columns": [
+                            _column("name", "Arrival", "text"),
+                            _column("count", "Shipments", "count"),
+                            _column("share", "Share", "pct"),
+                        ],
+                        "rows": [
+                            {
+                                "name": BUCKET_LABELS[k],
+                                "count": v,
+                                "share": rate(v, found["with_eta"]),
+                            }
+                            for k, v in found["buckets"].items()
+                        ],
+                    },
+                    _by_table(
+                        "by_carrier",
+                        "By carrier",
+                        "Carrier",
+                        delivery_by(rows, lambda r: r.carrier),
+                    ),
+                    _by_table(
+                        "by_hub",
+                        "By origin hub",
+                        "Hub",
+                        delivery_by(rows, lambda r: r.hub),
+                    ),
+                    _by_table(
+                        "by_destination",
+                        "By destination",
+                        "Destination",
+                        delivery_by(rows, lambda r: r.destination),
+                    ),
+                ],
+                "charts": [_trend_chart("on_time_trend", "line", items[0])],
+            },
+            {
+                "key": "exceptions",
+                "title": "Exceptions",
+                "tables": [
+                    _summary(
+                        [
+                            ("Reported", str(exc["count"])),
+                            ("Per 100 shipments dispatched", _num(exc["per_100"])),
+                            (
+                                "Time to acknowledge p50 / p90 (hours)",
+                                _trio(exc["ack_hours"]),
+                            ),
+                            (
+                                "Time to resolve p50 / p90 (hours)",
+                                _trio(exc["resolve_hours"]),
+                            ),
+                            (
+                                "Resolved by the expected time",
+                                _pct(exc["resolved_in_time_rate"]),
+                            ),
+                            (
+                                "Escalated to level 1 / level 2",
+                                f"{exc['level_1']} / {exc['level_2']}",
+                            ),
+                            ("Backlog at the period's end", str(exc["backlog"])),
+                            (
+                                "Oldest in the backlog (days)",
+                                _num(exc["backlog_oldest_days"]),
+                            ),
+                        ]
+                    ),
+                    _count_table("by_cause", "By cause", "Cause", exc["by_cause"]),
+                    _count_table(
+                        "by_severity", "By severity", "Severity", exc["by_severity"]
+                    ),
+                ],
+                "charts": [],
+            },
+            {
+                "key": "feedback",
+                "title": "Customer feedback",
+                "tables": [
+                    _summary(
+                        [
+                            ("Ratings", str(fb["rated"])),
+                            ("Response rate", _pct(fb["response_rate"])),
+                            ("Average rating", _num(fb["average"])),
+                            ("CSAT (4 or 5)", _pct(fb["csat"])),
+                        ]
+                    ),
+                    {
+                        "key": "lowest_rated",
+                        "title": "Lowest-rated deliveries",
+                        "columns": [
+                            _column("shipment", "Shipment", "text"),
+                            _column("rating", "Rating", "count"),
+                            _column("comment", "Comment", "text"),
+                        ],
+                        "rows": fb["lowest"],
+                    },
+                ],
+                "charts": [
+                    {
+                        "key": "ratings",
+                        "title": "Ratings, 1 to 5",
+                        "type": "bar",
+                        "unit": "count",
+                        "labels": list(fb["distribution"]),
+                        "series": [
+                            {
+                                "label": "Ratings",
+                                "values": list(fb["distribution"].values()),
+                            }
+                        ],
+                    }
+                ],
+            },
+        ],
+        "definitions": definitions(),
+    }
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _trio(values: dict[str, float | None]) -> str:
+    return " / ".join(_num(v) for v in values.values())

@@ -443,12 +443,19 @@ def series_periods(period: Period) -> list[Period]:
     return list(reversed(found))
 
 
-def headline(period: Period, filters: Filters) -> list[dict[str, Any]]:
+def headline(
+    period: Period,
+    filters: Filters,
+    values: Callable[[Period, Filters], dict[str, tuple[Any, int]]] = headline_values,
+) -> list[dict[str, Any]]:
+    """The headline items; `values` gives the figures of the previous,
+    year-ago and series periods (`reports.aggregates.trend_values` reads
+    closed months from their stored rows)."""
     current = headline_values(period, filters)
-    before = headline_values(previous(period), filters)
-    year = headline_values(year_before(period), filters)
+    before = values(previous(period), filters)
+    year = values(year_before(period), filters)
     series = [
-        (p, headline_values(p, filters) if p != period else current)
+        (p, values(p, filters) if p != period else current)
         for p in series_periods(period)
     ]
     items = []

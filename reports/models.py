@@ -203,7 +203,8 @@ class MonthlyAggregate(models.Model):
     """One month's headline figures for one scope, kept after the month's
     shipments are archived and purged so long trends still draw.
 
-    `scope` is "all", "carrier:<code>" or "hub:<code>"."""
+    `scope` is "all", "carrier:<code>", "hub:<code>" or both joined with
+    "+" (`reports.aggregates.scope_of`)."""
 
     month = models.DateField(help_text=_("The first day of the month."))
     scope = models.CharField(max_length=80, default="all")

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from reports.aggregates import trend_values
 from reports.metrics import (
     BUCKET_LABELS,
     changed_most,
@@ -95,7 +96,7 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
     counts = volume(period, filters)
     exc = exceptions(period, filters, counts["dispatched"])
     fb = feedback(period, filters, len(rows))
-    items = headline(period, filters)
+    items = headline(period, filters, trend_values)
     t = found["transit_hours"]
     b = found["transit_business_days"]
     return {

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Coalesce
 
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
@@ -27,6 +27,18 @@ def _reported(period: Period, filters: Filters) -> QuerySet[DeliveryException]:
     ).exclude(status=ExceptionStatus.VOID)
 
 
+def _counted(rows: QuerySet[Any], field: str) -> Counter[str | None]:
+    """Rows counted by a field's value, in the database."""
+    return Counter(
+        dict(
+            rows.order_by()
+            .values(field)
+            .annotate(n=Count("pk"))
+            .values_list(field, "n")
+        )
+    )
+
+
 def exceptions_by_group(period: Period, filters: Filters) -> dict[str, Any]:
     """Exceptions by carrier and by origin hub: the exceptions reported in the
     period (void ones left out) counted by their shipment's carrier and origin
@@ -37,10 +49,8 @@ def exceptions_by_group(period: Period, filters: Filters) -> dict[str, Any]:
     dispatched = scoped(filters).filter(dispatched_at__gte=start, dispatched_at__lt=end)
     found = {}
     for name, field in (("by_carrier", "carrier__code"), ("by_hub", "origin__code")):
-        counts = Counter(
-            _reported(period, filters).values_list(f"shipment__{field}", flat=True)
-        )
-        shipped = Counter(dispatched.values_list(field, flat=True))
+        counts = _counted(_reported(period, filters), f"shipment__{field}")
+        shipped = _counted(dispatched, field)
         found[name] = [
             {
                 "name": key or "-",

@@ -133,6 +133,7 @@ def _rate_table(
         "columns": [
             _column("name", name, "text"),
             _column("count", "Exceptions", "count"),
+            _column("dispatched", "Dispatched", "count"),
             _column("per_100", "Per 100 dispatched", "per_100"),
         ],
         "rows": rows,
@@ -145,7 +146,12 @@ def _exception_tables(
     groups = exceptions_by_group(period, filters)
     for key in ("by_cause", "by_severity"):
         groups[key] = [
-            {"name": k, "count": v, "per_100": cell(v, dispatched)}
+            {
+                "name": k,
+                "count": v,
+                "dispatched": dispatched,
+                "per_100": cell(v, dispatched),
+            }
             for k, v in sorted(exc[key].items())
         ]
     return [

@@ -298,9 +298,8 @@ def test_the_report_has_a_compliance_section_and_the_new_exception_tables(week):
         "66.7% (2 of 3; 1 no contact)"
     )
     # Five exceptions over five dispatched: the weather one is 20 per 100.
-    assert {"name": "weather", "count": 1, "per_100": 20.0} in tables["by_cause"][
-        "rows"
-    ]
+    causes = tables["by_cause"]["rows"]
+    assert {"name": "weather", "count": 1, "dispatched": 5, "per_100": 20.0} in causes
     terms = {d["term"] for d in data["definitions"]}
     assert {"Key checkpoints", "Stalls", "Events logged late"} <= terms
     assert {"Exceptions by carrier and hub", "Customer notified in time"} <= terms

@@ -1,5 +1,6 @@
 """Report metrics: plain data for a period and filters. No formatting here:
-the templates format (units: count, pct 0-100, hours, days, rating, text).
+the templates format (units: count, pct 0-100, per_100, hours, days,
+rating, text).
 
 The database selects and counts the period's rows; durations and percentiles
 are taken from the few columns each metric reads. Every definition is the
@@ -516,6 +517,9 @@ def changed_most(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def definitions() -> list[dict[str, str]]:
     """Each metric's definition, from the docstring of its function."""
+    # These modules build on this one's helpers: imported here, not at the top.
+    from reports import compliance, exception_metrics
+
     found = []
     for term, function in (
         ("Volume", volume),
@@ -524,7 +528,12 @@ def definitions() -> list[dict[str, str]]:
         ("Destination", destination),
         ("Percentiles", percentile),
         ("Business days", business_days_between),
+        ("Key checkpoints", compliance.checkpoints),
+        ("Stalls", compliance.stalls),
+        ("Events logged late", compliance.late_entries),
         ("Exceptions", exceptions),
+        ("Exceptions by carrier and hub", exception_metrics.exceptions_by_group),
+        ("Customer notified in time", exception_metrics.notified_in_time),
         ("Feedback", feedback),
         ("Change", change),
         ("What changed most", changed_most),

@@ -11,8 +11,16 @@ from django.conf import settings
 from django.utils import timezone
 
 from reports.aggregates import trend_values
+from reports.compliance import LATE_ENTRY_HOURS, compliance
+from reports.exception_metrics import (
+    NOTIFY_WITHIN_MINUTES,
+    exceptions_by_group,
+    notified_in_time,
+)
 from reports.metrics import (
     BUCKET_LABELS,
+    Delivered,
+    cell,
     changed_most,
     definitions,
     delivered_rows,
@@ -88,6 +96,80 @@ def _summary(rows: list[tuple[str, str]]) -> dict[str, Any]:
         ],
         "rows": [{"name": name, "value": value} for name, value in rows],
     }
+
+
+def _compliance_section(
+    period: Period, filters: Filters, rows: list[Delivered]
+) -> dict[str, Any]:
+    found = compliance(period, filters, rows)
+    pct = {k: _pct(v) for k, v in found.items() if k.endswith("_rate")}
+    late = f"{found['late']} of {found['events']} ({pct['late_rate']})"
+    return {
+        "key": "compliance",
+        "title": "Procedure compliance",
+        "tables": [
+            _summary(
+                [
+                    ("Deliveries", str(found["delivered"])),
+                    ("With a pickup scan", pct["pickup_rate"]),
+                    ("With a hub scan", pct["hub_scan_rate"]),
+                    ("With an out-for-delivery scan", pct["out_for_delivery_rate"]),
+                    ("With all three", pct["all_three_rate"]),
+                    ("Stalls detected", str(found["stalls"])),
+                    (f"Events logged over {LATE_ENTRY_HOURS} h late", late),
+                ]
+            )
+        ],
+        "charts": [],
+    }
+
+
+def _rate_table(
+    key: str, title: str, name: str, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Exceptions counted by a group, with the rate per 100 dispatched."""
+    return {
+        "key": key,
+        "title": title,
+        "columns": [
+            _column("name", name, "text"),
+            _column("count", "Exceptions", "count"),
+            _column("dispatched", "Dispatched", "count"),
+            _column("per_100", "Per 100 dispatched", "per_100"),
+        ],
+        "rows": rows,
+    }
+
+
+def _exception_tables(
+    period: Period, filters: Filters, exc: dict[str, Any], dispatched: int
+) -> list[dict[str, Any]]:
+    groups = exceptions_by_group(period, filters)
+    for key in ("by_cause", "by_severity"):
+        groups[key] = [
+            {
+                "name": k,
+                "count": v,
+                "dispatched": dispatched,
+                "per_100": cell(v, dispatched),
+            }
+            for k, v in sorted(exc[key].items())
+        ]
+    return [
+        _rate_table("by_cause", "By cause", "Cause", groups["by_cause"]),
+        _rate_table("by_severity", "By severity", "Severity", groups["by_severity"]),
+        _rate_table("by_carrier", "By carrier", "Carrier", groups["by_carrier"]),
+        _rate_table("by_hub", "By origin hub", "Hub", groups["by_hub"]),
+    ]
+
+
+def _notified_row(period: Period, filters: Filters) -> tuple[str, str]:
+    found = notified_in_time(period, filters)
+    return (
+        f"Customer notified within {NOTIFY_WITHIN_MINUTES} minutes",
+        f"{_pct(found['notified_in_time_rate'])} ({found['notified_in_time']} of "
+        f"{found['notify_due']}; {found['no_contact']} no contact)",
+    )
 
 
 def report_data(period: Period, filters: Filters) -> dict[str, Any]:
@@ -182,6 +264,7 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                 ],
                 "charts": [_trend_chart("on_time_trend", "line", items[0])],
             },
+            _compliance_section(period, filters, rows),
             {
                 "key": "exceptions",
                 "title": "Exceptions",
@@ -202,6 +285,7 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                                 "Resolved by the expected time",
                                 _pct(exc["resolved_in_time_rate"]),
                             ),
+                            _notified_row(period, filters),
                             (
                                 "Escalated to level 1 / level 2",
                                 f"{exc['level_1']} / {exc['level_2']}",
@@ -213,10 +297,7 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                             ),
                         ]
                     ),
-                    _count_table("by_cause", "By cause", "Cause", exc["by_cause"]),
-                    _count_table(
-                        "by_severity", "By severity", "Severity", exc["by_severity"]
-                    ),
+                    *_exception_tables(period, filters, exc, counts["dispatched"]),
                 ],
                 "charts": [],
             },

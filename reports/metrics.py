@@ -507,8 +507,13 @@ def changed_most(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
-def definitions() -> list[dict[str, str]]:
-    """Each metric's definition, from the docstring of its function."""
+def definitions(
+    extra: Iterable[tuple[str, Callable[..., Any]]] = (),
+) -> list[dict[str, str]]:
+    """Each metric's definition, from the docstring of its function. `extra`
+    are the terms of modules built on these helpers (reports.communication),
+    listed after the exceptions; they are passed in because those modules
+    import this one."""
     found = []
     for term, function in (
         ("Volume", volume),
@@ -518,6 +523,7 @@ def definitions() -> list[dict[str, str]]:
         ("Percentiles", percentile),
         ("Business days", business_days_between),
         ("Exceptions", exceptions),
+        *extra,
         ("Feedback", feedback),
         ("Change", change),
         ("What changed most", changed_most),
@@ -528,7 +534,8 @@ def definitions() -> list[dict[str, str]]:
         {
             "term": "Too few",
             "text": "A rate over fewer than "
-            f"{settings.TRACKSOP_REPORT_MIN_CELL} shipments is not shown.",
+            f"{settings.TRACKSOP_REPORT_MIN_CELL} shipments (or messages) "
+            "is not shown.",
         }
     )
     return found

@@ -276,9 +276,9 @@ MESSAGE_COLUMNS = [
     _column("sent", "Sent", "count"),
     _column("failed", "Failed", "count"),
     _column("suppressed", "Suppressed", "count"),
-    _column("sent_rate", "Sent", "pct"),
-    _column("failed_rate", "Failed", "pct"),
-    _column("suppressed_rate", "Suppressed", "pct"),
+    _column("sent_rate", "Sent rate", "pct"),
+    _column("failed_rate", "Failed rate", "pct"),
+    _column("suppressed_rate", "Suppressed rate", "pct"),
 ]
 INQUIRY_COLUMNS = [
     _column("channel", "Channel", "text"),

@@ -290,7 +290,9 @@ INQUIRY_COLUMNS = [
 ]
 
 
-def _communication_section(sent: dict[str, Any], asked: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _communication_section(
+    sent: dict[str, Any], asked: dict[str, Any]
+) -> dict[str, Any]:
     """Messages to customers and their inquiries (`reports.communication`)."""
     shares = " / ".join(
         _share(sent[f"{o}_rate"]) for o in ("sent", "failed", "suppressed")

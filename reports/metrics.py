@@ -4,8 +4,8 @@ rating, text).
 
 The database selects and counts the period's rows; durations and percentiles
 are taken from the few columns each metric reads. Every definition is the
-docstring of the function that computes it, and `definitions()` hands the
-same text to the report's appendix (and README.md repeats it).
+docstring of the function that computes it, and `reports.sections.definitions()`
+hands the same text to the report's appendix (and README.md repeats it).
 
 The shape `report_data` returns (JSON):
   version, period {kind,start,end}, filters {carrier,hub}, generated_at,
@@ -512,39 +512,4 @@ def changed_most(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 f"({'better' if better else 'worse'})",
             }
         )
-    return found
-
-
-def definitions() -> list[dict[str, str]]:
-    """Each metric's definition, from the docstring of its function."""
-    # These modules build on this one's helpers: imported here, not at the top.
-    from reports import compliance, exception_metrics
-
-    found = []
-    for term, function in (
-        ("Volume", volume),
-        ("Delivery performance", delivery),
-        ("Lateness", lateness),
-        ("Destination", destination),
-        ("Percentiles", percentile),
-        ("Business days", business_days_between),
-        ("Key checkpoints", compliance.checkpoints),
-        ("Stalls", compliance.stalls),
-        ("Events logged late", compliance.late_entries),
-        ("Exceptions", exceptions),
-        ("Exceptions by carrier and hub", exception_metrics.exceptions_by_group),
-        ("Customer notified in time", exception_metrics.notified_in_time),
-        ("Feedback", feedback),
-        ("Change", change),
-        ("What changed most", changed_most),
-    ):
-        text = " ".join((function.__doc__ or "").split())
-        found.append({"term": term, "text": text})
-    found.append(
-        {
-            "term": "Too few",
-            "text": "A rate over fewer than "
-            f"{settings.TRACKSOP_REPORT_MIN_CELL} shipments is not shown.",
-        }
-    )
     return found

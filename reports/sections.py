@@ -10,8 +10,17 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from notifications.models import Channel, Kind
+from reports import communication
 from reports.aggregates import trend_values
-from reports.compliance import LATE_ENTRY_HOURS, compliance
+from reports.calendar import business_days_between
+from reports.compliance import (
+    LATE_ENTRY_HOURS,
+    checkpoints,
+    compliance,
+    late_entries,
+    stalls,
+)
 from reports.exception_metrics import (
     NOTIFY_WITHIN_MINUTES,
     exceptions_by_group,
@@ -21,18 +30,22 @@ from reports.metrics import (
     BUCKET_LABELS,
     Delivered,
     cell,
+    change,
     changed_most,
-    definitions,
     delivered_rows,
     delivery,
     delivery_by,
+    destination,
     exceptions,
     feedback,
     headline,
+    lateness,
+    percentile,
     rate,
     volume,
 )
 from reports.periods import Filters, Period
+from shipments.models import Inquiry
 
 
 def _column(key: str, label: str, unit: str) -> dict[str, str]:
@@ -172,6 +185,40 @@ def _notified_row(period: Period, filters: Filters) -> tuple[str, str]:
     )
 
 
+def definitions() -> list[dict[str, str]]:
+    """Each metric's definition, from the docstring of its function."""
+    found = []
+    for term, function in (
+        ("Volume", volume),
+        ("Delivery performance", delivery),
+        ("Lateness", lateness),
+        ("Destination", destination),
+        ("Percentiles", percentile),
+        ("Business days", business_days_between),
+        ("Key checkpoints", checkpoints),
+        ("Stalls", stalls),
+        ("Events logged late", late_entries),
+        ("Exceptions", exceptions),
+        ("Exceptions by carrier and hub", exceptions_by_group),
+        ("Customer notified in time", notified_in_time),
+        *communication.TERMS,
+        ("Feedback", feedback),
+        ("Change", change),
+        ("What changed most", changed_most),
+    ):
+        text = " ".join((function.__doc__ or "").split())
+        found.append({"term": term, "text": text})
+    found.append(
+        {
+            "term": "Too few",
+            "text": "A rate over fewer than "
+            f"{settings.TRACKSOP_REPORT_MIN_CELL} shipments (or messages) "
+            "is not shown.",
+        }
+    )
+    return found
+
+
 def report_data(period: Period, filters: Filters) -> dict[str, Any]:
     rows = delivered_rows(period, filters)
     found = delivery(rows)
@@ -179,6 +226,8 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
     exc = exceptions(period, filters, counts["dispatched"])
     fb = feedback(period, filters, len(rows))
     items = headline(period, filters, trend_values)
+    sent = communication.messages(period, filters)
+    asked = communication.inquiries(period, filters, counts["dispatched"])
     t = found["transit_hours"]
     b = found["transit_business_days"]
     return {
@@ -301,6 +350,7 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
                 ],
                 "charts": [],
             },
+            _communication_section(sent, asked),
             {
                 "key": "feedback",
                 "title": "Customer feedback",
@@ -343,6 +393,93 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
         ],
         "definitions": definitions(),
     }
+
+
+MESSAGE_COLUMNS = [
+    _column("kind", "Kind", "text"),
+    _column("channel", "Channel", "text"),
+    _column("messages", "Messages", "count"),
+    _column("sent", "Sent", "count"),
+    _column("failed", "Failed", "count"),
+    _column("suppressed", "Suppressed", "count"),
+    _column("sent_rate", "Sent rate", "pct"),
+    _column("failed_rate", "Failed rate", "pct"),
+    _column("suppressed_rate", "Suppressed rate", "pct"),
+]
+INQUIRY_COLUMNS = [
+    _column("channel", "Channel", "text"),
+    _column("inquiries", "Inquiries", "count"),
+    _column("per_100", "Per 100 shipments", "rate"),
+    _column("answered", "Answered", "count"),
+    _column("answer_p50", "Answer p50", "hours"),
+    _column("answer_p90", "Answer p90", "hours"),
+]
+
+
+def _communication_section(
+    sent: dict[str, Any], asked: dict[str, Any]
+) -> dict[str, Any]:
+    """Messages to customers and their inquiries (`reports.communication`)."""
+    shares = " / ".join(
+        _share(sent[f"{o}_rate"]) for o in ("sent", "failed", "suppressed")
+    )
+    return {
+        "key": "communication",
+        "title": "Customer communication and service",
+        "tables": [
+            _summary(
+                [
+                    ("Messages to customers", str(sent["messages"])),
+                    ("Sent / failed / suppressed", shares),
+                    ("Still waiting to be sent", str(sent["pending"])),
+                    (
+                        "Event to message sent p50 / p95 (minutes)",
+                        _trio(sent["send_minutes"]),
+                    ),
+                    ("Inquiries", str(asked["count"])),
+                    (
+                        "Inquiries per 100 shipments dispatched",
+                        _share(asked["per_100"], unit=""),
+                    ),
+                    ("Time to answer p50 / p90 (hours)", _trio(asked["answer_hours"])),
+                    ("Unanswered at the period's end", str(asked["unanswered_at_end"])),
+                ]
+            ),
+            {
+                "key": "messages",
+                "title": "Messages by kind and channel",
+                "columns": MESSAGE_COLUMNS,
+                "rows": [
+                    {
+                        **row,
+                        "kind": str(Kind(row["kind"]).label),
+                        "channel": str(Channel(row["channel"]).label),
+                    }
+                    for row in sent["by_kind_channel"]
+                ],
+            },
+            {
+                "key": "inquiries",
+                "title": "Inquiries by channel",
+                "columns": INQUIRY_COLUMNS,
+                "rows": [
+                    {
+                        **row,
+                        "channel": str(Inquiry.Channel(row["channel"]).label),
+                    }
+                    for row in asked["by_channel"]
+                ],
+            },
+        ],
+        "charts": [],
+    }
+
+
+def _share(value: float | dict[str, Any] | None, unit: str = "%") -> str:
+    """A table cell (`metrics.cell`) worded for a summary."""
+    if isinstance(value, dict):
+        return f"too few (n={value['n']})"
+    return "-" if value is None else f"{value:.1f}{unit}"
 
 
 def _num(value: float | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from notifications.models import Audience, Channel, Kind, Notification, Status
-from reports.metrics import cell, percentile, scoped
+from reports.metrics import belongs, cell, percentile
 from reports.periods import Filters, Period
 from shipments.models import Inquiry
 
@@ -46,7 +46,7 @@ def customer_messages(period: Period, filters: Filters) -> QuerySet[Notification
     the filters (report emails and staff alerts are not to customers)."""
     start, end = period.bounds()
     return Notification.objects.filter(
-        shipment__in=scoped(filters), created_at__gte=start, created_at__lt=end
+        belongs(filters), created_at__gte=start, created_at__lt=end
     ).exclude(audience=Audience.STAFF)
 
 
@@ -121,7 +121,7 @@ def inquiries(period: Period, filters: Filters, shipments: int) -> dict[str, Any
     period and still without an answer at the period's end."""
     start, end = period.bounds()
     rows = Inquiry.objects.filter(
-        shipment__in=scoped(filters), created_at__gte=start, created_at__lt=end
+        belongs(filters), created_at__gte=start, created_at__lt=end
     )
     counted = {
         channel: (n, answered)

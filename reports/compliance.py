@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import F
 
 from exceptions_mgmt.models import Cause, DeliveryException, ExceptionStatus
-from reports.metrics import Delivered, rate, scoped
+from reports.metrics import Delivered, belongs, rate
 from reports.periods import Filters, Period
 from shipments.models import Location, TrackingEvent
 from shipments.status import CHECKPOINT_KINDS, EventKind
@@ -38,9 +38,9 @@ def checkpoints(
     delivered = {r.pk for r in rows}
     found: dict[int, set[str]] = defaultdict(set)
     events = TrackingEvent.objects.filter(
-        shipment__in=scoped(filters).filter(
-            delivered_at__gte=start, delivered_at__lt=end
-        ),
+        belongs(filters),
+        shipment__delivered_at__gte=start,
+        shipment__delivered_at__lt=end,
         kind__in=[EventKind.PICKED_UP, EventKind.OUT_FOR_DELIVERY, *HUB_KINDS],
         voided_by__isnull=True,
     ).values_list("shipment_id", "kind", "location__kind")
@@ -76,7 +76,7 @@ def stalls(period: Period, filters: Filters) -> int:
     start, end = period.bounds()
     return (
         DeliveryException.objects.filter(
-            shipment__in=scoped(filters),
+            belongs(filters),
             cause=Cause.NO_SCAN,
             reported_at__gte=start,
             reported_at__lt=end,
@@ -94,7 +94,7 @@ def late_entries(period: Period, filters: Filters) -> dict[str, Any]:
     Events voided by a correction do not count."""
     start, end = period.bounds()
     events = TrackingEvent.objects.filter(
-        shipment__in=scoped(filters),
+        belongs(filters),
         kind__in=LOGGED_KINDS,
         occurred_at__gte=start,
         occurred_at__lt=end,

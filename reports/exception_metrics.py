@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce
 
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
 from notifications.models import Audience, Notification, Status
-from reports.metrics import cell, rate, scoped
+from reports.metrics import belongs, cell, rate, scoped
 from reports.periods import Filters, Period
 
 # The procedure says "immediately"; the report holds it to a quarter hour.
@@ -23,7 +23,7 @@ NOTIFY_WITHIN_MINUTES = 15
 def _reported(period: Period, filters: Filters) -> QuerySet[DeliveryException]:
     start, end = period.bounds()
     return DeliveryException.objects.filter(
-        shipment__in=scoped(filters), reported_at__gte=start, reported_at__lt=end
+        belongs(filters), reported_at__gte=start, reported_at__lt=end
     ).exclude(status=ExceptionStatus.VOID)
 
 

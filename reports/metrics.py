@@ -29,16 +29,17 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
 from reports.calendar import business_days_between, company_days_off
 from reports.periods import Filters, Period, month_of, previous, year_before
 from shipments.models import Feedback, Shipment, TrackingEvent
-from shipments.status import EventKind
+from shipments.status import CLOSED, EventKind
 
 ATTEMPT_KINDS = (EventKind.DELIVERY_ATTEMPTED, EventKind.DELIVERED)
+CLOSING_KINDS = (EventKind.DELIVERED, EventKind.RETURNED, EventKind.CANCELLED)
 SERIES_LENGTH = 12
 
 
@@ -81,6 +82,17 @@ def scoped(filters: Filters) -> QuerySet[Shipment]:
     return shipments
 
 
+def belongs(filters: Filters) -> Q:
+    """The filters on a row that has a `shipment`: a join, never a semi-join
+    over every shipment, so an unfiltered report reads the period's rows only."""
+    found = Q()
+    if filters.carrier:
+        found &= Q(shipment__carrier__code=filters.carrier)
+    if filters.hub:
+        found &= Q(shipment__origin__code=filters.hub)
+    return found
+
+
 # --- Volume ---------------------------------------------------------------
 
 
@@ -108,23 +120,41 @@ def volume(period: Period, filters: Filters) -> dict[str, int]:
         "delivered": between("delivered_at"),
     }
     events = TrackingEvent.objects.filter(
-        shipment__in=shipments,
+        belongs(filters),
         occurred_at__gte=start,
         occurred_at__lt=end,
         voided_by__isnull=True,
     )
     for name, kind in closed_kinds.items():
         counts[name] = events.filter(kind=kind).values("shipment").distinct().count()
-    closed_before_end = TrackingEvent.objects.filter(
-        shipment__in=shipments,
-        kind__in=[EventKind.DELIVERED, EventKind.RETURNED, EventKind.CANCELLED],
-        occurred_at__lt=end,
-        voided_by__isnull=True,
-    ).values("shipment")
-    counts["open_at_end"] = (
-        shipments.filter(created_at__lt=end).exclude(pk__in=closed_before_end).count()
-    )
+    counts["open_at_end"] = open_at(end, filters)
     return counts
+
+
+def open_at(end: datetime, filters: Filters) -> int:
+    """Shipments recorded before `end` and not delivered, returned or
+    cancelled by then: those open now, plus those whose first closing event
+    (not voided) came at or after `end`. Counted that way it reads the rows
+    since `end`, not the whole history."""
+    recorded = scoped(filters).filter(created_at__lt=end)
+    still_open = recorded.exclude(status__in=sorted(CLOSED)).count()
+    closing = TrackingEvent.objects.filter(
+        kind__in=CLOSING_KINDS, voided_by__isnull=True
+    )
+    closed_earlier = closing.filter(shipment=OuterRef("shipment"), occurred_at__lt=end)
+    closed_since = (
+        closing.filter(
+            belongs(filters),
+            occurred_at__gte=end,
+            shipment__created_at__lt=end,
+            shipment__status__in=sorted(CLOSED),
+        )
+        .exclude(Exists(closed_earlier))
+        .values("shipment")
+        .distinct()
+        .count()
+    )
+    return still_open + closed_since
 
 
 # --- Delivery performance -------------------------------------------------
@@ -325,7 +355,7 @@ def exceptions(period: Period, filters: Filters, shipments: int) -> dict[str, An
     Void reports (no problem after all) are left out."""
     start, end = period.bounds()
     reported = DeliveryException.objects.filter(
-        shipment__in=scoped(filters), reported_at__gte=start, reported_at__lt=end
+        belongs(filters), reported_at__gte=start, reported_at__lt=end
     ).exclude(status=ExceptionStatus.VOID)
     rows = list(
         reported.values_list(
@@ -342,9 +372,7 @@ def exceptions(period: Period, filters: Filters, shipments: int) -> dict[str, An
     resolve = [_hours(r[4] - r[2]) for r in rows if r[4]]
     in_time = sum(1 for r in rows if r[4] and r[4] <= r[5])
     backlog = list(
-        DeliveryException.objects.filter(
-            shipment__in=scoped(filters), reported_at__lt=end
-        )
+        DeliveryException.objects.filter(belongs(filters), reported_at__lt=end)
         .exclude(status=ExceptionStatus.VOID)
         .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=end))
         .values_list("reported_at", flat=True)
@@ -377,7 +405,7 @@ def feedback(period: Period, filters: Filters, delivered: int) -> dict[str, Any]
     distribution, and the five lowest-rated with their comments."""
     start, end = period.bounds()
     rated = Feedback.objects.filter(
-        shipment__in=scoped(filters),
+        belongs(filters),
         shipment__delivered_at__gte=start,
         shipment__delivered_at__lt=end,
     )
@@ -410,21 +438,35 @@ HEADLINE = (
 )
 
 
-def headline_values(period: Period, filters: Filters) -> dict[str, tuple[Any, int]]:
-    """The headline figures of one period: value and the count it is over."""
-    rows = delivered_rows(period, filters)
-    found = delivery(rows)
-    counts = volume(period, filters)
-    exc = exceptions(period, filters, counts["dispatched"])
-    fb = feedback(period, filters, len(rows))
+def headline_figures(
+    found: dict[str, Any], dispatched: int, exc: dict[str, Any], fb: dict[str, Any]
+) -> dict[str, tuple[Any, int]]:
+    """The headline figures, value and the count each is over, from a
+    period's delivery, exception and feedback figures."""
+    delivered = found["delivered"]
     return {
         "on_time_rate": (found["on_time_rate"], found["with_eta"]),
-        "delivered": (len(rows), len(rows)),
-        "transit_p50": (found["transit_hours"]["p50"], len(rows)),
-        "exceptions_per_100": (exc["per_100"], counts["dispatched"]),
-        "first_attempt_rate": (found["first_attempt_rate"], len(rows)),
+        "delivered": (delivered, delivered),
+        "transit_p50": (found["transit_hours"]["p50"], delivered),
+        "exceptions_per_100": (exc["per_100"], dispatched),
+        "first_attempt_rate": (found["first_attempt_rate"], delivered),
         "csat": (fb["csat"], fb["rated"]),
     }
+
+
+def headline_values(period: Period, filters: Filters) -> dict[str, tuple[Any, int]]:
+    """The headline figures of one period: value and the count it is over."""
+    start, end = period.bounds()
+    rows = delivered_rows(period, filters)
+    dispatched = (
+        scoped(filters).filter(dispatched_at__gte=start, dispatched_at__lt=end).count()
+    )
+    return headline_figures(
+        delivery(rows),
+        dispatched,
+        exceptions(period, filters, dispatched),
+        feedback(period, filters, len(rows)),
+    )
 
 
 def change(now: float | None, before: float | None, unit: str) -> float | None:
@@ -448,11 +490,13 @@ def headline(
     period: Period,
     filters: Filters,
     values: Callable[[Period, Filters], dict[str, tuple[Any, int]]] = headline_values,
+    current: dict[str, tuple[Any, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """The headline items; `values` gives the figures of the previous,
     year-ago and series periods (`reports.aggregates.trend_values` reads
-    closed months from their stored rows)."""
-    current = headline_values(period, filters)
+    closed periods from their stored rows), `current` those of the period
+    when the caller has them already."""
+    current = current or headline_values(period, filters)
     before = values(previous(period), filters)
     year = values(year_before(period), filters)
     series = [

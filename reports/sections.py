@@ -39,6 +39,7 @@ from reports.metrics import (
     exceptions,
     feedback,
     headline,
+    headline_figures,
     lateness,
     percentile,
     rate,
@@ -225,7 +226,12 @@ def report_data(period: Period, filters: Filters) -> dict[str, Any]:
     counts = volume(period, filters)
     exc = exceptions(period, filters, counts["dispatched"])
     fb = feedback(period, filters, len(rows))
-    items = headline(period, filters, trend_values)
+    items = headline(
+        period,
+        filters,
+        trend_values,
+        headline_figures(found, counts["dispatched"], exc, fb),
+    )
     sent = communication.messages(period, filters)
     asked = communication.inquiries(period, filters, counts["dispatched"])
     t = found["transit_hours"]

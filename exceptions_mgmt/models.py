@@ -162,6 +162,8 @@ class DeliveryException(models.Model):
                 name="exception_queue",
             ),
             models.Index(fields=["assignee", "status"], name="exception_assignee"),
+            # Reports: the exceptions reported in a period.
+            models.Index(fields=["reported_at"], name="exception_reported"),
         ]
 
     def __str__(self) -> str:

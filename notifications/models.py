@@ -161,6 +161,8 @@ class Notification(models.Model):
         ]
         indexes = [
             models.Index(fields=["shipment", "-created_at"], name="notif_shipment"),
+            # Reports: the messages written in a period.
+            models.Index(fields=["created_at"], name="notif_created"),
             # The sweeper's scan: only unsent rows, a tiny part of the table.
             models.Index(
                 fields=["next_attempt_at", "id"],

@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import F
 
 from exceptions_mgmt.models import Cause, DeliveryException, ExceptionStatus
-from reports.metrics import Delivered, belongs, rate
+from reports.metrics import Delivered, belongs, rate, standing
 from reports.periods import Filters, Period
 from shipments.models import Location, TrackingEvent
 from shipments.status import CHECKPOINT_KINDS, EventKind
@@ -38,13 +38,13 @@ def checkpoints(
     delivered = {r.pk for r in rows}
     found: dict[int, set[str]] = defaultdict(set)
     events = TrackingEvent.objects.filter(
+        standing(),
         belongs(filters),
         shipment__delivered_at__gte=start,
         shipment__delivered_at__lt=end,
         kind__in=[EventKind.PICKED_UP, EventKind.OUT_FOR_DELIVERY, *HUB_KINDS],
-        voided_by__isnull=True,
     ).values_list("shipment_id", "kind", "location__kind")
-    for shipment, kind, place in events.distinct():
+    for shipment, kind, place in events.order_by().distinct():
         if shipment not in delivered:
             continue
         if kind in HUB_KINDS:
@@ -94,11 +94,11 @@ def late_entries(period: Period, filters: Filters) -> dict[str, Any]:
     Events voided by a correction do not count."""
     start, end = period.bounds()
     events = TrackingEvent.objects.filter(
+        standing(),
         belongs(filters),
         kind__in=LOGGED_KINDS,
         occurred_at__gte=start,
         occurred_at__lt=end,
-        voided_by__isnull=True,
     )
     total = events.count()
     late = events.filter(

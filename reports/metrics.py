@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, Min, OuterRef, Q, QuerySet
+from django.db.models import Exists, Expression, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
@@ -82,6 +82,15 @@ def scoped(filters: Filters) -> QuerySet[Shipment]:
     return shipments
 
 
+def standing() -> Expression:
+    """An event not voided by a correction. Phrased so the database reads
+    only the corrections (a few rows), not every event, to find the voided."""
+    corrections = TrackingEvent.objects.filter(
+        voids__isnull=False, voids_id=OuterRef("pk")
+    )
+    return ~Exists(corrections)
+
+
 def belongs(filters: Filters) -> Q:
     """The filters on a row that has a `shipment`: a join, never a semi-join
     over every shipment, so an unfiltered report reads the period's rows only."""
@@ -120,10 +129,10 @@ def volume(period: Period, filters: Filters) -> dict[str, int]:
         "delivered": between("delivered_at"),
     }
     events = TrackingEvent.objects.filter(
+        standing(),
         belongs(filters),
         occurred_at__gte=start,
         occurred_at__lt=end,
-        voided_by__isnull=True,
     )
     for name, kind in closed_kinds.items():
         counts[name] = events.filter(kind=kind).values("shipment").distinct().count()
@@ -138,9 +147,7 @@ def open_at(end: datetime, filters: Filters) -> int:
     since `end`, not the whole history."""
     recorded = scoped(filters).filter(created_at__lt=end)
     still_open = recorded.exclude(status__in=sorted(CLOSED)).count()
-    closing = TrackingEvent.objects.filter(
-        kind__in=CLOSING_KINDS, voided_by__isnull=True
-    )
+    closing = TrackingEvent.objects.filter(standing(), kind__in=CLOSING_KINDS)
     closed_earlier = closing.filter(shipment=OuterRef("shipment"), occurred_at__lt=end)
     closed_since = (
         closing.filter(
@@ -181,20 +188,7 @@ def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
     start, end = period.bounds()
     shipments = scoped(filters).filter(delivered_at__gte=start, delivered_at__lt=end)
     rows = list(
-        shipments.annotate(
-            first_attempt=Min(
-                "events__occurred_at",
-                filter=Q(
-                    events__kind__in=ATTEMPT_KINDS, events__voided_by__isnull=True
-                ),
-            ),
-            ready=Min(
-                "events__occurred_at",
-                filter=Q(
-                    events__kind=EventKind.CHECK_PASSED, events__voided_by__isnull=True
-                ),
-            ),
-        ).values_list(
+        shipments.values_list(
             "pk",
             "carrier__code",
             "origin__code",
@@ -204,17 +198,24 @@ def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
             "dispatched_at",
             "delivered_at",
             "dispatch_eta",
-            "first_attempt",
-            "ready",
         )
     )
-    attempts = Counter(
-        TrackingEvent.objects.filter(
-            shipment__in=shipments,
-            kind=EventKind.DELIVERY_ATTEMPTED,
-            voided_by__isnull=True,
-        ).values_list("shipment_id", flat=True)
-    )
+    first_attempt: dict[int, datetime] = {}
+    ready: dict[int, datetime] = {}
+    attempts: Counter[int] = Counter()
+    events = TrackingEvent.objects.filter(
+        standing(),
+        belongs(filters),
+        shipment__delivered_at__gte=start,
+        shipment__delivered_at__lt=end,
+        kind__in=[*ATTEMPT_KINDS, EventKind.CHECK_PASSED],
+    ).values_list("shipment_id", "kind", "occurred_at")
+    for shipment, kind, when in events.order_by():
+        earliest = ready if kind == EventKind.CHECK_PASSED else first_attempt
+        if shipment not in earliest or when < earliest[shipment]:
+            earliest[shipment] = when
+        if kind == EventKind.DELIVERY_ATTEMPTED:
+            attempts[shipment] += 1
     return [
         Delivered(
             pk=r[0],
@@ -225,9 +226,9 @@ def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
             dispatched_at=r[6],
             delivered_at=r[7] or r[5],
             dispatch_eta=r[8],
-            first_attempt_at=r[9],
+            first_attempt_at=first_attempt.get(r[0]),
             attempts=attempts[r[0]],
-            ready_at=r[10],
+            ready_at=ready.get(r[0]),
         )
         for r in rows
     ]

@@ -289,6 +289,9 @@ class Shipment(models.Model):
                 fields=["current_location", "status"], name="shipment_loc_status"
             ),
             models.Index(fields=["-created_at"], name="shipment_created"),
+            # Reports: the shipments dispatched or delivered in a period.
+            models.Index(fields=["dispatched_at"], name="shipment_dispatched"),
+            models.Index(fields=["delivered_at"], name="shipment_delivered"),
             # The monitor and dashboard read only open shipments: a few
             # percent of a year's rows, so a partial index stays small.
             models.Index(

@@ -199,28 +199,34 @@ class ReportRun(models.Model):
         return self.status in (RunStatus.DONE, RunStatus.FAILED)
 
 
-class MonthlyAggregate(models.Model):
-    """One month's headline figures for one scope, kept after the month's
-    shipments are archived and purged so long trends still draw.
+class PeriodAggregate(models.Model):
+    """One closed week's or month's headline figures for one scope: what the
+    trends read instead of the period's rows, kept after the shipments are
+    archived and purged so long trends still draw.
 
     `scope` is "all", "carrier:<code>", "hub:<code>" or both joined with
     "+" (`reports.aggregates.scope_of`)."""
 
-    month = models.DateField(help_text=_("The first day of the month."))
+    kind = models.CharField(
+        max_length=10,
+        choices=[(ReportKind.WEEKLY, _("Week")), (ReportKind.MONTHLY, _("Month"))],
+        default=ReportKind.MONTHLY,
+    )
+    start = models.DateField(help_text=_("The week's Monday or the month's first day."))
     scope = models.CharField(max_length=80, default="all")
     data = models.JSONField(default=dict)
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["month", "scope"]
+        ordering = ["kind", "start", "scope"]
         constraints = [
             models.UniqueConstraint(
-                fields=["month", "scope"], name="aggregate_one_per_month_scope"
+                fields=["kind", "start", "scope"], name="aggregate_one_per_period"
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.month:%Y-%m} {self.scope}"
+        return f"{self.kind} {self.start} {self.scope}"
 
 
 class RetentionPurge(models.Model):

@@ -1,7 +1,7 @@
-"""Trends read closed months from stored figures: a month that is over (31
-days past its end) is computed once and kept, so a report's 12-month series
-costs 12 row reads and still draws after the retention purge removed the
-shipments behind it.
+"""Trends read closed periods from stored figures: a month that is over (31
+days past its end) or a week (7 days past its Sunday) is computed once and
+kept, so a report's 12-period series costs 12 row reads, and a month still
+draws after the retention purge removed the shipments behind it.
 
 The clock is frozen on 15 June 2027 (company time UTC). April ended on 30
 April and closed 31 days later, on 31 May: April and every month before it
@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from reports import aggregates
 from reports.metrics import headline
-from reports.models import MonthlyAggregate
-from reports.periods import Filters, month_of
+from reports.models import PeriodAggregate
+from reports.periods import Filters, iso_week, month_of
 from reports.sections import report_data
 from tests.factories import CarrierFactory
 from tests.reports.test_metrics import delivered
@@ -46,7 +46,9 @@ def stored(month, scope="all", delivered=0):  # type: ignore[no-untyped-def]
         k: {"value": None, "n": 0} for k in aggregates.headline_values(MAY, Filters())
     }
     data["delivered"] = {"value": delivered, "n": delivered}
-    return MonthlyAggregate.objects.create(month=month.start, scope=scope, data=data)
+    return PeriodAggregate.objects.create(
+        kind=month.kind, start=month.start, scope=scope, data=data
+    )
 
 
 def series(period, filters=None):  # type: ignore[no-untyped-def]
@@ -71,14 +73,14 @@ def test_a_closed_month_is_computed_once_and_then_read():
         delivered_at=datetime(2027, 4, 6, 10, tzinfo=UTC),
     )
     assert series(MAY)["2027-04-01"] == 1
-    row = MonthlyAggregate.objects.get(month=APRIL.start, scope="all")
+    row = PeriodAggregate.objects.get(start=APRIL.start, scope="all")
     assert row.data["delivered"] == {"value": 1, "n": 1}
     # A second report reads the row: a change in April's rows no longer shows.
-    MonthlyAggregate.objects.filter(pk=row.pk).update(
+    PeriodAggregate.objects.filter(pk=row.pk).update(
         data={**row.data, "delivered": {"value": 7, "n": 7}}
     )
     assert series(MAY)["2027-04-01"] == 7
-    assert MonthlyAggregate.objects.filter(month=APRIL.start).count() == 1
+    assert PeriodAggregate.objects.filter(start=APRIL.start).count() == 1
 
 
 def test_a_month_still_open_is_counted_from_its_rows_and_not_stored():
@@ -92,13 +94,13 @@ def test_a_month_still_open_is_counted_from_its_rows_and_not_stored():
     )
     june = month_of(date(2027, 6, 1))
     assert series(june)["2027-05-01"] == 1
-    assert not MonthlyAggregate.objects.filter(month=MAY.start).exists()
+    assert not PeriodAggregate.objects.filter(start=MAY.start).exists()
 
 
 def test_a_row_stored_before_the_month_closed_is_computed_again():
     row = stored(APRIL, delivered=99)
     early = datetime(2027, 5, 10, tzinfo=UTC)
-    MonthlyAggregate.objects.filter(pk=row.pk).update(computed_at=early)
+    PeriodAggregate.objects.filter(pk=row.pk).update(computed_at=early)
     assert series(MAY)["2027-04-01"] == 0  # April has no rows: recomputed
     row.refresh_from_db()
     assert timezone.localdate(row.computed_at) == TODAY.date()
@@ -136,3 +138,17 @@ def test_a_monthly_report_uses_the_stored_months_for_its_year_ago_and_series():
     data = report_data(MAY, Filters())
     item = next(i for i in data["headline"] if i["key"] == "delivered")
     assert item["year_ago"] == 5
+
+
+def test_a_closed_week_is_stored_and_the_last_week_is_not():
+    june_7 = iso_week(date(2027, 6, 7))  # Mon 7 - Sun 13 June: closes on the 20th
+    series(june_7)
+    weeks = set(
+        PeriodAggregate.objects.filter(kind="weekly").values_list("start", flat=True)
+    )
+    # The eleven weeks before it (closed by the 13th) and the same week a
+    # year before are stored: twelve rows.
+    assert len(weeks) == 12
+    assert date(2026, 6, 8) in weeks
+    assert date(2027, 5, 31) in weeks  # 31 May - 6 June closed on the 13th
+    assert june_7.start not in weeks

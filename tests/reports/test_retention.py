@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from exceptions_mgmt.models import DeliveryException, ExceptionNote
 from notifications.models import Notification
-from reports.models import Archive, MonthlyAggregate, RetentionPurge
+from reports.models import Archive, PeriodAggregate, RetentionPurge
 from shipments.models import Feedback, Inquiry, Shipment, TrackingEvent
 from tests.factories import ShipmentFactory, UserFactory, dispatched_shipment
 from tracksop import roles
@@ -118,7 +118,7 @@ def test_archive_purge_restore_round_trip(old_and_new, capsys):
     assert archive.verified_at is not None
     assert archive.counts["shipments.shipment"] == 1
     # The month's figures stay for trends.
-    assert MonthlyAggregate.objects.filter(month=archive.month, scope="all").exists()
+    assert PeriodAggregate.objects.filter(start=archive.month, scope="all").exists()
 
     call_command("archive_restore", archive.file.name)
 

@@ -302,9 +302,9 @@ def expired_access_log_count(cutoff: dt.datetime) -> int:
 
 def purge_access_log(cutoff: dt.datetime, *, batch_size: int = 5000) -> int:
     """Delete the access log's rows older than the cut-off, of shipments still
-    kept, in batches of primary keys, each its own short transaction. Not
-    archived: the log says which staff read what, and is kept no longer than
-    the records themselves (the purged shipments' rows go in their archive)."""
+    kept, in batches of primary keys, one DELETE each. Not archived: the log
+    says which staff read what, and is kept no longer than the records
+    themselves (the purged shipments' rows go in their archive)."""
     removed = 0
     while True:
         # One statement per batch (DELETE … WHERE id IN (SELECT … LIMIT n)):

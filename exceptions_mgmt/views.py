@@ -43,7 +43,8 @@ from notifications.models import Channel, Status
 from shipments import selectors as shipment_selectors
 from shipments import services as shipment_services
 from shipments import views as shipment_views
-from shipments.models import Inquiry, Shipment
+from shipments.access import access_log_write
+from shipments.models import AccessLog, Inquiry, Shipment
 from shipments.services import TransitionRefused
 from shipments.views import GET_POST, staff_view
 from tracksop import dates
@@ -216,6 +217,12 @@ def _detail_page(
         action_errors = [str(e) for e in bound.non_field_errors()]
         bound.errors.pop(NON_FIELD_ERRORS, None)
         forms[slot] = bound
+    access_log_write(
+        user=user,
+        page=AccessLog.Page.EXCEPTION,
+        shipments=[exception.shipment_id],
+        path=request.get_full_path(),
+    )
     return render(
         request,
         "exceptions_mgmt/detail.html",

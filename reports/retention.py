@@ -6,7 +6,8 @@ verified archive. Deletion goes by the primary keys read back from the
 verified file (not by a fresh query), so a row added after the archive was
 written stops the batch (the database's foreign keys refuse it) instead of
 being lost. An interrupted purge is finished by running it again: the
-shipments still there get a new archive of their own.
+shipments still there get a new archive of their own. Last, the access log's
+rows older than the cut-off, of shipments still kept, are deleted unarchived.
 
 File format (README "Retention and archives"): every line but the last is
 {"model": "app.model", "pk": ..., "fields": {...}} (Django's python
@@ -39,7 +40,7 @@ from django.utils import timezone
 
 from reports.aggregates import aggregate_month
 from reports.models import Archive, RetentionPurge, report_storage
-from shipments.models import Shipment
+from shipments.models import AccessLog, Shipment
 from shipments.status import CLOSED
 
 BATCH_SIZE = 500
@@ -58,6 +59,7 @@ ARCHIVED_MODELS = [
     "exceptions_mgmt.exceptionnote",
     "exceptions_mgmt.exceptionchange",
 ]
+ACCESS_LOG = "shipments.accesslog"
 # Rows that belong to a shipment through an exception, not directly.
 VIA_EXCEPTION = {"exceptions_mgmt.exceptionnote", "exceptions_mgmt.exceptionchange"}
 
@@ -294,6 +296,26 @@ def delete_batch(batch: dict[int, dict[str, list[Any]]]) -> dict[str, int]:
     return dict(removed)
 
 
+def expired_access_log_count(cutoff: dt.datetime) -> int:
+    return AccessLog.objects.filter(at__lt=cutoff).count()
+
+
+def purge_access_log(cutoff: dt.datetime, *, batch_size: int = 5000) -> int:
+    """Delete the access log's rows older than the cut-off, of shipments still
+    kept, in batches of primary keys, one DELETE each. Not archived: the log
+    says which staff read what, and is kept no longer than the records
+    themselves (the purged shipments' rows go in their archive)."""
+    removed = 0
+    while True:
+        # One statement per batch (DELETE … WHERE id IN (SELECT … LIMIT n)):
+        # short locks, and the pages writing new rows never wait long.
+        batch = AccessLog.objects.filter(at__lt=cutoff).order_by("pk")[:batch_size]
+        deleted, _ = AccessLog.objects.filter(pk__in=batch.values("pk")).delete()
+        removed += deleted
+        if deleted < batch_size:
+            return removed
+
+
 def _batches(
     by_shipment: dict[int, dict[str, list[Any]]], size: int
 ) -> Iterable[dict[int, dict[str, list[Any]]]]:
@@ -327,7 +349,10 @@ def purge(
         run_by=user, run_by_label=label[:150], cutoff=cutoff, dry_run=dry_run
     )
     if dry_run:
-        run.removed = {"plan": {f"{m:%Y-%m}": n for m, n in plan}}
+        run.removed = {
+            "plan": {f"{m:%Y-%m}": n for m, n in plan},
+            "access_log": expired_access_log_count(cutoff),
+        }
         run.status = RetentionPurge.Status.DONE
         run.finished_at = timezone.now()
         run.save(update_fields=["removed", "status", "finished_at"])
@@ -342,6 +367,8 @@ def purge(
                     removed[key] += n
                 run.removed = dict(removed)
                 run.save(update_fields=["removed"])
+        # After the archives: the purged shipments' old views went with them.
+        removed[ACCESS_LOG] += purge_access_log(cutoff)
     except Exception as exc:
         run.removed = dict(removed)
         run.status = RetentionPurge.Status.FAILED

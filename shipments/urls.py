@@ -1,6 +1,6 @@
 from django.urls import path
 
-from shipments import views
+from shipments import access_views, views
 
 urlpatterns = [
     path("search/", views.search, name="shipment-search"),
@@ -9,6 +9,7 @@ urlpatterns = [
     path("monitor/", views.monitor, name="monitor"),
     path("inquiries/", views.inquiry_list, name="inquiry-list"),
     path("<str:code>/", views.shipment_detail, name="shipment-detail"),
+    path("<str:code>/access/", access_views.shipment_access, name="shipment-access"),
     path("<str:code>/edit/", views.shipment_edit, name="shipment-edit"),
     path("<str:code>/check/", views.shipment_check, name="shipment-check"),
     path("<str:code>/dispatch/", views.shipment_dispatch, name="shipment-dispatch"),

@@ -26,6 +26,7 @@ from django.views.decorators.http import (
 )
 
 from shipments import selectors, services
+from shipments.access import access_log_write
 from shipments.forms import (
     AnswerForm,
     BulkScanForm,
@@ -40,7 +41,7 @@ from shipments.forms import (
     ShipmentBoundForm,
     ShipmentForm,
 )
-from shipments.models import Inquiry, Shipment, TrackingEvent
+from shipments.models import AccessLog, Inquiry, Shipment, TrackingEvent
 
 GET_POST = require_http_methods(["GET", "POST"])
 
@@ -110,6 +111,12 @@ def search(request: HttpRequest) -> HttpResponse:
     if result.exact is not None:
         return redirect(result.exact)
     status = 200 if result.shipments or not result.query else 404
+    access_log_write(
+        user=request.user,
+        page=AccessLog.Page.SEARCH,
+        shipments=result.shipments,
+        path=request.get_full_path(),
+    )
     return render(request, "shipments/search.html", {"result": result}, status=status)
 
 
@@ -138,7 +145,7 @@ def shipment_create(request: HttpRequest) -> HttpResponse:
 def shipment_edit(request: HttpRequest, code: str) -> HttpResponse:
     shipment = selectors.shipment_get(user=request.user, code=code)
     form = ShipmentForm(_posted(request), instance=shipment)
-    return _shipment_action(
+    response = _shipment_action(
         request,
         shipment,
         form,
@@ -151,6 +158,14 @@ def shipment_edit(request: HttpRequest, code: str) -> HttpResponse:
         ),
         success=lambda _: "Shipment details saved.",
     )
+    if response.status_code != 302:  # the form shows the personal data
+        access_log_write(
+            user=request.user,
+            page=AccessLog.Page.SHIPMENT,
+            shipments=[shipment.pk],
+            path=request.get_full_path(),
+        )
+    return response
 
 
 def _versioned(
@@ -365,6 +380,12 @@ def _detail_page(
         # Back with an answer to fix: the cursor goes there, not to a new question.
         log_form.fields["question"].widget.attrs.pop("autofocus", None)
         answering[1].fields["answer"].widget.attrs["autofocus"] = True
+    access_log_write(
+        user=user,
+        page=AccessLog.Page.SHIPMENT,
+        shipments=[shipment.pk],
+        path=request.get_full_path(),
+    )
     refused = [
         str(e)
         for bound in (log_form, answering[1] if answering else None)
@@ -516,6 +537,14 @@ def monitor(request: HttpRequest) -> HttpResponse:
     )
     paginator = Paginator(filterset.qs, settings.TRACKSOP_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
+    # Read the rows here (the template's one query) to log who saw their names.
+    page.object_list = list(page.object_list)
+    access_log_write(
+        user=request.user,
+        page=AccessLog.Page.SEARCH,
+        shipments=page.object_list,
+        path=request.get_full_path(),
+    )
     params = request.GET.copy()
     params.pop("page", None)
     return render(

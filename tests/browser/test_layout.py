@@ -25,6 +25,7 @@ from notifications.models import Channel, Status
 from reports import services as report_services
 from reports.models import ReportRun
 from shipments import services
+from shipments.access import access_log_write
 from shipments.models import Shipment
 from shipments.status import EventKind
 from tests.browser.conftest import PASSWORD
@@ -156,6 +157,14 @@ def data(escalation_rules: None) -> Data:
         channel="email",
         question=f"Customer writes from {LONG_EMAIL} about the delivery window.",
     )
+    # Seen by both, once through a search for the long address.
+    access_log_write(
+        user=worker,
+        page="search",
+        shipments=[long],
+        path="/shipments/search/?q=" + LONG_EMAIL + "&x=" + "y" * 200,
+    )
+    access_log_write(user=boss, page="shipment", shipments=[long], path="/x")
     exception = exception_services.exception_report(
         shipment=long.pk,
         user=worker,
@@ -213,6 +222,7 @@ PAGES: dict[str, Callable[[Data], str]] = {
     "monitor": lambda d: reverse("monitor"),
     "inquiry-list": lambda d: reverse("inquiry-list"),
     "shipment-detail": _code("shipment-detail"),
+    "shipment-access": _code("shipment-access"),
     "shipment-edit": lambda d: reverse("shipment-edit", args=[d.created.shipment_id]),
     "shipment-check": lambda d: reverse("shipment-check", args=[d.created.shipment_id]),
     "shipment-dispatch": lambda d: reverse(

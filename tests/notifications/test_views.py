@@ -575,7 +575,7 @@ def test_a_message_still_being_sent_has_no_resend_button(
 
 # Session, user and two permission queries, then: the shipment, its customer
 # inquiries, its timeline and the message history with who resent each (one join).
-DETAIL_QUERIES = 4 + 4
+DETAIL_QUERIES = 4 + 4 + 1  # + the access log INSERT
 # Then: the count for the pager and one page of rows with their shipments.
 FAILED_QUERIES = 4 + 2
 

@@ -562,7 +562,7 @@ def test_the_public_tracking_page_never_shows_inquiries(
 
 # The shipment, its inquiries and the exceptions reported from them, the
 # timeline, the message history (joins incl.).
-DETAIL_QUERIES = 4 + 5
+DETAIL_QUERIES = 4 + 5 + 1  # + the access log INSERT
 
 
 @pytest.mark.parametrize("n", [3, 30])

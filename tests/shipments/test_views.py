@@ -882,10 +882,10 @@ def test_a_bulk_scan_where_nothing_could_be_saved_is_422(
 
 # Session, user, the user's and the groups' permissions (4), then the page's
 # own reads; the same however many rows it shows.
-MONITOR_QUERIES = 4 + 4  # open count, carrier and location filters, one page
-SEARCH_QUERIES = 4 + 1  # one query, joins included
+MONITOR_QUERIES = 4 + 4 + 1  # count, carrier and hub filters, one page; log
+SEARCH_QUERIES = 4 + 1 + 1  # one query, joins included; the access log INSERT
 # The shipment, its inquiries, the timeline, the message history (joins incl.).
-DETAIL_QUERIES = 4 + 4
+DETAIL_QUERIES = 4 + 4 + 1  # + the access log INSERT
 
 
 def _shipments(n: int) -> list[Shipment]:

@@ -29,6 +29,10 @@ class Command(BaseCommand):
             for month, count in plan.items():
                 self.stdout.write(f"{month}: {count} shipments would be archived")
             self.stdout.write(
+                f"{run.removed.get('access_log', 0)} access-log rows older than "
+                "the cut-off would be deleted"
+            )
+            self.stdout.write(
                 f"Dry run: nothing changed (cut-off {run.cutoff:%Y-%m-%d})."
             )
             return

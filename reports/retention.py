@@ -38,7 +38,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from reports.aggregates import aggregate_month
-from reports.models import Archive, RetentionPurge, report_storage
+from reports.models import Archive, MonthlyAggregate, RetentionPurge, report_storage
 from shipments.models import Shipment
 from shipments.status import CLOSED
 
@@ -302,7 +302,21 @@ def _batches(
         yield {k: by_shipment[k] for k in owners[i : i + size]}
 
 
-def _aggregate(month: dt.date) -> None:
+def _aggregate(month: dt.date, run: RetentionPurge) -> None:
+    """Keep the month's figures before its shipments go. Not again once an
+    earlier purge verified an archive of the month and so may have deleted
+    some of them (an interrupted run, or one before the cut-off covered the
+    whole month): figures taken now would count only what is left."""
+    partly_purged = (
+        Archive.objects.filter(month=month, verified_at__isnull=False)
+        .exclude(purge=run)
+        .exists()
+    )
+    if (
+        partly_purged
+        and MonthlyAggregate.objects.filter(month=month, scope="all").exists()
+    ):
+        return
     aggregate_month(month)
 
 
@@ -336,7 +350,7 @@ def purge(
     try:
         for month, _count in plan:
             _archive, contents = archive_month(run, month, cutoff)
-            _aggregate(month)
+            _aggregate(month, run)
             for batch in _batches(contents.by_shipment, BATCH_SIZE):
                 for key, n in delete_batch(batch).items():
                     removed[key] += n

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.core import serializers
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models, transaction
+from django.db import DataError, IntegrityError, connection, models, transaction
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -387,21 +387,33 @@ def open_archive(name_or_path: str) -> bytes:
 
 def restore(name_or_path: str) -> dict[str, int]:
     """Load a verified archive back, all in one transaction. Refuses (and
-    loads nothing) if the file fails its checks or any of its rows exists."""
+    loads nothing) if the file fails its checks, any of its rows exists, or
+    a row does not fit (it points at a carrier or user deleted since)."""
     contents = read_archive(open_archive(name_or_path), keep_rows=True)
     pks: dict[str, list[Any]] = defaultdict(list)
     for row in contents.rows:
         pks[row["model"]].append(row["pk"])
-    with transaction.atomic():
-        for label, keys in pks.items():
-            model = apps.get_model(label)
-            if model.objects.filter(pk__in=keys).exists():
-                raise ArchiveError(
-                    f"Some {model._meta.verbose_name_plural} in this archive "
-                    "already exist: it was restored already, or the rows are live."
-                )
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        for obj in serializers.deserialize("python", contents.rows):
-            obj.object.save_base(raw=True, force_insert=True)
+    try:
+        with transaction.atomic():
+            for label, keys in pks.items():
+                model = apps.get_model(label)
+                if model.objects.filter(pk__in=keys).exists():
+                    raise ArchiveError(
+                        f"Some {model._meta.verbose_name_plural} in this archive "
+                        "already exist: it was restored already, or the rows "
+                        "are live."
+                    )
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            for obj in serializers.deserialize("python", contents.rows):
+                obj.object.save_base(raw=True, force_insert=True)
+            # The deferred checks now, inside this block, so a row pointing
+            # at something deleted since rolls all of it back here.
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    except (IntegrityError, DataError) as exc:
+        detail = str(exc).splitlines()[0]
+        raise ArchiveError(
+            f"A row does not fit the database ({detail}); nothing was loaded."
+        ) from exc
     return contents.counts

@@ -1,4 +1,4 @@
-"""`python -m bench [all|search|notifications|exceptions|public] [--small N]
+"""`python -m bench [all|search|notifications|exceptions|public|reports] [--small N]
 [--large N] [--samples N] [--messages N] [--concurrency N] [--sweeps N]
 [--duration S]`
 
@@ -21,7 +21,12 @@ the public tracking page with wrk (32 connections, `--duration` seconds per run)
 beside a bare view and a one-query view from the same server (see
 bench/public.py).
 
-`all` (the default, `make bench`) runs all four. Prints one table per benchmark;
+reports: the monthly and weekly report end to end, their figures, the PDF,
+the 12-month trend, peak memory, the dashboard's KPI row, at 100,000 and
+`--large` shipments, and the purge of a month at 100,000 (see
+bench/reports.py).
+
+`all` (the default, `make bench`) runs all five. Prints one table per benchmark;
 exits 1 if a target fails.
 """
 
@@ -49,7 +54,7 @@ def main() -> int:
         "which",
         nargs="?",
         default="all",
-        choices=("all", "search", "notifications", "exceptions", "public"),
+        choices=("all", "search", "notifications", "exceptions", "public", "reports"),
     )
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument(
@@ -99,6 +104,13 @@ def main() -> int:
 
         rows, notes = public.run(args.large, args.duration)
         print_table(rows, public.HEADER)
+        print("\n".join(["", *notes]))
+        failed = failed or any(r[-1] == "FAIL" for r in rows)
+    if args.which in ("all", "reports"):
+        from bench import reports
+
+        rows, notes = reports.run(args.large)
+        print_table(rows, reports.HEADER)
         print("\n".join(["", *notes]))
         failed = failed or any(r[-1] == "FAIL" for r in rows)
     print(f"\n{'FAILED' if failed else 'All targets met'}", end="")

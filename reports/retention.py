@@ -34,12 +34,12 @@ from django.conf import settings
 from django.core import serializers
 from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models, transaction
+from django.db import DataError, IntegrityError, connection, models, transaction
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from reports.aggregates import aggregate_month
-from reports.models import Archive, RetentionPurge, report_storage
+from reports.models import Archive, PeriodAggregate, RetentionPurge, report_storage
 from shipments.models import AccessLog, Shipment
 from shipments.status import CLOSED
 
@@ -324,7 +324,23 @@ def _batches(
         yield {k: by_shipment[k] for k in owners[i : i + size]}
 
 
-def _aggregate(month: dt.date) -> None:
+def _aggregate(month: dt.date, run: RetentionPurge) -> None:
+    """Keep the month's figures before its shipments go. Not again once an
+    earlier purge verified an archive of the month and so may have deleted
+    some of them (an interrupted run, or one before the cut-off covered the
+    whole month): figures taken now would count only what is left."""
+    partly_purged = (
+        Archive.objects.filter(month=month, verified_at__isnull=False)
+        .exclude(purge=run)
+        .exists()
+    )
+    if (
+        partly_purged
+        and PeriodAggregate.objects.filter(
+            kind="monthly", start=month, scope="all"
+        ).exists()
+    ):
+        return
     aggregate_month(month)
 
 
@@ -361,7 +377,7 @@ def purge(
     try:
         for month, _count in plan:
             _archive, contents = archive_month(run, month, cutoff)
-            _aggregate(month)
+            _aggregate(month, run)
             for batch in _batches(contents.by_shipment, BATCH_SIZE):
                 for key, n in delete_batch(batch).items():
                     removed[key] += n
@@ -400,21 +416,33 @@ def open_archive(name_or_path: str) -> bytes:
 
 def restore(name_or_path: str) -> dict[str, int]:
     """Load a verified archive back, all in one transaction. Refuses (and
-    loads nothing) if the file fails its checks or any of its rows exists."""
+    loads nothing) if the file fails its checks, any of its rows exists, or
+    a row does not fit (it points at a carrier or user deleted since)."""
     contents = read_archive(open_archive(name_or_path), keep_rows=True)
     pks: dict[str, list[Any]] = defaultdict(list)
     for row in contents.rows:
         pks[row["model"]].append(row["pk"])
-    with transaction.atomic():
-        for label, keys in pks.items():
-            model = apps.get_model(label)
-            if model.objects.filter(pk__in=keys).exists():
-                raise ArchiveError(
-                    f"Some {model._meta.verbose_name_plural} in this archive "
-                    "already exist: it was restored already, or the rows are live."
-                )
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        for obj in serializers.deserialize("python", contents.rows):
-            obj.object.save_base(raw=True, force_insert=True)
+    try:
+        with transaction.atomic():
+            for label, keys in pks.items():
+                model = apps.get_model(label)
+                if model.objects.filter(pk__in=keys).exists():
+                    raise ArchiveError(
+                        f"Some {model._meta.verbose_name_plural} in this archive "
+                        "already exist: it was restored already, or the rows "
+                        "are live."
+                    )
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+            for obj in serializers.deserialize("python", contents.rows):
+                obj.object.save_base(raw=True, force_insert=True)
+            # The deferred checks now, inside this block, so a row pointing
+            # at something deleted since rolls all of it back here.
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    except (IntegrityError, DataError) as exc:
+        detail = str(exc).splitlines()[0]
+        raise ArchiveError(
+            f"A row does not fit the database ({detail}); nothing was loaded."
+        ) from exc
     return contents.counts

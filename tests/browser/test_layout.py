@@ -284,7 +284,7 @@ NOT_PAGES = {
     "notification-unsubscribe",
 }
 
-# Used at a hub's tablet or on a phone.
+# Used at a hub's tablet or on a phone (a supervisor reads reports on one too).
 HUB_AND_PHONE_PAGES = [
     "dashboard",
     "shipment-search",
@@ -295,6 +295,8 @@ HUB_AND_PHONE_PAGES = [
     "exception-detail",
     "exception-scan",
     "exception-report",
+    "report-list",
+    "report-detail",
 ]
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from reports.models import ReportRun
+from reports.models import Archive, ReportRun
 from tests.notifications.conftest import smtp_sink, start_worker
 
-__all__ = ["report_files", "smtp_sink", "start_worker"]
+__all__ = ["archives", "report_files", "smtp_sink", "start_worker"]
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +24,24 @@ def report_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in ("pdf", "csv", "xlsx"):
         monkeypatch.setattr(ReportRun._meta.get_field(name), "storage", storage)
     return tmp_path / "reports"
+
+
+@pytest.fixture
+def archives(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Retention archives go to a temporary folder, through the "reports"
+    storage alias (what the purge saves with) and the Archive field."""
+    from django.core.files.storage import FileSystemStorage
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "reports": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "archives")},
+        },
+    }
+    monkeypatch.setattr(
+        Archive._meta.get_field("file"),
+        "storage",
+        FileSystemStorage(location=str(tmp_path / "archives")),
+    )
+    return tmp_path / "archives"

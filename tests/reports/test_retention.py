@@ -25,25 +25,6 @@ pytestmark = pytest.mark.django_db
 NOW = timezone.now().replace(microsecond=0)
 
 
-@pytest.fixture
-def archives(settings, tmp_path, monkeypatch):
-    from django.core.files.storage import FileSystemStorage
-
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "reports": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "archives")},
-        },
-    }
-    monkeypatch.setattr(
-        Archive._meta.get_field("file"),
-        "storage",
-        FileSystemStorage(location=str(tmp_path / "archives")),
-    )
-    return tmp_path / "archives"
-
-
 def backdate(shipment: Shipment, days: int) -> None:
     when = NOW - timedelta(days=days)
     Shipment.objects.filter(pk=shipment.pk).update(last_event_at=when)

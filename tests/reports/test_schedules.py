@@ -13,6 +13,14 @@ from reports import services
 from reports.models import ReportKind, ReportRun, ReportSchedule
 
 
+def schedule_of(kind: str) -> ReportSchedule:
+    """The schedule of this kind, on; the migration's defaults may be there
+    already (their rows are back after a flush only in some test orders)."""
+    return ReportSchedule.objects.update_or_create(
+        kind=kind, defaults={"is_active": True}
+    )[0]
+
+
 def company(*args: int) -> datetime:
     return datetime(*args, tzinfo=zoneinfo.ZoneInfo(settings.TIME_ZONE))  # type: ignore[misc]
 
@@ -34,8 +42,8 @@ def test_the_monthly_schedule_makes_last_month_from_the_first_at_six() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_two_beats_make_one_run_per_schedule_and_period() -> None:
-    weekly = ReportSchedule.objects.create(kind=ReportKind.WEEKLY)
-    ReportSchedule.objects.create(kind=ReportKind.MONTHLY)
+    weekly = schedule_of(ReportKind.WEEKLY)
+    schedule_of(ReportKind.MONTHLY)
     with time_machine.travel(company(2026, 3, 10, 9, 0), tick=False):
         services.report_schedules_run()
         services.report_schedules_run()

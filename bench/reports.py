@@ -143,6 +143,7 @@ def measure(scale: int, large: bool) -> dict[str, Any]:
     found["pdf"], _ = timed(lambda: report_pdf(run, data))
     found["monthly"] = monthly_seconds
     weekly = ReportSchedule.objects.filter(kind="weekly").first()
+    found["weekly_cold"], _ = whole_run("weekly", week.start)
     found["weekly"], weekly_run = whole_run("weekly", week.start)
     # The dashboard reads the last four scheduled weekly runs.
     for back in range(4):
@@ -269,6 +270,12 @@ def run(large: int) -> tuple[list[Row], list[str]]:
             ok=f["monthly"] < MONTHLY_TARGET_S,
         )
         row(
+            "weekly run, cold: s",
+            f,
+            f"{f['weekly_cold']:.2f}",
+            scan,
+        )
+        row(
             "weekly run end to end: s",
             f,
             f"{f['weekly']:.2f}",
@@ -318,7 +325,8 @@ def run(large: int) -> tuple[list[Row], list[str]]:
     notes = [
         "Cold: no month stored yet (the first run after an upgrade); warm: the",
         "closed periods are read from their PeriodAggregate rows, as in every",
-        "later scheduled run. The end-to-end runs are warm.",
+        "later scheduled run. The end-to-end runs are warm; the cold weekly run",
+        "is the first one, which stores its 12 closed weeks.",
     ]
     return rows, notes
 

@@ -272,6 +272,28 @@ BUCKET_LABELS = {
 }
 
 
+def punctuality(rows: Sequence[Delivered]) -> dict[str, Any]:
+    """The part of Delivery performance a breakdown shows: on time against
+    the ETA at dispatch, first attempt, transit hours (see `delivery`)."""
+    with_eta = [r for r in rows if r.dispatch_eta is not None]
+    late = [lateness(r) for r in with_eta]
+    buckets = Counter(lateness_bucket(d) for d in late if d is not None)
+    on_time = sum(1 for d in late if d is not None and d <= 0)
+    first_attempt = sum(1 for r in rows if r.attempts == 0)
+    hours = [_hours(r.delivered_at - r.dispatched_at) for r in rows if r.dispatched_at]
+    return {
+        "delivered": len(rows),
+        "with_eta": len(with_eta),
+        "on_time": on_time,
+        "on_time_rate": rate(on_time, len(with_eta)),
+        "first_attempt": first_attempt,
+        "first_attempt_rate": rate(first_attempt, len(rows)),
+        "eta_coverage": rate(len(with_eta), len(rows)),
+        "buckets": {b: buckets.get(b, 0) for b in BUCKETS},
+        "transit_hours": {q: percentile(hours, s) for q, s in QUANTILES},
+    }
+
+
 def delivery(rows: Sequence[Delivered]) -> dict[str, Any]:
     """Delivery performance of the shipments delivered in the period.
     On-time rate: share of those with an ETA at dispatch whose first delivery
@@ -281,10 +303,6 @@ def delivery(rows: Sequence[Delivered]) -> dict[str, Any]:
     dispatch to delivery, in hours and in business days (weekends and
     holidays off), p50/p90/p95. Warehouse lead time: recorded to dispatched,
     and check passed (ready) to dispatched, in hours, p50/p90."""
-    with_eta = [r for r in rows if r.dispatch_eta is not None]
-    late = [lateness(r) for r in with_eta]
-    buckets = Counter(lateness_bucket(d) for d in late if d is not None)
-    on_time = sum(1 for d in late if d is not None and d <= 0)
     transit = [
         (r.dispatched_at, r.delivered_at) for r in rows if r.dispatched_at is not None
     ]
@@ -294,7 +312,6 @@ def delivery(rows: Sequence[Delivered]) -> dict[str, Any]:
             _local_date(min(t[0] for t in transit)),
             _local_date(max(t[1] for t in transit)),
         )
-    hours = [_hours(b - a) for a, b in transit]
     business = [business_days_between(a, b, off) for a, b in transit]
     lead = [_hours(r.dispatched_at - r.created_at) for r in rows if r.dispatched_at]
     ready = [
@@ -303,15 +320,7 @@ def delivery(rows: Sequence[Delivered]) -> dict[str, Any]:
         if r.dispatched_at and r.ready_at
     ]
     return {
-        "delivered": len(rows),
-        "with_eta": len(with_eta),
-        "on_time": on_time,
-        "on_time_rate": rate(on_time, len(with_eta)),
-        "first_attempt": sum(1 for r in rows if r.attempts == 0),
-        "first_attempt_rate": rate(sum(1 for r in rows if r.attempts == 0), len(rows)),
-        "eta_coverage": rate(len(with_eta), len(rows)),
-        "buckets": {b: buckets.get(b, 0) for b in BUCKETS},
-        "transit_hours": {q: percentile(hours, s) for q, s in QUANTILES},
+        **punctuality(rows),
         "transit_business_days": {q: percentile(business, s) for q, s in QUANTILES},
         "lead_hours": {q: percentile(lead, s) for q, s in QUANTILES[:2]},
         "ready_hours": {q: percentile(ready, s) for q, s in QUANTILES[:2]},
@@ -329,7 +338,7 @@ def delivery_by(
         groups[key(row) or "-"].append(row)
     table = []
     for name in sorted(groups):
-        found = delivery(groups[name])
+        found = punctuality(groups[name])
         table.append(
             {
                 "name": name,

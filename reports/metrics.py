@@ -22,15 +22,16 @@ The shape `report_data` returns (JSON):
 from __future__ import annotations
 
 import math
+import zoneinfo
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, Expression, OuterRef, Q, QuerySet
-from django.utils import timezone
+from django.db.models import Count, Exists, Expression, Min, OuterRef, Q, QuerySet
 
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
 from reports.calendar import business_days_between, company_days_off
@@ -70,7 +71,9 @@ def _hours(delta: timedelta) -> float:
 
 
 def _local_date(moment: datetime) -> date:
-    return timezone.localdate(moment)
+    """The company-time day of an aware moment (timezone.localdate's result
+    without its per-call checks: it runs for every delivery)."""
+    return moment.astimezone(zoneinfo.ZoneInfo(settings.TIME_ZONE)).date()
 
 
 def scoped(filters: Filters) -> QuerySet[Shipment]:
@@ -183,6 +186,11 @@ class Delivered:
     attempts: int
     ready_at: datetime | None
 
+    @cached_property
+    def late_days(self) -> int | None:
+        """`lateness`, worked out once however many breakdowns read it."""
+        return lateness(self)
+
 
 def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
     start, end = period.bounds()
@@ -200,22 +208,31 @@ def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
             "dispatch_eta",
         )
     )
+    # Per shipment, in the database: its first attempt (or delivery), when
+    # it was ready, and how many attempts failed before delivery.
+    events = (
+        TrackingEvent.objects.filter(
+            standing(),
+            belongs(filters),
+            shipment__delivered_at__gte=start,
+            shipment__delivered_at__lt=end,
+            kind__in=[*ATTEMPT_KINDS, EventKind.CHECK_PASSED],
+        )
+        .order_by()
+        .values("shipment_id")
+        .annotate(
+            first_attempt=Min("occurred_at", filter=Q(kind__in=ATTEMPT_KINDS)),
+            ready=Min("occurred_at", filter=Q(kind=EventKind.CHECK_PASSED)),
+            attempts=Count("pk", filter=Q(kind=EventKind.DELIVERY_ATTEMPTED)),
+        )
+        .values_list("shipment_id", "first_attempt", "ready", "attempts")
+    )
     first_attempt: dict[int, datetime] = {}
     ready: dict[int, datetime] = {}
-    attempts: Counter[int] = Counter()
-    events = TrackingEvent.objects.filter(
-        standing(),
-        belongs(filters),
-        shipment__delivered_at__gte=start,
-        shipment__delivered_at__lt=end,
-        kind__in=[*ATTEMPT_KINDS, EventKind.CHECK_PASSED],
-    ).values_list("shipment_id", "kind", "occurred_at")
-    for shipment, kind, when in events.order_by():
-        earliest = ready if kind == EventKind.CHECK_PASSED else first_attempt
-        if shipment not in earliest or when < earliest[shipment]:
-            earliest[shipment] = when
-        if kind == EventKind.DELIVERY_ATTEMPTED:
-            attempts[shipment] += 1
+    attempts: dict[int, int] = {}
+    for shipment, attempted, checked, failed in events:
+        first_attempt[shipment], ready[shipment] = attempted, checked
+        attempts[shipment] = failed
     return [
         Delivered(
             pk=r[0],
@@ -227,7 +244,7 @@ def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
             delivered_at=r[7] or r[5],
             dispatch_eta=r[8],
             first_attempt_at=first_attempt.get(r[0]),
-            attempts=attempts[r[0]],
+            attempts=attempts.get(r[0], 0),
             ready_at=ready.get(r[0]),
         )
         for r in rows
@@ -276,7 +293,7 @@ def punctuality(rows: Sequence[Delivered]) -> dict[str, Any]:
     """The part of Delivery performance a breakdown shows: on time against
     the ETA at dispatch, first attempt, transit hours (see `delivery`)."""
     with_eta = [r for r in rows if r.dispatch_eta is not None]
-    late = [lateness(r) for r in with_eta]
+    late = [r.late_days for r in with_eta]
     buckets = Counter(lateness_bucket(d) for d in late if d is not None)
     on_time = sum(1 for d in late if d is not None and d <= 0)
     first_attempt = sum(1 for r in rows if r.attempts == 0)

@@ -102,10 +102,9 @@ def late_entries(period: Period, filters: Filters) -> dict[str, Any]:
         occurred_at__gte=start,
         occurred_at__lt=end,
     )
-    total = events.count()
-    late = events.filter(
-        recorded_at__gt=F("occurred_at") + timedelta(hours=LATE_ENTRY_HOURS)
-    ).count()
+    late_entry = Q(recorded_at__gt=F("occurred_at") + timedelta(hours=LATE_ENTRY_HOURS))
+    found = events.aggregate(total=Count("pk"), late=Count("pk", filter=late_entry))
+    total, late = found["total"], found["late"]
     return {"events": total, "late": late, "late_rate": rate(late, total)}
 
 

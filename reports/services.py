@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import Any
@@ -16,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -151,6 +153,23 @@ def run_filters(run: ReportRun) -> Filters:
     )
 
 
+@contextmanager
+def without_jit() -> Iterator[None]:
+    """PostgreSQL compiles each large report query with its JIT (about 0.1 s
+    apiece) and gains nothing back at a period's row counts: off while the
+    figures are computed, back to the server's setting after."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET jit = off")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET jit")
+
+
 def report_make(run_id: int) -> ReportRun | None:
     """Make a queued run. Claimed by a conditional update, so a second task
     for the same run (a redelivery) returns without doing anything."""
@@ -166,7 +185,8 @@ def report_make(run_id: int) -> ReportRun | None:
     saved: list[str] = []
     storage = ReportRun._meta.get_field("pdf").storage  # type: ignore[attr-defined]
     try:
-        data = report_data(run_period(run), run_filters(run))
+        with without_jit():
+            data = report_data(run_period(run), run_filters(run))
         _progress(run_id, 40, "Drawing the PDF")
         pdf = render.report_pdf(run, data)
         _progress(run_id, 75, "Writing the CSV and XLSX files")

@@ -27,18 +27,6 @@ def _reported(period: Period, filters: Filters) -> QuerySet[DeliveryException]:
     ).exclude(status=ExceptionStatus.VOID)
 
 
-def _counted(rows: QuerySet[Any], field: str) -> Counter[str | None]:
-    """Rows counted by a field's value, in the database."""
-    return Counter(
-        dict(
-            rows.order_by()
-            .values(field)
-            .annotate(n=Count("pk"))
-            .values_list(field, "n")
-        )
-    )
-
-
 def exceptions_by_group(period: Period, filters: Filters) -> dict[str, Any]:
     """Exceptions by carrier and by origin hub: the exceptions reported in the
     period (void ones left out) counted by their shipment's carrier and origin
@@ -47,21 +35,42 @@ def exceptions_by_group(period: Period, filters: Filters) -> dict[str, Any]:
     hub yet, which has no rate)."""
     start, end = period.bounds()
     dispatched = scoped(filters).filter(dispatched_at__gte=start, dispatched_at__lt=end)
+    # One pass over each table, grouped by carrier and hub together.
+    reported = _pairs(_reported(period, filters), "shipment__")
+    shipped = _pairs(dispatched, "")
     found = {}
-    for name, field in (("by_carrier", "carrier__code"), ("by_hub", "origin__code")):
-        counts = _counted(_reported(period, filters), f"shipment__{field}")
-        shipped = _counted(dispatched, field)
+    for name, side in (("by_carrier", 0), ("by_hub", 1)):
+        counts: Counter[str | None] = Counter()
+        sent: Counter[str | None] = Counter()
+        for pair, n in reported.items():
+            counts[pair[side]] += n
+        for pair, n in shipped.items():
+            sent[pair[side]] += n
         found[name] = [
             {
                 "name": key or "-",
                 "count": counts[key],
-                "dispatched": shipped[key],
-                "per_100": cell(counts[key], shipped[key]),
+                "dispatched": sent[key],
+                "per_100": cell(counts[key], sent[key]),
             }
-            for key in sorted(set(counts) | set(shipped), key=lambda k: k or "")
+            for key in sorted(set(counts) | set(sent), key=lambda k: k or "")
             if counts[key] or key
         ]
     return found
+
+
+def _pairs(rows: QuerySet[Any], prefix: str) -> Counter[tuple[str | None, str | None]]:
+    """Rows counted by (carrier code, origin hub code), in the database."""
+    carrier, hub = f"{prefix}carrier__code", f"{prefix}origin__code"
+    return Counter(
+        {
+            (c, h): n
+            for c, h, n in rows.order_by()
+            .values(carrier, hub)
+            .annotate(n=Count("pk"))
+            .values_list(carrier, hub, "n")
+        }
+    )
 
 
 def notified_in_time(period: Period, filters: Filters) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from django.db.models import Count, Exists, Expression, Min, OuterRef, Q, QueryS
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
 from reports.calendar import business_days_between, company_days_off
 from reports.periods import Filters, Period, month_of, previous, year_before
-from shipments.models import Feedback, Shipment, TrackingEvent
+from shipments.models import Carrier, Feedback, Location, Shipment, TrackingEvent
 from shipments.status import CLOSED, OPEN, EventKind
 
 ATTEMPT_KINDS = (EventKind.DELIVERY_ATTEMPTED, EventKind.DELIVERED)
@@ -197,11 +197,14 @@ class Delivered:
 def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
     start, end = period.bounds()
     shipments = scoped(filters).filter(delivered_at__gte=start, delivered_at__lt=end)
+    # Codes from the two small tables, not joined into every delivered row.
+    carriers = dict(Carrier.objects.values_list("pk", "code"))
+    places = dict(Location.objects.values_list("pk", "code"))
     rows = list(
         shipments.values_list(
             "pk",
-            "carrier__code",
-            "origin__code",
+            "carrier_id",
+            "origin_id",
             "recipient_country",
             "recipient_postcode",
             "created_at",
@@ -238,8 +241,8 @@ def delivered_rows(period: Period, filters: Filters) -> list[Delivered]:
     return [
         Delivered(
             pk=r[0],
-            carrier=r[1] or "",
-            hub=r[2] or "",
+            carrier=carriers.get(r[1], ""),
+            hub=places.get(r[2], ""),
             destination=destination(r[3], r[4]),
             created_at=r[5],
             dispatched_at=r[6],

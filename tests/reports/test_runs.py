@@ -49,7 +49,7 @@ def test_a_monthly_run_is_made_with_a_pdf_that_shows_the_figures(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_pdf_failure_fails_the_run_with_the_reason_and_keeps_no_file(
+def test_a_failing_xlsx_writer_fails_the_run_and_keeps_not_even_the_pdf(
     report_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: Any, **kwargs: Any) -> bytes:

@@ -464,7 +464,7 @@ HEADLINE = (
     ("on_time_rate", "On-time rate", "pct", "up"),
     ("delivered", "Delivered", "count", "up"),
     ("transit_p50", "Transit time (median)", "hours", "down"),
-    ("exceptions_per_100", "Exceptions per 100 shipments", "count", "down"),
+    ("exceptions_per_100", "Exceptions per 100 shipments", "per_100", "down"),
     ("first_attempt_rate", "First-attempt delivery", "pct", "up"),
     ("csat", "Customer satisfaction (CSAT)", "pct", "up"),
 )

@@ -164,6 +164,8 @@ def worker_env(**extra: str) -> dict[str, str]:
         "TRACKSOP_NOTIFY_RETRY_MAX_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
     }
+    # The worker keeps the broker it is given (see tracksop/settings/test.py).
+    env.pop("TRACKSOP_TEST_BROKER", None)
     env.update(extra)
     return env
 

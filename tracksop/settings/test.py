@@ -10,12 +10,16 @@ os.environ.setdefault(
 )
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 # One broker database per xdist worker (gw0 → 1, gw1 → 2, ...), so tests that
-# start a Celery worker never take each other's tasks.
-os.environ.setdefault(
-    "CELERY_BROKER_URL",
-    "redis://127.0.0.1:6379/"
-    + str(1 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 13),
-)
+# start a Celery worker never take each other's tasks. The variable goes into
+# the environment (Celery reads it there first). The pytest controller
+# imports these settings too, and its workers inherit its environment, so a
+# value this file chose is marked and chosen again in each worker; one given
+# from outside is kept.
+if "CELERY_BROKER_URL" not in os.environ or os.environ.get("TRACKSOP_TEST_BROKER"):
+    os.environ["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/" + str(
+        1 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 13
+    )
+    os.environ["TRACKSOP_TEST_BROKER"] = "chosen by tracksop/settings/test.py"
 
 from tracksop.settings.base import *  # noqa: F403
 from tracksop.settings.base import CACHES

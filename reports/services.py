@@ -269,6 +269,39 @@ def report_schedules_run(*, now: datetime | None = None) -> list[ReportRun]:
     return runs
 
 
+STALE_QUEUED = timedelta(minutes=10)
+STALE_RUNNING = timedelta(minutes=30)
+
+
+def report_runs_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Beat: a run queued for STALE_QUEUED whose task was lost (the broker
+    was down when it was asked for) is queued again; a run still running
+    after STALE_RUNNING (its worker was killed: the redelivered task finds
+    it running and leaves it) is failed with the reason, so that the
+    schedule tries again and an identical request is no longer held by it.
+    Making a run claims it, so a second task for it does nothing."""
+    from reports.tasks import report_make_task
+
+    now = now or timezone.now()
+    stopped = ReportRun.objects.filter(
+        status=RunStatus.RUNNING, started_at__lt=now - STALE_RUNNING
+    ).update(
+        status=RunStatus.FAILED,
+        finished_at=now,
+        stage="Failed",
+        error="The worker stopped before the report was finished "
+        f"(still running after {STALE_RUNNING.seconds // 60} minutes).",
+    )
+    waiting = list(
+        ReportRun.objects.filter(
+            status=RunStatus.QUEUED, created_at__lt=now - STALE_QUEUED
+        ).values_list("pk", flat=True)
+    )
+    for pk in waiting:
+        report_make_task.delay(pk)
+    return {"requeued": len(waiting), "failed": stopped}
+
+
 def report_emails_send(run: ReportRun) -> int:
     """Email a finished scheduled run to its schedule's recipients, through
     the outbox (once per address, however often this is called)."""

@@ -12,6 +12,7 @@ def report_make_task(run_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def report_schedules_task() -> None:
+    services.report_runs_sweep()
     services.report_schedules_run()
 
 

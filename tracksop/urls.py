@@ -1,13 +1,26 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from notifications.urls import public_urlpatterns as notification_public
 from shipments.public_urls import urlpatterns as shipment_public
 from tracksop import views
 from tracksop.forms import QueuedPasswordResetForm
 
+# The integration API: each app mounts its own `api.py` here.
+api_v1 = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema"),
+        name="api-docs",
+    ),
+    path("", include("shipments.api")),
+]
+
 urlpatterns = [
+    path("api/v1/", include(api_v1)),
     path("", views.dashboard, name="dashboard"),
     path("me/", views.preferences, name="preferences"),
     path(

@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "django_filters",
     "phonenumber_field",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "tracksop",
     "shipments",
     "notifications",
@@ -341,6 +344,42 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": crontab(day_of_month="2", hour="3", minute="0"),
     },
 }
+
+# The integration API (`/api/v1/`, tracksop/api.py): API keys only, JSON only.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tracksop.api_auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["tracksop.api_auth.ScopePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["tracksop.api_auth.KeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "tracksop.api.problem_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DATETIME_FORMAT": "iso-8601",
+    "COERCE_DECIMAL_TO_STRING": False,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TrackSOP integration API",
+    "DESCRIPTION": (
+        "Create shipments, post checkpoints and read tracking with an API key "
+        "(`Authorization: Bearer tsk_...`). Errors are application/problem+json "
+        "(RFC 9457). Every POST takes an `Idempotency-Key` header."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    # The reference page's scripts are served from here, not a CDN (and CSP).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Requests per API key in a sliding window ("N/s", "N/min", "N/hour").
+TRACKSOP_API_RATE = env.str("TRACKSOP_API_RATE", default="1200/min")
+# Largest accepted request body (bytes): a batch of 1,000 checkpoints fits.
+TRACKSOP_API_MAX_BODY = env.int("TRACKSOP_API_MAX_BODY", default=2 * 1024 * 1024)
 
 # Reports and retention.
 # Shipments closed longer than this (months) are archived, then purged.

@@ -37,6 +37,7 @@ from shipments.serializers import (
     CheckSerializer,
     DispatchSerializer,
     EventSerializer,
+    ShipmentPageSerializer,
     ShipmentSerializer,
     ShipmentWriteSerializer,
     TrackingSerializer,
@@ -108,9 +109,10 @@ class ListFilter(serializers.Serializer[Any]):
 class ShipmentsView(ApiView):
     required_scopes = {"GET": READ, "POST": WRITE}
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=ShipmentSerializer(many=True))
+    @extend_schema(parameters=LIST_PARAMETERS, responses=ShipmentPageSerializer)
     def get(self, request: Request) -> Response:
-        wanted = ListFilter(data=request.query_params)
+        # A plain dict: an empty value is refused, not taken for "no filter".
+        wanted = ListFilter(data=request.query_params.dict())
         wanted.is_valid(raise_exception=True)
         query: QuerySet[Shipment] = Shipment.objects.select_related(
             "carrier", "current_location"

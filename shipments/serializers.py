@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from shipments.ingest import INGEST_LIMIT
@@ -45,8 +46,12 @@ def as_form_value(value: Any) -> Any:
 class ShipmentSerializer(serializers.ModelSerializer[Shipment]):
     """A shipment as the API shows it."""
 
-    carrier = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    current_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    carrier = serializers.SlugRelatedField(
+        slug_field="code", read_only=True, allow_null=True
+    )
+    current_location = serializers.SlugRelatedField(
+        slug_field="code", read_only=True, allow_null=True
+    )
     sender_phone = serializers.CharField(read_only=True)
     recipient_phone = serializers.CharField(read_only=True)
     status = serializers.ChoiceField(choices=ShipmentStatus.choices, read_only=True)
@@ -69,6 +74,15 @@ class ShipmentSerializer(serializers.ModelSerializer[Shipment]):
             "version",
         ]
         read_only_fields = fields
+
+
+@extend_schema_serializer(many=False)  # a page object, not a list of pages
+class ShipmentPageSerializer(serializers.Serializer[Any]):
+    """One page of the list; follow `next` until it is null."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ShipmentSerializer(many=True)
 
 
 class ShipmentWriteSerializer(serializers.Serializer[Any]):
@@ -173,7 +187,7 @@ class BatchCheckpointSerializer(CheckpointSerializer):
 class BatchSerializer(serializers.Serializer[Any]):
     # Items are checked one by one in the view, so one bad item refuses only itself.
     checkpoints = serializers.ListField(
-        child=serializers.JSONField(),
+        child=serializers.JSONField(allow_null=True),
         min_length=1,
         max_length=INGEST_LIMIT,
         help_text=f"Up to {INGEST_LIMIT} items shaped like BatchCheckpoint.",

@@ -201,3 +201,20 @@ def test_api_key_issue_prints_a_working_key(capsys: Any) -> None:
     assert key.scopes == ["events:write"]
     assert raw not in key.secret_hash
     assert client(raw).get("/api/v1/shipments/").status_code == 403
+
+
+def test_stored_responses_are_purged_after_a_day(api: Any) -> None:
+    from tracksop.services import idempotency_records_purge
+
+    api.post("/api/v1/shipments/", NEW, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    api.post(
+        "/api/v1/shipments/",
+        {**NEW, "order_number": "B"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="new",
+    )
+    IdempotencyRecord.objects.filter(key="old").update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+    assert idempotency_records_purge() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]

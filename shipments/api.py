@@ -109,7 +109,11 @@ class ListFilter(serializers.Serializer[Any]):
 class ShipmentsView(ApiView):
     required_scopes = {"GET": READ, "POST": WRITE}
 
-    @extend_schema(parameters=LIST_PARAMETERS, responses=ShipmentPageSerializer)
+    @extend_schema(
+        operation_id="shipments_list",
+        parameters=LIST_PARAMETERS,
+        responses=ShipmentPageSerializer,
+    )
     def get(self, request: Request) -> Response:
         # A plain dict: an empty value is refused, not taken for "no filter".
         wanted = ListFilter(data=request.query_params.dict())

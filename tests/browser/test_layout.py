@@ -258,6 +258,18 @@ PAGES: dict[str, Callable[[Data], str]] = {
 }
 
 # Routes with no staff page of their own, and why.
+API_ROUTES = {
+    "api-schema",
+    "api-docs",
+    "api-shipments",
+    "api-shipment",
+    "api-check",
+    "api-dispatch",
+    "api-cancel",
+    "api-checkpoint",
+    "api-tracking",
+    "api-checkpoints",
+}
 NOT_PAGES = {
     # POST-only actions: they redirect to a page listed above.
     "inquiry-create",
@@ -283,6 +295,9 @@ NOT_PAGES = {
     "notification-manage",
     "notification-unsubscribe",
 }
+# The integration API: JSON, not pages (tests/api/), and the schema's
+# reference page, which is Swagger UI's own layout.
+NOT_PAGES |= API_ROUTES
 
 # Used at a hub's tablet or on a phone (a supervisor reads reports on one too).
 HUB_AND_PHONE_PAGES = [

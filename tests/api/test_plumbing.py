@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from shipments.models import Shipment
 from tests.api.test_shipments_api import NEW
-from tracksop.api_keys import api_key_revoke
+from tracksop.api_keys import api_key_check, api_key_revoke
 from tracksop.models import ApiKey, IdempotencyRecord
 
 pytestmark = pytest.mark.django_db
@@ -218,3 +218,15 @@ def test_stored_responses_are_purged_after_a_day(api: Any) -> None:
     )
     assert idempotency_records_purge() == 1
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+
+
+def test_a_wrong_key_costs_what_a_right_one_does(
+    api_key_for: Any, django_assert_num_queries: Any
+) -> None:
+    """No timing tells an unknown prefix from a wrong secret: both are one
+    indexed look-up and one constant-time compare of two SHA-256 digests."""
+    key, raw = api_key_for()
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    for attempt in (raw, raw[:-3] + "xyz", "tsk_00000000_" + "a" * 32):
+        with django_assert_num_queries(1):
+            api_key_check(attempt)

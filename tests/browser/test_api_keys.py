@@ -69,3 +69,14 @@ def test_an_admin_issues_a_key_sees_it_once_and_revokes_it(
     page.get_by_role("button", name="Run").click()
     expect(page.get_by_text("1 key(s) revoked.")).to_be_visible()
     assert status_with(live_server, raw) == 401
+
+
+def test_the_api_reference_page_renders_under_our_csp(
+    page: Page, live_server: Any
+) -> None:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{live_server.url}/api/v1/docs/")
+    expect(page.get_by_text("TrackSOP integration API").first).to_be_visible()
+    expect(page.get_by_text("/api/v1/checkpoints/").first).to_be_visible()
+    assert not [e for e in errors if "Content Security Policy" in e]

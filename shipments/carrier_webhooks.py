@@ -41,7 +41,7 @@ class PushAnswerSerializer(serializers.Serializer[Any]):
     received_at = serializers.DateTimeField()
 
 
-class ProblemSerializer(serializers.Serializer[Any]):
+class PushProblemSerializer(serializers.Serializer[Any]):
     type = serializers.CharField()
     title = serializers.CharField()
     status = serializers.IntegerField()
@@ -51,7 +51,7 @@ class ProblemSerializer(serializers.Serializer[Any]):
     )
 
 
-PROBLEM = OpenApiResponse(ProblemSerializer)
+PROBLEM = OpenApiResponse(PushProblemSerializer)
 
 
 class CarrierWebhookView(APIView):

@@ -14,6 +14,9 @@ import pytest
 import time_machine
 from django.test import Client
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from shipments import carrier_services
 from shipments.carrier_formats import generic_signature
@@ -597,3 +600,85 @@ def test_a_worker_follows_a_ups_package_from_ups_samples_to_delivered(
     shipment.refresh_from_db()
     assert shipment.status == ShipmentStatus.DELIVERED
     assert shipment.delivered_at == datetime(2024, 4, 23, 13, 50, 4, tzinfo=UTC)
+
+
+# --- nothing lost, nothing 5xx ------------------------------------------------
+
+
+def test_the_sweeper_queues_a_push_whose_task_was_lost(
+    client: Client, acme: Carrier, django_capture_on_commit_callbacks: Any
+) -> None:
+    shipment = acme_shipment(acme)
+    post_generic(client, push("push-1", event(shipment, "ev-1", "in_transit", 30)))
+    (webhook,) = CarrierWebhook.objects.all()
+    now = timezone.now()
+    with django_capture_on_commit_callbacks() as queued:
+        assert carrier_services.carrier_webhooks_sweep(now=now) == 0  # just arrived
+    assert queued == []
+    # The broker was down when it arrived, or a worker died holding it.
+    CarrierWebhook.objects.filter(pk=webhook.pk).update(
+        status=CarrierWebhook.Status.PROCESSING, claimed_at=now - timedelta(hours=1)
+    )
+    with django_capture_on_commit_callbacks() as queued:
+        assert (
+            carrier_services.carrier_webhooks_sweep(now=now + timedelta(hours=1)) == 1
+        )
+    assert len(queued) == 1
+    (done,) = process_all()
+    assert done.status == CarrierWebhook.Status.PROCESSED
+    assert done.attempts == 1
+
+
+def test_processing_twice_or_after_done_changes_nothing(
+    client: Client, acme: Carrier
+) -> None:
+    shipment = acme_shipment(acme)
+    post_generic(client, push("push-1", event(shipment, "ev-1", "in_transit", 30)))
+    (webhook,) = process_all()
+    assert carrier_services.carrier_webhook_process(webhook_id=webhook.pk) is None
+    assert carrier_services.carrier_webhook_process(webhook_id=0) is None
+    assert shipment.events.filter(source=Source.WEBHOOK).count() == 1
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+EVENT_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "tracking_number": JSON,
+        "event_id": JSON,
+        "status": JSON,
+        "occurred_at": JSON | st.just("2026-01-01T00:00:00+00:00"),
+        "location": JSON,
+        "description": JSON,
+    },
+)
+
+
+@hypothesis_settings(
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    body=st.fixed_dictionaries(
+        {}, optional={"id": JSON, "events": st.lists(EVENT_FIELDS, max_size=3) | JSON}
+    )
+)
+def test_no_signed_body_answers_5xx(
+    client: Client, acme: Carrier, body: dict[str, Any]
+) -> None:
+    response = post_generic(client, json.dumps(body).encode())
+    assert response.status_code < 500, response.content
+    for pk in CarrierWebhook.objects.values_list("pk", flat=True):
+        carrier_services.carrier_webhook_process(webhook_id=pk)
+    assert not CarrierWebhook.objects.filter(
+        status=CarrierWebhook.Status.FAILED
+    ).exists()

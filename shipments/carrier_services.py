@@ -20,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from shipments.carrier_formats import Push, kept_headers, parse
-from shipments.carrier_status import CarrierEvent, carrier_checkpoint
+from shipments.carrier_status import CarrierEvent, Places, carrier_checkpoint
 from shipments.ingest import INGEST_LIMIT, CheckpointIn, checkpoints_ingest
 from shipments.models import Carrier, CarrierWebhook, Source
 
@@ -91,8 +91,9 @@ def carrier_events_ingest(
     created / duplicate / refused (with the reason) / ignored."""
     outcome: list[dict[str, Any] | None] = [None] * len(events)
     wanted: list[tuple[int, CheckpointIn]] = []
+    places = Places.load()
     for index, event in enumerate(events):
-        checkpoint, why = carrier_checkpoint(push_format, event)
+        checkpoint, why = carrier_checkpoint(push_format, event, places=places)
         if checkpoint is None:
             outcome[index] = _result(event, status="ignored", reason=why)
         else:

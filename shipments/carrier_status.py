@@ -124,27 +124,43 @@ class CarrierEvent:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def location_code(place: CarrierLocation) -> str:
-    """The active Location a carrier place is: by code, else by city (and
-    country) when exactly one matches; "" when none (creating Locations is
-    the carrier sync's business, issue 14)."""
-    active = Location.objects.filter(is_active=True)
-    if place.code:
-        code = active.filter(code__iexact=place.code).values_list("code", flat=True)
-        if found := list(code[:1]):
-            return found[0]
-    if place.city:
-        by_city = active.filter(city__iexact=place.city)
-        if place.country:
-            by_city = by_city.filter(country__iexact=place.country)
-        codes = list(by_city.values_list("code", flat=True)[:2])
-        if len(codes) == 1:
-            return codes[0]
-    return ""
+@dataclass(frozen=True)
+class Places:
+    """The active Locations, indexed the ways a carrier names a place."""
+
+    by_code: Mapping[str, str]
+    by_city: Mapping[tuple[str, str], list[str]]  # (CITY, COUNTRY) → codes
+
+    @classmethod
+    def load(cls) -> Places:
+        # Hubs number in the tens or hundreds: one read per batch beats one
+        # case-insensitive query per carrier event.
+        by_code: dict[str, str] = {}
+        by_city: dict[tuple[str, str], list[str]] = {}
+        rows = Location.objects.filter(is_active=True).values_list(
+            "code", "city", "country"
+        )
+        for code, city, country in rows:
+            by_code[code.upper()] = code
+            by_city.setdefault((city.upper(), country.upper()), []).append(code)
+            by_city.setdefault((city.upper(), ""), []).append(code)
+        return cls(by_code, by_city)
+
+    def code_for(self, place: CarrierLocation) -> str:
+        """The Location a carrier place is: by the carrier's facility code,
+        else by city (and country) when exactly one matches; "" when none
+        (creating Locations is the carrier sync's business, issue 14)."""
+        if place.code and (code := self.by_code.get(place.code.upper())):
+            return code
+        if place.city:
+            codes = self.by_city.get((place.city.upper(), place.country.upper()), [])
+            if len(codes) == 1:
+                return codes[0]
+        return ""
 
 
 def carrier_checkpoint(
-    push_format: str, event: CarrierEvent
+    push_format: str, event: CarrierEvent, *, places: Places
 ) -> tuple[CheckpointIn | None, str]:
     """The checkpoint a carrier event becomes, or (None, why it is not one)."""
     rule = status_rule(push_format, code=event.code, status_type=event.status_type)
@@ -164,7 +180,7 @@ def carrier_checkpoint(
         data["carrier_status_unknown"] = True
     if rule.carrier_exception:
         data["carrier_exception"] = True
-    code = location_code(event.location)
+    code = places.code_for(event.location)
     if event.location.text:
         data["carrier_location"] = event.location.text
     kind = rule.kind

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.urls import path
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -41,19 +41,6 @@ class PushAnswerSerializer(serializers.Serializer[Any]):
     received_at = serializers.DateTimeField()
 
 
-class PushProblemSerializer(serializers.Serializer[Any]):
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False
-    )
-
-
-PROBLEM = OpenApiResponse(PushProblemSerializer)
-
-
 class CarrierWebhookView(APIView):
     # No API key: the signature on the body is the carrier's credential.
     authentication_classes: list[type[Any]] = []
@@ -70,15 +57,23 @@ class CarrierWebhookView(APIView):
             "format."
         ),
         request=carrier_formats.GenericPushSerializer,
-        responses={
-            202: PushAnswerSerializer,
-            200: PushAnswerSerializer,
-            400: PROBLEM,
-            401: PROBLEM,
-            403: PROBLEM,
-            404: PROBLEM,
-            413: PROBLEM,
-        },
+        parameters=[
+            OpenApiParameter(
+                carrier_formats.SIGNATURE_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Generic format: t=<unix time>,v1=<hex HMAC-SHA256>.",
+            ),
+            OpenApiParameter(
+                carrier_formats.UPS_CREDENTIAL_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="UPS Track Alert: the subscription's credential.",
+            ),
+        ],
+        # Errors (problem+json) are added to every operation by
+        # tracksop.api's schema hook.
+        responses={202: PushAnswerSerializer, 200: PushAnswerSerializer},
         tags=["carrier webhooks"],
     )
     def post(self, request: Request, code: str) -> Response:

@@ -20,6 +20,15 @@ from hypothesis import strategies as st
 
 from shipments import carrier_services
 from shipments.carrier_formats import generic_signature
+from shipments.carrier_status import (
+    GENERIC,
+    UPS_CODES,
+    UPS_TYPES,
+    CarrierLocation,
+    Places,
+    Rule,
+    status_rule,
+)
 from shipments.models import (
     Carrier,
     CarrierWebhook,
@@ -28,7 +37,7 @@ from shipments.models import (
     Source,
     TrackingEvent,
 )
-from shipments.status import EventKind, ShipmentStatus
+from shipments.status import CHECKPOINT_KINDS, EventKind, ShipmentStatus
 from shipments.tracking_numbers import s10_generate
 from tests.factories import CarrierFactory, LocationFactory, dispatched_shipment
 from tests.notifications.conftest import start_worker, wait_for
@@ -682,3 +691,36 @@ def test_no_signed_body_answers_5xx(
     assert not CarrierWebhook.objects.filter(
         status=CarrierWebhook.Status.FAILED
     ).exists()
+
+
+# --- the mapping table ---------------------------------------------------------
+
+
+def test_every_mapped_kind_is_one_the_ingest_accepts() -> None:
+    for table in (GENERIC, UPS_CODES, UPS_TYPES):
+        for rule in table.values():
+            assert rule.kind is None or rule.kind in CHECKPOINT_KINDS
+
+
+def test_ups_statuses_map_by_code_then_by_type() -> None:
+    ups = PushFormat.UPS_TRACK_ALERT
+    assert status_rule(ups, code="OT", status_type="I") == Rule(
+        EventKind.OUT_FOR_DELIVERY
+    )
+    assert status_rule(ups, code="ZZ", status_type="D") == Rule(EventKind.DELIVERED)
+    exception = status_rule(ups, code="ZZ", status_type="X")
+    assert exception is not None
+    assert exception.carrier_exception
+    assert status_rule(ups, code="ZZ", status_type="Q") is None
+
+
+def test_a_place_becomes_a_location_only_when_one_matches(db: None) -> None:
+    LocationFactory(code="chi-hub", city="Chicago", country="US")
+    LocationFactory(code="spr-1", city="Springfield", country="US")
+    LocationFactory(code="spr-2", city="Springfield", country="US")
+    places = Places.load()
+    assert places.code_for(CarrierLocation(code="CHI-HUB")) == "chi-hub"
+    assert places.code_for(CarrierLocation(city="chicago")) == "chi-hub"
+    assert places.code_for(CarrierLocation(city="Chicago", country="CA")) == ""
+    assert places.code_for(CarrierLocation(city="Springfield")) == ""
+    assert places.code_for(CarrierLocation(code="nope", city="Gary")) == ""

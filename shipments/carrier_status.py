@@ -73,7 +73,7 @@ UPS_TYPES: dict[str, Rule] = {
     "D": Rule(K.DELIVERED),
     "X": EXCEPTION,
     # An updated delivery date: an ETA change, which is the ETA service's
-    # (issue 14); the new date is kept in the webhook's outcome meanwhile.
+    # (issue 14); meanwhile the stored raw push keeps the new date.
     "U": IGNORE,
 }
 

@@ -5,12 +5,26 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from shipments.models import Carrier, Inquiry, Location, Shipment, TrackingEvent
+from shipments.models import (
+    Carrier,
+    CarrierWebhook,
+    Inquiry,
+    Location,
+    Shipment,
+    TrackingEvent,
+)
 
 
 @admin.register(Carrier)
 class CarrierAdmin(admin.ModelAdmin):
-    list_display = ["name", "code", "tracking_family", "is_own_fleet", "is_active"]
+    list_display = [
+        "name",
+        "code",
+        "tracking_family",
+        "push_format",
+        "is_own_fleet",
+        "is_active",
+    ]
     list_filter = ["tracking_family", "is_own_fleet", "is_active"]
     search_fields = ["name", "code"]
 
@@ -67,3 +81,18 @@ class InquiryAdmin(ReadOnlyAdmin):
     search_fields = ["shipment__shipment_id"]
     raw_id_fields = ["shipment"]
     show_full_result_count = False
+
+
+@admin.register(CarrierWebhook)
+class CarrierWebhookAdmin(ReadOnlyAdmin):
+    """Carrier pushes as received, and what became of each event."""
+
+    list_display = ["received_at", "carrier", "provider_event_id", "status"]
+    list_filter = ["status", "carrier"]
+    search_fields = ["provider_event_id"]
+    exclude = ["body"]
+    readonly_fields = ["raw_body"]
+
+    @admin.display(description="body")
+    def raw_body(self, obj: CarrierWebhook) -> str:
+        return bytes(obj.body).decode("utf-8", "replace")

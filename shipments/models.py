@@ -47,6 +47,13 @@ class Source(models.TextChoices):
     SYSTEM = "system", _("System")
 
 
+class PushFormat(models.TextChoices):
+    """How a carrier's push webhook is signed and shaped (`carrier_formats`)."""
+
+    GENERIC = "generic", _("TrackSOP signed JSON")
+    UPS_TRACK_ALERT = "ups_track_alert", _("UPS Track Alert")
+
+
 class Carrier(models.Model):
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=100)
@@ -64,6 +71,15 @@ class Carrier(models.Model):
         help_text=_("Carrier's tracking page, with {number} where the number goes."),
     )
     is_active = models.BooleanField(default=True)
+    push_format = models.CharField(
+        max_length=20,
+        choices=PushFormat.choices,
+        default=PushFormat.GENERIC,
+        help_text=_(
+            "Format of the carrier's pushes to /api/v1/carriers/<code>/webhook/; "
+            "the secret is TRACKSOP_CARRIER_WEBHOOK_SECRETS in the environment."
+        ),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -524,3 +540,63 @@ class AccessLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} {self.page} {self.at:%Y-%m-%d %H:%M}"
+
+
+class CarrierWebhook(models.Model):
+    """One push a carrier sent us, stored raw before anything is done with it,
+    and what became of each of its events. Never edited after processing; a
+    replay of the same provider event id finds this row and changes nothing."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("Received")
+        PROCESSING = "processing", _("Processing")
+        PROCESSED = "processed", _("Processed")
+        FAILED = "failed", _("Failed")
+
+    carrier = models.ForeignKey(
+        Carrier, on_delete=models.PROTECT, related_name="webhooks"
+    )
+    format = models.CharField(max_length=20, choices=PushFormat.choices)
+    provider_event_id = models.CharField(max_length=200)
+    # The bytes as sent: the signature was checked on them, and they can be
+    # checked again or reprocessed after a mapping fix.
+    body = models.BinaryField()
+    # A few request headers for support (never the credential itself).
+    headers = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.RECEIVED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # One entry per carrier event: created / duplicate / refused / ignored.
+    outcome = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            # A replayed push (same provider event id) is stored once.
+            models.UniqueConstraint(
+                fields=["carrier", "provider_event_id"],
+                name="carrier_webhook_event_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=["received", "processing", "processed", "failed"]
+                ),
+                name="carrier_webhook_status_valid",
+            ),
+        ]
+        indexes = [
+            # The sweeper: pushes whose task was lost (broker down, worker died).
+            models.Index(
+                fields=["received_at", "id"],
+                condition=models.Q(status__in=["received", "processing"]),
+                name="carrier_webhook_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier} {self.provider_event_id}"

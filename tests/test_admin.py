@@ -111,6 +111,7 @@ def test_a_supervisor_adds_a_carrier_and_a_hub(client: Client) -> None:
             "tracking_family": "dhl_express",
             "tracking_url_template": "https://www.dhl.com/track?n={number}",
             "is_active": "on",
+            "push_format": "generic",  # the select's preselected default
         },
     )
     hub = client.post(

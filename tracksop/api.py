@@ -283,7 +283,7 @@ def problem_responses(
         PROBLEM_SCHEMA
     )
     problem_ref = {"$ref": "#/components/schemas/Problem"}
-    for operations in result.get("paths", {}).values():
+    for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             for response in responses.values():
@@ -300,7 +300,8 @@ def problem_responses(
                         },
                     },
                 )
-            if method == "post":
+            # Carrier pushes are deduplicated by the provider's event id.
+            if method == "post" and "/carriers/" not in path:
                 operation.setdefault("parameters", []).append(
                     {
                         "in": "header",

@@ -23,6 +23,7 @@ api_v1 = [
         name="api-docs",
     ),
     path("", include("shipments.api")),
+    path("", include("shipments.carrier_webhooks")),
 ]
 
 urlpatterns = [

@@ -269,6 +269,7 @@ API_ROUTES = {
     "api-checkpoint",
     "api-tracking",
     "api-checkpoints",
+    "api-carrier-webhook",
 }
 NOT_PAGES = {
     # POST-only actions: they redirect to a page listed above.

@@ -343,6 +343,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "tracksop.tasks.idempotency_records_purge",
         "schedule": 3600.0,
     },
+    # Carrier pushes whose processing task was lost (broker or worker down).
+    "carrier-webhooks-sweep": {
+        "task": "shipments.tasks.carrier_webhooks_sweep_task",
+        "schedule": 60.0,
+    },
     # The 2nd of each month at 03:00 UTC: archive, verify, then purge.
     "retention-purge": {
         "task": "reports.tasks.retention_purge_task",
@@ -389,6 +394,16 @@ SPECTACULAR_SETTINGS = {
 TRACKSOP_API_RATE = env.str("TRACKSOP_API_RATE", default="1200/min")
 # Largest accepted request body (bytes): a batch of 1,000 checkpoints fits.
 TRACKSOP_API_MAX_BODY = env.int("TRACKSOP_API_MAX_BODY", default=2 * 1024 * 1024)
+# Inbound carrier pushes (/api/v1/carriers/<code>/webhook/): the shared secret
+# per carrier code, "ups=...,acme=..." (no commas in a secret). A carrier
+# without one has every push refused.
+TRACKSOP_CARRIER_WEBHOOK_SECRETS: dict[str, str] = env.dict(
+    "TRACKSOP_CARRIER_WEBHOOK_SECRETS", default={}
+)
+# How old (seconds) a signed timestamp may be before the push is refused.
+TRACKSOP_CARRIER_WEBHOOK_TOLERANCE = env.int(
+    "TRACKSOP_CARRIER_WEBHOOK_TOLERANCE", default=300
+)
 
 # Reports and retention.
 # Shipments closed longer than this (months) are archived, then purged.

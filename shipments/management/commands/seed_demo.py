@@ -25,6 +25,7 @@ from shipments import tracking_numbers as tn
 from shipments.models import (
     Carrier,
     Location,
+    PushFormat,
     Shipment,
     Source,
     TrackingEvent,
@@ -258,6 +259,12 @@ class Command(BaseCommand):
                     "tracking_family": family,
                     "is_own_fleet": own,
                     "tracking_url_template": url,
+                    # UPS pushes in its Track Alert format; the rest in ours.
+                    "push_format": (
+                        PushFormat.UPS_TRACK_ALERT
+                        if code == "ups"
+                        else PushFormat.GENERIC
+                    ),
                 },
             )[0]
             for code, name, family, own, url in CARRIERS

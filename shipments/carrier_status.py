@@ -1,0 +1,198 @@
+"""The one place where carriers' statuses become TrackSOP event kinds.
+
+One table per provider format: the carrier's status code → a `Rule` (the
+event kind, or IGNORE). Inbound push webhooks (`shipments.carrier_services`)
+and the carrier polling of issue 14 both go through `carrier_checkpoint`, so a
+carrier event means the same thing however it reached us.
+
+What a rule may map to is what `shipments.ingest` accepts (CHECKPOINT_KINDS),
+so the state machine decides the rest: a delivered package refuses a later
+scan, a late scan joins the timeline without moving the status. A carrier
+*exception* is kept as a NOTE flagged `carrier_exception` in its data (the
+exceptions app opens exceptions through its own service, not as a checkpoint).
+The carrier's own code and text always go into the event's `data`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shipments.ingest import CheckpointIn
+from shipments.models import Location, PushFormat
+from shipments.status import EventKind
+
+K = EventKind
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str | None  # an EventKind; None: not a checkpoint (IGNORE)
+    carrier_exception: bool = False
+
+
+IGNORE = Rule(None)
+NOTE = Rule(K.NOTE)
+EXCEPTION = Rule(K.NOTE, carrier_exception=True)
+
+# TrackSOP's own signed JSON format (README "Carrier push webhooks").
+GENERIC: dict[str, Rule] = {
+    "label_created": IGNORE,
+    "picked_up": Rule(K.PICKED_UP),
+    "arrived_hub": Rule(K.ARRIVED_HUB),
+    "departed_hub": Rule(K.DEPARTED_HUB),
+    "in_transit": Rule(K.IN_TRANSIT_SCAN),
+    "out_for_delivery": Rule(K.OUT_FOR_DELIVERY),
+    "delivery_attempted": Rule(K.DELIVERY_ATTEMPTED),
+    "available_for_pickup": Rule(K.AVAILABLE_FOR_PICKUP),
+    "delivered": Rule(K.DELIVERED),
+    "returned": Rule(K.RETURNED),
+    "exception": EXCEPTION,
+    "info": NOTE,
+}
+
+# UPS (Track Alert pushes; the Track API uses the same codes): the 2-letter
+# activity status code first, then its type letter for codes not listed.
+UPS_CODES: dict[str, Rule] = {
+    "MP": IGNORE,  # "Shipment Ready for UPS": the label, not the package
+    "OR": Rule(K.PICKED_UP),  # origin scan, "UPS has your package"
+    "AR": Rule(K.ARRIVED_HUB),  # arrival scan
+    "DP": Rule(K.DEPARTED_HUB),  # departure scan
+    "YP": Rule(K.IN_TRANSIT_SCAN),  # "Preparing for Delivery"
+    "OT": Rule(K.OUT_FOR_DELIVERY),
+    "OF": Rule(K.OUT_FOR_DELIVERY),
+    "FS": Rule(K.DELIVERED),
+    "RS": Rule(K.RETURNED),  # returned to shipper
+}
+UPS_TYPES: dict[str, Rule] = {
+    "M": IGNORE,  # manifest (billing information received)
+    "MV": NOTE,  # manifest voided: worth a line in the timeline
+    "I": Rule(K.IN_TRANSIT_SCAN),  # "On the Way"
+    "D": Rule(K.DELIVERED),
+    "X": EXCEPTION,
+    # An updated delivery date: an ETA change, which is the ETA service's
+    # (issue 14); meanwhile the stored raw push keeps the new date.
+    "U": IGNORE,
+}
+
+# Located kinds without a known Location become the unlocated scan with the
+# same status target, so a carrier's unknown hub never blocks the event.
+UNLOCATED: dict[str, str] = {
+    K.ARRIVED_HUB: K.IN_TRANSIT_SCAN,
+    K.DEPARTED_HUB: K.IN_TRANSIT_SCAN,
+}
+
+
+def status_rule(push_format: str, *, code: str, status_type: str = "") -> Rule | None:
+    """The table's rule for a carrier status, or None when it has none."""
+    if push_format == PushFormat.UPS_TRACK_ALERT:
+        code, status_type = code.strip().upper(), status_type.strip().upper()
+        return UPS_CODES.get(code) or UPS_TYPES.get(status_type)
+    if push_format == PushFormat.GENERIC:
+        return GENERIC.get(code.strip().lower())
+    raise ValueError(f"Unknown push format {push_format!r}")
+
+
+@dataclass(frozen=True)
+class CarrierLocation:
+    code: str = ""  # the carrier's facility code, when it sends one
+    name: str = ""
+    city: str = ""
+    region: str = ""
+    postcode: str = ""
+    country: str = ""
+
+    @property
+    def text(self) -> str:
+        parts = [self.name, self.city, self.region, self.postcode, self.country]
+        return ", ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class CarrierEvent:
+    """One carrier event, whatever format or API it came from."""
+
+    tracking_number: str
+    event_id: str  # stable per carrier event: the timeline's external_id
+    code: str  # the carrier's status code, as its table keys it
+    occurred_at: datetime
+    status_type: str = ""
+    description: str = ""
+    location: CarrierLocation = field(default_factory=CarrierLocation)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Places:
+    """The active Locations, indexed the ways a carrier names a place."""
+
+    by_code: Mapping[str, str]
+    by_city: Mapping[tuple[str, str], list[str]]  # (CITY, COUNTRY) → codes
+
+    @classmethod
+    def load(cls) -> Places:
+        # Hubs number in the tens or hundreds: one read per batch beats one
+        # case-insensitive query per carrier event.
+        by_code: dict[str, str] = {}
+        by_city: dict[tuple[str, str], list[str]] = {}
+        rows = Location.objects.filter(is_active=True).values_list(
+            "code", "city", "country"
+        )
+        for code, city, country in rows:
+            by_code[code.upper()] = code
+            by_city.setdefault((city.upper(), country.upper()), []).append(code)
+            by_city.setdefault((city.upper(), ""), []).append(code)
+        return cls(by_code, by_city)
+
+    def code_for(self, place: CarrierLocation) -> str:
+        """The Location a carrier place is: by the carrier's facility code,
+        else by city (and country) when exactly one matches; "" when none
+        (creating Locations is the carrier sync's business, issue 14)."""
+        if place.code and (code := self.by_code.get(place.code.upper())):
+            return code
+        if place.city:
+            codes = self.by_city.get((place.city.upper(), place.country.upper()), [])
+            if len(codes) == 1:
+                return codes[0]
+        return ""
+
+
+def carrier_checkpoint(
+    push_format: str, event: CarrierEvent, *, places: Places
+) -> tuple[CheckpointIn | None, str]:
+    """The checkpoint a carrier event becomes, or (None, why it is not one)."""
+    rule = status_rule(push_format, code=event.code, status_type=event.status_type)
+    unknown = rule is None
+    if rule is None:
+        # A status the table does not know yet: kept as a note, status alone.
+        rule = NOTE
+    if rule.kind is None:
+        return None, f"Carrier status {event.code or event.status_type} is ignored."
+    data: dict[str, Any] = {
+        "carrier_status": event.code,
+        "carrier_text": event.description,
+    }
+    if event.status_type:
+        data["carrier_status_type"] = event.status_type
+    if unknown:
+        data["carrier_status_unknown"] = True
+    if rule.carrier_exception:
+        data["carrier_exception"] = True
+    code = places.code_for(event.location)
+    if event.location.text:
+        data["carrier_location"] = event.location.text
+    kind = rule.kind
+    if not code:
+        kind = UNLOCATED.get(kind, kind)
+    data.update(event.extra)
+    return CheckpointIn(
+        reference=event.tracking_number,
+        kind=kind,
+        occurred_at=event.occurred_at,
+        location=code,
+        notes=event.description[:2000] if kind == K.NOTE else "",
+        external_id=event.event_id[:100],
+        data=data,
+    ), ""

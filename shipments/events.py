@@ -38,11 +38,10 @@ events_recorded = Signal()
 def publish_events_recorded(records: Sequence[Recorded]) -> None:
     if not records:
         return
-    for record in records:
+    # Once per shipment: a batch of scans may carry several events of one.
+    for token in dict.fromkeys(record.shipment.public_token for record in records):
         # Robust: a cache that is down must not fail the request after its commit.
-        transaction.on_commit(
-            partial(tracking_page_forget, record.shipment.public_token), robust=True
-        )
+        transaction.on_commit(partial(tracking_page_forget, token), robust=True)
     events_recorded.send(sender=type(records[0].event), records=list(records))
 
 

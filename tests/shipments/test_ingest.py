@@ -29,6 +29,7 @@ from shipments.ingest import (
     checkpoints_ingest_one_by_one,
 )
 from shipments.models import Shipment, TrackingEvent
+from shipments.public import tracking_page
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
     LocationFactory,
@@ -356,3 +357,24 @@ def test_a_refused_batch_item_leaves_a_concurrent_single_scan_alone() -> None:
     assert shipment.events.filter(external_id="p").count() == 1
     assert outcomes[0][0].status == "refused"
     assert outcomes[0][1].event_id == outcomes[1].pk
+
+
+@pytest.mark.django_db
+def test_the_public_pages_of_a_batch_show_its_scans(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    fleet = OwnFleetFactory()
+    shipments = [dispatched_shipment(carrier=fleet) for _ in range(2)]
+    before = {
+        s.pk: tracking_page(token=s.public_token, language="en") for s in shipments
+    }
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        checkpoints_ingest(
+            [CheckpointIn(s.shipment_id, K.DELIVERED, now) for s in shipments]
+        )
+    for s in shipments:
+        page = tracking_page(token=s.public_token, language="en")
+        assert page is not None
+        assert page.etag != before[s.pk].etag  # type: ignore[union-attr]
+        assert "Delivered" in page.body

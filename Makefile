@@ -26,6 +26,7 @@ run: install
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_exceptions
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_reports
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_desk > var/demo-links.txt
+	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_api >> var/demo-links.txt
 	@echo
 	@echo "  TrackSOP is starting at http://127.0.0.1:$(PORT)/"
 	@echo "  Demo logins (password: tracksop-demo):"

@@ -346,10 +346,13 @@ def shipment_create(
 def shipment_update(
     *,
     shipment: Shipment,
-    user: User,
+    user: User | None,
     details: Mapping[str, Any],
     expected_version: int | None = None,
+    source: str = Source.FORM,
+    integration: str = "",
 ) -> Shipment:
+    """Change the details; after dispatch only a supervisor may (a correction)."""
     with transaction.atomic():
         locked = _lock(shipment, expected_version)
         if locked.is_closed:
@@ -357,8 +360,8 @@ def shipment_update(
                 f"Shipment {locked.shipment_id} is {locked.get_status_display()}; "
                 "its record is closed."
             )
-        if locked.status not in PRE_DISPATCH and not user.has_perm(
-            "shipments.correct_event"
+        if locked.status not in PRE_DISPATCH and not (
+            user is not None and user.has_perm("shipments.correct_event")
         ):
             raise PermissionDenied(
                 "Only a supervisor can correct a shipment after dispatch."
@@ -378,7 +381,8 @@ def shipment_update(
             kind=EventKind.DETAILS_CHANGED,
             occurred_at=timezone.now(),
             user=user,
-            source=Source.FORM,
+            source=source,
+            integration=integration,
             notes="Changed: " + ", ".join(_verbose_name(name) for name in changed),
             data={"fields": changed},
         )
@@ -394,11 +398,13 @@ def _verbose_name(field_name: str) -> str:
 def shipment_check(
     *,
     shipment: Shipment,
-    user: User,
+    user: User | None,
     quality_ok: bool,
     quantity_ok: bool,
     notes: str = "",
     expected_version: int | None = None,
+    source: str = Source.FORM,
+    integration: str = "",
 ) -> Shipment:
     """Record the final quality and quantity check; both must pass for READY."""
     passed = quality_ok and quantity_ok
@@ -422,7 +428,8 @@ def shipment_check(
             kind=EventKind.CHECK_PASSED if passed else EventKind.CHECK_FAILED,
             occurred_at=now,
             user=user,
-            source=Source.FORM,
+            source=source,
+            integration=integration,
             notes=notes,
             data={"quality_ok": quality_ok, "quantity_ok": quantity_ok},
         )
@@ -583,9 +590,11 @@ def shipment_eta_change(
 def shipment_cancel(
     *,
     shipment: Shipment,
-    user: User,
+    user: User | None,
     reason: str,
     expected_version: int | None = None,
+    source: str = Source.FORM,
+    integration: str = "",
 ) -> Shipment:
     if not reason.strip():
         raise ValidationError({"reason": "Say why the shipment is cancelled."})
@@ -596,7 +605,8 @@ def shipment_cancel(
             kind=EventKind.CANCELLED,
             occurred_at=timezone.now(),
             user=user,
-            source=Source.FORM,
+            source=source,
+            integration=integration,
             notes=reason,
         )
     return locked

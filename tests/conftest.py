@@ -81,3 +81,32 @@ def own_fleet(db: None):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def hub(db: None):  # type: ignore[no-untyped-def]
     return LocationFactory(code="chi", name="Chicago hub", city="Chicago")
+
+
+@pytest.fixture
+def api_key_for(db: None):  # type: ignore[no-untyped-def]
+    """`api_key_for(*scopes)` → (ApiKey, the plain key) of a test integration."""
+    from tracksop.api_keys import api_key_issue
+    from tracksop.models import Integration
+
+    def issue(*scopes: str, name: str = "Test shop"):  # type: ignore[no-untyped-def]
+        integration, _ = Integration.objects.get_or_create(name=name)
+        return api_key_issue(
+            integration=integration, name="test", scopes=list(scopes) or ALL_SCOPES
+        )
+
+    return issue
+
+
+@pytest.fixture
+def api(api_key_for):  # type: ignore[no-untyped-def]
+    """A DRF test client holding a key with every scope."""
+    from rest_framework.test import APIClient
+
+    _, raw = api_key_for()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+ALL_SCOPES = ["shipments:read", "shipments:write", "events:write", "webhooks:manage"]

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import shlex
 from io import StringIO
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db.models import F
+from rest_framework.test import APIClient
 
 from exceptions_mgmt.models import UNRESOLVED, DeliveryException, ExceptionStatus
 from notifications.models import Kind, Notification, Status
 from notifications.selectors import failed_count
-from shipments.models import Feedback, Inquiry
+from shipments.models import Feedback, Inquiry, Shipment, Source
 from shipments.status import MOVING
+from tracksop.models import ApiKey
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +93,27 @@ def test_the_demo_gives_the_escalation_queue_work_at_every_level() -> None:
     seeded = DeliveryException.objects.count()
     call_command("seed_demo_exceptions", stdout=StringIO())
     assert DeliveryException.objects.count() == seeded
+
+
+def test_the_demo_prints_an_api_key_and_a_curl_line_that_works() -> None:
+    call_command("seed_demo", shipments=120, verbosity=0)
+    call_command("seed_demo_api", stdout=StringIO())  # an earlier make run
+    out = StringIO()
+    call_command("seed_demo_api", stdout=out)
+    lines = out.getvalue().splitlines()
+    curl = shlex.split(lines[-1].split(": ", 1)[1])
+    header = curl[curl.index("-H") + 1]
+    body = curl[curl.index("-d") + 1]
+    url = curl[-1].split("://", 1)[1].split("/", 1)[1]
+    client = APIClient()
+    response = client.post(
+        "/" + url,
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=header.split(": ", 1)[1],
+    )
+    assert response.status_code == 201, response.content
+    shipment = Shipment.objects.get(shipment_id=url.split("/")[3])
+    assert shipment.events.filter(source=Source.API).count() == 1
+    # The key printed by the earlier run no longer works.
+    assert ApiKey.objects.filter(revoked_at__isnull=True).count() == 1

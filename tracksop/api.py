@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import timedelta
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -38,9 +37,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from shipments.services import StaleShipment
 from shipments.status import TransitionRefused
-from tracksop.models import ApiKey, IdempotencyRecord
+from tracksop.models import IDEMPOTENCY_TTL, ApiKey, IdempotencyRecord
 
-IDEMPOTENCY_TTL = timedelta(hours=24)
 IDEMPOTENCY_KEY_MAX = 255
 
 
@@ -238,3 +236,79 @@ class ApiView(APIView):
             response["RateLimit-Remaining"] = str(limit[1])
             response["RateLimit-Reset"] = str(limit[2])
         return response
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+ERROR_RESPONSES = {
+    "400": "Invalid input: `errors` names each field",
+    "401": "Missing or invalid API key",
+    "403": "The key lacks the scope",
+    "404": "Not found",
+    "405": "Method not allowed",
+    "409": "Refused in the shipment's current state, or edited by someone else",
+    "413": "The body is too large",
+    "415": "Not JSON",
+    "422": "The Idempotency-Key was used with another request",
+    "429": "Rate limit exceeded: see Retry-After",
+}
+RATE_HEADERS = {
+    name: {"schema": {"type": "integer"}, "description": text}
+    for name, text in (
+        ("RateLimit-Limit", "Requests allowed in the window"),
+        ("RateLimit-Remaining", "Requests left in the window"),
+        ("RateLimit-Reset", "Seconds until the window has room again"),
+    )
+}
+
+
+def problem_responses(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """drf-spectacular hook: every operation documents its problem+json
+    errors, its rate-limit headers and, on POST, the Idempotency-Key."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+        PROBLEM_SCHEMA
+    )
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for response in responses.values():
+                response.setdefault("headers", {}).update(RATE_HEADERS)
+            for code, text in ERROR_RESPONSES.items():
+                if code in ("413", "415", "422") and method not in ("post", "patch"):
+                    continue
+                responses.setdefault(
+                    code,
+                    {
+                        "description": text,
+                        "content": {
+                            "application/problem+json": {"schema": problem_ref}
+                        },
+                    },
+                )
+            if method == "post":
+                operation.setdefault("parameters", []).append(
+                    {
+                        "in": "header",
+                        "name": "Idempotency-Key",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "The same key and body within 24 hours "
+                        "returns the first response instead of acting again.",
+                    }
+                )
+    return result

@@ -66,7 +66,7 @@ class KeyRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         key = request.auth
-        return f"api-rate-{key.pk}" if isinstance(key, ApiKey) else None
+        return f"api-rate-{key.prefix}" if isinstance(key, ApiKey) else None
 
     def allow_request(self, request: Request, view: Any) -> bool:
         allowed = super().allow_request(request, view)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -98,6 +99,9 @@ class ApiKey(models.Model):
     def label(self) -> str:
         """Who is responsible for what the key wrote, as the timeline shows it."""
         return f"{self.integration.name} (API key {self.prefix})"[:100]
+
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 class IdempotencyRecord(models.Model):

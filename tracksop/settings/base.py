@@ -338,6 +338,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "reports.tasks.report_schedules_task",
         "schedule": 900.0,
     },
+    # Stored API responses for Idempotency-Key replays live 24 hours.
+    "idempotency-purge": {
+        "task": "tracksop.tasks.idempotency_records_purge",
+        "schedule": 3600.0,
+    },
     # The 2nd of each month at 03:00 UTC: archive, verify, then purge.
     "retention-purge": {
         "task": "reports.tasks.retention_purge_task",
@@ -375,6 +380,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tracksop.api.problem_responses",
+    ],
 }
 # Requests per API key in a sliding window ("N/s", "N/min", "N/hour").
 TRACKSOP_API_RATE = env.str("TRACKSOP_API_RATE", default="1200/min")

@@ -1,6 +1,6 @@
-"""`python -m bench [all|search|notifications|exceptions|public|reports] [--small N]
-[--large N] [--samples N] [--messages N] [--concurrency N] [--sweeps N]
-[--duration S]`
+"""`python -m bench [all|search|notifications|exceptions|public|reports|api]
+[--small N] [--large N] [--samples N] [--messages N] [--concurrency N]
+[--sweeps N] [--duration S] [--checkpoints N] [--webhooks N]`
 
 search: seeds (or reuses) one PostgreSQL database per scale with seed_demo, then
 measures the search selector against a primary-key fetch, and the staff pages'
@@ -26,7 +26,12 @@ the 12-month trend, peak memory, the dashboard's KPI row, at 100,000 and
 `--large` shipments, and the purge of a month at 100,000 (see
 bench/reports.py).
 
-`all` (the default, `make bench`) runs all five. Prints one table per benchmark;
+api: posts `--checkpoints` checkpoints in batches of 1,000 to the API, served by
+gunicorn with production settings, beside a COPY of the same rows into a
+scratch table, and the same batches through the service in process (see
+bench/api.py; part 2, `--webhooks` webhooks to a local receiver, is a hook).
+
+`all` (the default, `make bench`) runs all six. Prints one table per benchmark;
 exits 1 if a target fails.
 """
 
@@ -54,7 +59,15 @@ def main() -> int:
         "which",
         nargs="?",
         default="all",
-        choices=("all", "search", "notifications", "exceptions", "public", "reports"),
+        choices=(
+            "all",
+            "search",
+            "notifications",
+            "exceptions",
+            "public",
+            "reports",
+            "api",
+        ),
     )
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument(
@@ -65,6 +78,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--sweeps", type=int, default=5)
     parser.add_argument("--duration", type=int, default=60)
+    parser.add_argument("--checkpoints", type=int, default=100_000)
+    parser.add_argument("--webhooks", type=int, default=10_000)
     args = parser.parse_args()
     started = time.monotonic()
 
@@ -111,6 +126,13 @@ def main() -> int:
 
         rows, notes = reports.run(args.large)
         print_table(rows, reports.HEADER)
+        print("\n".join(["", *notes]))
+        failed = failed or any(r[-1] == "FAIL" for r in rows)
+    if args.which in ("all", "api"):
+        from bench import api
+
+        rows, notes = api.run(args.checkpoints, args.webhooks)
+        print_table(rows, api.HEADER)
         print("\n".join(["", *notes]))
         failed = failed or any(r[-1] == "FAIL" for r in rows)
     print(f"\n{'FAILED' if failed else 'All targets met'}", end="")

@@ -10,13 +10,17 @@ from shipments.status import CLOSED, EventKind
 
 
 def on_events_recorded(*, records: list[Recorded], **_: Any) -> None:
-    for event, shipment, previous_status in records:
-        # Delivered (or returned) while an exception was open: the package is
-        # no longer held, so the exception closes with the record.
-        if shipment.status in CLOSED and previous_status not in CLOSED:
-            services.exceptions_close_with_shipment(
-                shipment=shipment, actor=event.recorded_by
-            )
+    # Delivered (or returned) while an exception was open: the package is no
+    # longer held, so the exception closes with the record. One read for the
+    # whole announcement (a batch of scans delivers hundreds).
+    services.exceptions_close_with_shipments(
+        closing=[
+            (shipment, event.recorded_by)
+            for event, shipment, previous_status in records
+            if shipment.status in CLOSED and previous_status not in CLOSED
+        ]
+    )
+    for event, _shipment, _previous in records:
         # A supervisor voided the event that reported an exception: there was
         # no problem, so the exception is void too.
         if (

@@ -8,7 +8,7 @@ Every change writes an ExceptionChange row with who and when.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -564,11 +564,26 @@ def exceptions_close_with_shipment(
 ) -> int:
     """A delivered or returned package closes its open exception (inside the
     event's transaction; called by the event_recorded handler)."""
+    return exceptions_close_with_shipments(closing=[(shipment, actor)])
+
+
+def exceptions_close_with_shipments(
+    *, closing: Sequence[tuple[Shipment, User | None]]
+) -> int:
+    """`exceptions_close_with_shipment` for many shipments (a batch of scans
+    delivers hundreds): one locking read for all of them, in primary-key
+    order; each exception still closes with its own history row."""
+    if not closing:
+        return 0
     now = timezone.now()
+    by_pk = {shipment.pk: (shipment, actor) for shipment, actor in closing}
     closed = 0
-    for exception in DeliveryException.objects.select_for_update().filter(
-        shipment=shipment, status__in=UNRESOLVED
+    for exception in (
+        DeliveryException.objects.select_for_update()
+        .filter(shipment_id__in=list(by_pk), status__in=UNRESOLVED)
+        .order_by("pk")
     ):
+        shipment, actor = by_pk[exception.shipment_id]
         exception.status = ExceptionStatus.RESOLVED
         exception.resolved_at = now
         exception.resolution_notes = (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from django.db import transaction
 from django.dispatch import Signal
 
-from shipments.public import tracking_page_forget
+from shipments.public import tracking_page_forget, tracking_pages_forget
 
 if TYPE_CHECKING:
     from shipments.models import Shipment, TrackingEvent
@@ -38,11 +38,13 @@ events_recorded = Signal()
 def publish_events_recorded(records: Sequence[Recorded]) -> None:
     if not records:
         return
-    for record in records:
-        # Robust: a cache that is down must not fail the request after its commit.
-        transaction.on_commit(
-            partial(tracking_page_forget, record.shipment.public_token), robust=True
-        )
+    tokens = list(dict.fromkeys(record.shipment.public_token for record in records))
+    # Robust: a cache that is down must not fail the request after its commit.
+    if len(tokens) == 1:
+        transaction.on_commit(partial(tracking_page_forget, tokens[0]), robust=True)
+    else:
+        # A batch of scans: one round trip to the cache for all its shipments.
+        transaction.on_commit(partial(tracking_pages_forget, tokens), robust=True)
     events_recorded.send(sender=type(records[0].event), records=list(records))
 
 

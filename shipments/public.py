@@ -16,6 +16,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -330,6 +331,19 @@ def tracking_page_forget(token: str) -> None:
         cache.incr(gen_key)
     except ValueError:
         pass  # no generation yet: no page is cached under one either
+    except Exception:
+        log.warning("Public page cache unavailable", exc_info=True)
+
+
+def tracking_pages_forget(tokens: Sequence[str]) -> None:
+    """`tracking_page_forget` for many shipments in one round trip (a batch
+    of scans touches a thousand). Deleting a generation is as good as
+    bumping it: the next reader starts a fresh one (`time.time_ns()`), which
+    no page stored before can match, as after an eviction."""
+    if not tokens:
+        return
+    try:
+        cache.delete_many([_keys(token, "")[0] for token in tokens])
     except Exception:
         log.warning("Public page cache unavailable", exc_info=True)
 

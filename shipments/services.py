@@ -66,6 +66,7 @@ __all__ = [
     "event_void",
     "inquiry_answer",
     "inquiry_log",
+    "shipment_advance",
     "shipment_cancel",
     "shipment_check",
     "shipment_create",
@@ -152,7 +153,7 @@ def _refuse_eta(estimated_delivery: date, *, shipment: Shipment) -> None:
         raise ValidationError({"estimated_delivery": problem})
 
 
-def _advance(
+def shipment_advance(
     shipment: Shipment,
     *,
     kind: str,
@@ -165,8 +166,12 @@ def _advance(
     external_id: str = "",
     data: Mapping[str, Any] | None = None,
     voids: TrackingEvent | None = None,
+    located_later: bool | None = None,
 ) -> Recorded:
-    """Apply one event to a locked shipment in memory; the caller writes both."""
+    """Apply one event to a locked shipment in memory; the caller writes both.
+    `located_later`: whether a live located event after this one exists, when
+    the caller knows (a batch works it out for all its shipments at once);
+    None asks the database."""
     previous = shipment.status
     state = State(
         status=shipment.status,
@@ -197,13 +202,13 @@ def _advance(
         shipment.last_event_at = occurred_at
     # The latest located event places the package (as `status_replay` derives
     # it), even when a later event without a location was logged since.
-    if location is not None and not (
-        shipment.events.filter(
+    if location is not None and located_later is None:
+        located_later = shipment.events.filter(
             occurred_at__gt=occurred_at,
             location__isnull=False,
             voided_by__isnull=True,
         ).exists()
-    ):
+    if location is not None and not located_later:
         shipment.current_location = location
     if location is not None and shipment.origin_id is None:
         shipment.origin = location
@@ -214,15 +219,15 @@ def _advance(
 def _append_event(shipment: Shipment, **fields: Any) -> TrackingEvent:
     """Apply one event to a locked shipment, write it, save the shipment
     (with whatever else the caller changed on it)."""
-    recorded = _advance(shipment, **fields)
+    recorded = shipment_advance(shipment, **fields)
     recorded.event.save()
     shipment.save()
     publish_events_recorded([recorded])
     return recorded.event
 
 
-# What applying an event changes on a shipment (see `_advance`).
-_ADVANCED_FIELDS = (
+# What applying an event changes on a shipment (see `shipment_advance`).
+ADVANCED_FIELDS = (
     "status",
     "status_changed_at",
     "resume_status",
@@ -267,7 +272,7 @@ def checkpoints_append(
     if not checkpoints:
         return []
     recorded = [
-        _advance(
+        shipment_advance(
             c.shipment,
             kind=kind,
             occurred_at=occurred_at,
@@ -283,7 +288,7 @@ def checkpoints_append(
         r.shipment.updated_at = now
     with transaction.atomic(savepoint=False):  # the caller's transaction
         TrackingEvent.objects.bulk_create([r.event for r in recorded])
-        bulk_set([r.shipment for r in recorded], _ADVANCED_FIELDS)
+        bulk_set([r.shipment for r in recorded], ADVANCED_FIELDS)
         publish_events_recorded(recorded)
     return [r.event for r in recorded]
 

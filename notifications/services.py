@@ -200,18 +200,18 @@ def _render_row(
 
 def _store(rows: list[Notification]) -> list[Notification]:
     """Insert rendered rows in one statement, and their emails' bytes in one
-    more. Not in a task (the exceptions sweep): the workers that send would
-    build emails all the same, so they do when sending, and the task stays
-    short. (current_task is a proxy, false outside a task.)"""
+    more (up to TRACKSOP_NOTIFY_PREBUILD_MAX of them). Not in a task (the
+    exceptions sweep): the workers that send would build emails all the
+    same, so they do when sending, and the task stays short. (current_task
+    is a proxy, false outside a task.)"""
     Notification.objects.bulk_create(rows)
-    if not current_task:
-        built = [
-            row
-            for row in rows
-            if row.channel == Channel.EMAIL
-            and row.status == Status.PENDING
-            and _prepare_email(row)
-        ]
+    emails = [
+        r for r in rows if r.channel == Channel.EMAIL and r.status == Status.PENDING
+    ]
+    # Nor for a large batch (the API's 1,000 checkpoints): there the request
+    # is the bottleneck and several workers share the building.
+    if not current_task and len(emails) <= settings.TRACKSOP_NOTIFY_PREBUILD_MAX:
+        built = [row for row in emails if _prepare_email(row)]
         bulk_set(built, ["mime", "status", "last_error", "next_attempt_at"])
     return rows
 

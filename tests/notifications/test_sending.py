@@ -21,7 +21,10 @@ from django.utils import timezone
 from notifications import gateways, services
 from notifications.models import Audience, Channel, Kind, Notification, Preference
 from notifications.models import Status as St
+from shipments.events import Recorded
 from shipments.models import Shipment
+from shipments.services import checkpoint_record
+from shipments.status import EventKind
 from tests.factories import NotificationFactory, dispatched_shipment
 from tests.notifications.conftest import SmtpSink
 
@@ -340,3 +343,28 @@ def test_a_slow_server_makes_a_batch_hand_back_the_rest_untried(
         assert row.next_attempt_at > timezone.now()
     assert len(mail_server.messages) == 1
     assert services._taken == {}
+
+
+def test_a_large_batch_leaves_building_the_emails_to_the_workers(
+    settings: Any,
+) -> None:
+    """The request that writes many rows at once (an API batch) stores them
+    unbuilt; the worker builds each as it sends, as for the sweep's rows."""
+    settings.TRACKSOP_NOTIFY_PREBUILD_MAX = 1
+    events = [
+        checkpoint_record(
+            shipment=dispatched_shipment(), kind=EventKind.OUT_FOR_DELIVERY, user=None
+        )
+        for _ in range(2)
+    ]
+    rows = Notification.objects.filter(event__in=events, channel="email")
+    # One event per call: each call's single email is built by the writer.
+    assert len(rows) == 2
+    assert all(bytes(r.mime) for r in rows)
+    Notification.objects.filter(event__in=events).delete()
+    built = services.notifications_for_events(
+        [Recorded(e, e.shipment, "in_transit") for e in events]
+    )
+    emails = [r for r in built if r.channel == "email"]
+    assert len(emails) == 2
+    assert not any(bytes(Notification.objects.get(pk=r.pk).mime) for r in emails)

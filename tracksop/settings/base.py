@@ -524,6 +524,9 @@ TRACKSOP_NOTIFY_LEASE_SECONDS = env.float(
 # Due emails one task sends over its mail connection: its own and, under a
 # backlog, others whose tasks then have nothing to do (1: one each).
 TRACKSOP_NOTIFY_BATCH_SIZE = env.int("TRACKSOP_NOTIFY_BATCH_SIZE", default=10)
+# A request that writes more emails than this leaves building their bytes to
+# the workers (an API batch); fewer are built by the request, off the workers.
+TRACKSOP_NOTIFY_PREBUILD_MAX = env.int("TRACKSOP_NOTIFY_PREBUILD_MAX", default=50)
 if TRACKSOP_NOTIFY_BATCH_SIZE < 1:
     raise ImproperlyConfigured("TRACKSOP_NOTIFY_BATCH_SIZE must be at least 1.")
 # The sweeper queues pending rows that have waited this long (broker was down).

@@ -49,7 +49,9 @@ class ScopePermission(BasePermission):
         key = request.auth
         if not isinstance(key, ApiKey):
             raise exceptions.NotAuthenticated(UNAUTHENTICATED)
-        needed = getattr(view, "required_scopes", {}).get(request.method, ())
+        # HEAD runs the GET handler (Django's View), so it needs GET's scopes.
+        method = "GET" if request.method == "HEAD" else request.method
+        needed = getattr(view, "required_scopes", {}).get(method, ())
         missing = [s for s in needed if s not in key.scopes]
         if missing:
             raise exceptions.PermissionDenied(

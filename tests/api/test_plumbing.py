@@ -230,3 +230,10 @@ def test_a_wrong_key_costs_what_a_right_one_does(
     for attempt in (raw, raw[:-3] + "xyz", "tsk_00000000_" + "a" * 32):
         with django_assert_num_queries(1):
             api_key_check(attempt)
+
+
+def test_head_needs_the_scope_get_needs(api_key_for: Any) -> None:
+    _, raw = api_key_for("events:write")
+    assert client(raw).head("/api/v1/shipments/").status_code == 403
+    _, reader = api_key_for("shipments:read", name="Reader")
+    assert client(reader).head("/api/v1/shipments/").status_code == 200

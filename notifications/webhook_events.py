@@ -89,6 +89,7 @@ def payload_for(
             "previous_status": previous_status,
             "estimated_delivery": _iso_date(shipment.estimated_delivery),
             "previous_estimated_delivery": eta_before,
+            "exception": _exception_facts(event),
             "event": {
                 "id": event.pk,
                 "kind": event.kind,
@@ -99,6 +100,17 @@ def payload_for(
             },
         },
     }
+
+
+# Of an exception event's data, what a subscriber is told: codes and dates,
+# never a label staff may have typed ("other" causes).
+_EXCEPTION_FACTS = ("cause_code", "severity", "expected_resolution")
+
+
+def _exception_facts(event: TrackingEvent) -> dict[str, str | None] | None:
+    if event.kind not in (EventKind.EXCEPTION_REPORTED, EventKind.EXCEPTION_RESOLVED):
+        return None
+    return {key: event.data.get(key) or None for key in _EXCEPTION_FACTS}
 
 
 def sample_payload(*, url: str) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def address_refusal(ip: IPAddress) -> str:
     )
     for name, hit in checks:
         if hit:
-            return f"{ip} is a {name} address"
+            article = "an" if name[0] in "aeiou" else "a"
+            return f"{ip} is {article} {name} address"
     if not ip.is_global:
         return f"{ip} is not a public address"
     return ""

@@ -19,6 +19,7 @@ from notifications.models import (
     WebhookMessage,
     WebhookStatus,
 )
+from notifications.tasks import webhooks_sweep
 from shipments import services
 from shipments.status import EventKind
 from tests.factories import ShipmentFactory, dispatched_shipment
@@ -166,3 +167,22 @@ def test_a_500_is_retried_until_the_receiver_accepts(
     assert log == [(1, 500, False), (2, 503, False), (3, 200, True)]
     assert receiver.ids() == {message.message_id: 3}
     assert message.endpoint.failing_since is None
+
+
+def test_the_sweeper_sends_a_message_whose_task_was_lost(
+    receiver: Receiver, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _endpoint(receiver.url, [WebhookEventType.SHIPMENT_CREATED])
+    start_worker(**WORKER_ENV, TRACKSOP_WEBHOOK_STALE_SECONDS="0")
+    # The broker took nothing: the publish after commit was lost.
+    monkeypatch.setattr(webhooks, "queue_now", lambda ids: 0)
+    ShipmentFactory()
+    monkeypatch.undo()
+    message = WebhookMessage.objects.get()
+    assert message.status == WebhookStatus.PENDING
+    assert receiver.delivered() == []
+
+    webhooks_sweep.delay()
+
+    wait_for(_all_delivered, what="the swept message to be delivered")
+    assert receiver.ids() == {message.message_id: 1}

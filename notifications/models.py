@@ -9,6 +9,8 @@ of its task a no-op: at-least-once Celery looks exactly-once to the customer.
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -323,11 +325,19 @@ def validate_event_types(value: object) -> None:
         )
 
 
+def new_endpoint_code() -> str:
+    return "ep_" + secrets.token_hex(8)
+
+
 class WebhookEndpoint(models.Model):
     """A URL of an integration's that is sent the events it subscribes to,
     signed with its secret (Standard Webhooks). During a rotation the previous
     secret signs too, until `previous_secret_expires_at`."""
 
+    # The endpoint's id in the API and its URLs.
+    code = models.CharField(
+        max_length=24, unique=True, default=new_endpoint_code, editable=False
+    )
     integration = models.ForeignKey(
         "tracksop.Integration", on_delete=models.PROTECT, related_name="webhooks"
     )

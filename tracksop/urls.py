@@ -17,6 +17,7 @@ api_v1 = [
         name="api-docs",
     ),
     path("", include("shipments.api")),
+    path("", include("notifications.api")),
 ]
 
 urlpatterns = [

@@ -16,20 +16,22 @@ can be overtaken by a later message. Each message carries the shipment's
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 import uuid
 from collections.abc import Sequence
 from contextlib import nullcontext
-from datetime import timedelta
-from functools import partial
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import mail
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -403,17 +405,76 @@ def retry_delay(attempts: int) -> float | None:
     return float(schedule[attempts - 1] * random.uniform(0.9, 1.1))  # noqa: S311
 
 
+# Appended to the worker's two statements per attempt: their commit returns
+# before the WAL reaches the disk (about 2 ms less each on this kind of
+# machine). Safe for delivery bookkeeping only: what a database crash can lose
+# is the last moments' claims and outcomes, whose messages are then sent once
+# more, which the at-least-once contract allows and receivers de-duplicate by
+# webhook-id. The outbox row itself is written in the event's durable commit.
+# (In the WHERE clause: a single autocommit statement has no SET LOCAL.)
+_UNHURRIED = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+
+
+def _in_field_order(model: type[Any], names: set[str]) -> tuple[str, ...]:
+    # Model.from_db takes a subset of the columns in the model's field order.
+    return tuple(f.attname for f in model._meta.concrete_fields if f.attname in names)
+
+
+_MESSAGE_COLUMNS = _in_field_order(
+    WebhookMessage, {"id", "message_id", "payload", "attempts", "endpoint_id"}
+)
+_ENDPOINT_COLUMNS = _in_field_order(
+    WebhookEndpoint,
+    {
+        "id",
+        "url",
+        "secret",
+        "previous_secret",
+        "previous_secret_expires_at",
+        "is_active",
+        "disabled_reason",
+        "failing_since",
+    },
+)
+
+
+@cache
+def _claim_sql() -> str:
+    """Claim a due message and read it with its endpoint in one statement
+    (the worker's CPU and round trips are what limit delivery)."""
+    q = connection.ops.quote_name
+    m, e = q(WebhookMessage._meta.db_table), q(WebhookEndpoint._meta.db_table)
+    returning = [f"{m}.{q(c)}" for c in _MESSAGE_COLUMNS] + [
+        f"{e}.{q(c)}" for c in _ENDPOINT_COLUMNS
+    ]
+    # Identifiers from model metadata, never from input.
+    return (
+        f"UPDATE {m} SET status = %s, attempts = {m}.attempts + 1, "  # noqa: S608
+        f"next_attempt_at = %s FROM {e} "
+        f"WHERE {m}.id = %s AND {m}.status = %s AND {m}.next_attempt_at <= %s "
+        f"AND {e}.id = {m}.endpoint_id AND {_UNHURRIED} "
+        "RETURNING " + ", ".join(returning)
+    )
+
+
 def _claim(pk: int) -> WebhookMessage | None:
+    """Claim the message if it is due and nobody has it."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.TRACKSOP_WEBHOOK_LEASE_SECONDS)
-    claimed = WebhookMessage.objects.filter(
-        pk=pk, status=WebhookStatus.PENDING, next_attempt_at__lte=now
-    ).update(
-        status=WebhookStatus.SENDING, attempts=F("attempts") + 1, next_attempt_at=lease
-    )
-    if not claimed:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _claim_sql(),
+            [WebhookStatus.SENDING.value, lease, pk, WebhookStatus.PENDING.value, now],
+        )
+        row = cursor.fetchone()
+    if row is None:
         return None
-    return WebhookMessage.objects.select_related("endpoint").get(pk=pk)
+    split = len(_MESSAGE_COLUMNS)
+    message = WebhookMessage.from_db(connection.alias, _MESSAGE_COLUMNS, row[:split])
+    message.endpoint = WebhookEndpoint.from_db(
+        connection.alias, _ENDPOINT_COLUMNS, row[split:]
+    )
+    return message
 
 
 def _finish(message: WebhookMessage, **fields: Any) -> bool:
@@ -423,6 +484,87 @@ def _finish(message: WebhookMessage, **fields: Any) -> bool:
             pk=message.pk, status=WebhookStatus.SENDING, attempts=message.attempts
         ).update(**fields)
     )
+
+
+_ATTEMPT_COLUMNS = (
+    "message_id",
+    "endpoint_id",
+    "number",
+    "url",
+    "request_headers",
+    "response_status",
+    "response_excerpt",
+    "duration_ms",
+    "error",
+    "succeeded",
+    "created_at",
+)
+
+
+@cache
+def _record_sql() -> str:
+    """Log the attempt and record the message's outcome in one statement,
+    unless the claim lapsed meanwhile (the attempt is logged all the same).
+    An earlier delivery's time stays when a replay fails."""
+    q = connection.ops.quote_name
+    a, m = q(WebhookAttempt._meta.db_table), q(WebhookMessage._meta.db_table)
+    values = ", ".join(
+        "%s::jsonb" if c == "request_headers" else "%s" for c in _ATTEMPT_COLUMNS
+    )
+    # Identifiers from model metadata, never from input.
+    return (
+        f"WITH logged AS (INSERT INTO {a} "  # noqa: S608
+        f"({', '.join(q(c) for c in _ATTEMPT_COLUMNS)}) VALUES ({values})) "
+        f"UPDATE {m} SET status = %s, next_attempt_at = %s, last_error = %s, "
+        "delivered_at = COALESCE(%s, delivered_at) "
+        f"WHERE id = %s AND status = %s AND attempts = %s AND {_UNHURRIED}"
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    next_attempt_at: datetime | None = None
+    last_error: str = ""
+    delivered_at: datetime | None = None
+
+
+def _record(
+    message: WebhookMessage,
+    *,
+    headers: dict[str, str],
+    answer: webhook_transport.Answer | None,
+    duration_ms: int,
+    error: str,
+    outcome: Outcome,
+) -> None:
+    attempt: list[Any] = [
+        message.pk,
+        message.endpoint_id,
+        message.attempts,
+        message.endpoint.url,
+        json.dumps(headers),
+        answer.status if answer is not None else None,
+        answer.excerpt[:500] if answer is not None else "",
+        duration_ms,
+        error,
+        outcome.status == WebhookStatus.DELIVERED,
+        timezone.now(),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _record_sql(),
+            [
+                *attempt,
+                outcome.status,
+                outcome.next_attempt_at,
+                outcome.last_error,
+                outcome.delivered_at,
+                message.pk,
+                WebhookStatus.SENDING.value,
+                message.attempts,
+            ],
+        )
 
 
 def signing_secrets(endpoint: WebhookEndpoint) -> list[str]:
@@ -489,33 +631,22 @@ def webhook_deliver(*, message_id: int) -> float | None:
     succeeded = answer is not None and 200 <= answer.status < 300
     if answer is not None and not succeeded:
         error = _answer_error(answer)
-    with transaction.atomic():
-        WebhookAttempt.objects.create(
-            message=message,
-            endpoint=endpoint,
-            number=message.attempts,
-            url=endpoint.url,
-            request_headers=headers,
-            response_status=answer.status if answer is not None else None,
-            response_excerpt=answer.excerpt[:500] if answer is not None else "",
-            duration_ms=duration_ms,
-            error=error,
-            succeeded=succeeded,
-        )
-        if succeeded:
-            _finish(
-                message,
-                status=WebhookStatus.DELIVERED,
-                delivered_at=now,
-                next_attempt_at=None,
-                last_error="",
-            )
-            if endpoint.failing_since is not None:
-                WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
-                    failing_since=None
-                )
-            return None
-        return _failed(message, endpoint, answer, error, now)
+    delay: float | None = None
+    if succeeded:
+        outcome = Outcome(WebhookStatus.DELIVERED, delivered_at=now)
+        if endpoint.failing_since is not None:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+    else:
+        outcome, delay = _after_failure(message, endpoint, answer, error, now)
+    _record(
+        message,
+        headers=headers,
+        answer=answer,
+        duration_ms=duration_ms,
+        error=error,
+        outcome=outcome,
+    )
+    return delay
 
 
 def _answer_error(answer: webhook_transport.Answer) -> str:
@@ -528,24 +659,22 @@ def _answer_error(answer: webhook_transport.Answer) -> str:
     return f"The receiver answered {answer.status}."
 
 
-def _failed(
+def _after_failure(
     message: WebhookMessage,
     endpoint: WebhookEndpoint,
     answer: webhook_transport.Answer | None,
     error: str,
-    now: Any,
-) -> float | None:
-    """Record a failed attempt; disable the endpoint when it says it is gone
-    (410) or has failed for days; return the delay of the retry, if any."""
+    now: datetime,
+) -> tuple[Outcome, float | None]:
+    """What a failed attempt leaves: the endpoint disabled when it says it is
+    gone (410) or has failed for days; the message waiting for its retry, or
+    failed for good. Returns the outcome and the retry's delay, if any."""
     if answer is not None and answer.status == 410:
-        _finish(
-            message, status=WebhookStatus.FAILED, next_attempt_at=None, last_error=error
-        )
         webhook_endpoint_disable(
             endpoint=endpoint.pk,
             reason="The receiver answered 410 Gone: it asked for no more webhooks.",
         )
-        return None
+        return Outcome(WebhookStatus.FAILED, last_error=error), None
     failing_since = endpoint.failing_since
     if failing_since is None:
         WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since=None).update(
@@ -554,9 +683,6 @@ def _failed(
         failing_since = now
     limit = timedelta(hours=settings.TRACKSOP_WEBHOOK_DISABLE_AFTER_HOURS)
     if now - failing_since >= limit:
-        _finish(
-            message, status=WebhookStatus.FAILED, next_attempt_at=None, last_error=error
-        )
         webhook_endpoint_disable(
             endpoint=endpoint.pk,
             reason=(
@@ -564,23 +690,15 @@ def _failed(
                 f"({limit.days} days). Last error: {error}"
             ),
         )
-        return None
+        return Outcome(WebhookStatus.FAILED, last_error=error), None
     delay = retry_delay(message.attempts)
     if delay is None:
-        _finish(
-            message,
-            status=WebhookStatus.FAILED,
-            next_attempt_at=None,
-            last_error=f"Gave up after {message.attempts} attempts. {error}",
-        )
-        return None
-    _finish(
-        message,
-        status=WebhookStatus.PENDING,
-        next_attempt_at=now + timedelta(seconds=delay),
-        last_error=error,
-    )
-    return delay
+        failed = f"Gave up after {message.attempts} attempts. {error}"
+        return Outcome(WebhookStatus.FAILED, last_error=failed), None
+    retry_at = now + timedelta(seconds=delay)
+    return Outcome(
+        WebhookStatus.PENDING, next_attempt_at=retry_at, last_error=error
+    ), delay
 
 
 def webhooks_sweep(*, limit: int = 1000) -> int:

@@ -348,11 +348,13 @@ def run(
         if not worker.alive():
             raise RuntimeError(f"The worker exited; see {log}")
         scan_seconds = _scan_everything()
-        ids = list(WebhookMessage.objects.order_by("pk").values_list("pk", flat=True))
+        pairs = list(
+            WebhookMessage.objects.order_by("pk").values_list("endpoint_id", "pk")
+        )
         started = time.monotonic()
-        # What the scans' commits do: one pipelined publish per batch.
-        for start in range(0, len(ids), BATCH):
-            webhooks.queue_now(ids[start : start + BATCH])
+        # What the scans' commits do: one pipelined publish per scan batch.
+        for start in range(0, len(pairs), BATCH):
+            webhooks.queue_now(webhooks.batches(pairs[start : start + BATCH]))
         finished = True
         try:
             _wait(
@@ -377,6 +379,8 @@ def run(
             30,
             "every row to be marked",
         )
+        worker_cpu = _cpu_seconds(worker.process.pid)
+        receiver_cpu = _cpu_seconds(receiver.process.pid)
     finally:
         worker.stop()
         receiver.stop()
@@ -423,12 +427,24 @@ def run(
         ),
     ]
     notes.append(
+        f"CPU per message: worker {worker_cpu / messages * 1000:.1f} ms, receiver "
+        f"{receiver_cpu / messages * 1000:.1f} ms (the worker's whole life, "
+        "start-up included); load average when done: "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        + f" on {os.cpu_count()} CPUs."
+    )
+    notes.append(
         f"Worker: {concurrency} threads (production settings), receiver "
         f"{RECEIVER_SECONDS * 1000:.0f} ms per request; the floor at that "
         f"concurrency is {messages * RECEIVER_SECONDS / concurrency:.1f} s. "
         f"Worker log: {log}"
     )
     return rows, notes
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ok(good: bool) -> str:

@@ -29,16 +29,15 @@ def notifications_sweep() -> int:
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def webhook_send(message_id: int) -> None:
-    retry_in = webhooks.webhook_deliver(message_id=message_id)
-    # Long waits are left to the sweeper: the database remembers them, and the
-    # broker would hand a task held that long to a second worker.
-    if (
-        retry_in is not None
-        and retry_in <= settings.TRACKSOP_WEBHOOK_COUNTDOWN_MAX_SECONDS
-    ):
-        with contextlib.suppress(Exception):
-            webhook_send.apply_async((message_id,), countdown=retry_in)
+def webhook_send(message_id: int, *more: int) -> None:
+    """One message, or several of one endpoint in turn (see webhooks.batches)."""
+    retries = webhooks.webhooks_deliver(message_ids=[message_id, *more])
+    for pk, retry_in in retries.items():
+        # Long waits are left to the sweeper: the database remembers them,
+        # and the broker would hand a task held that long to a second worker.
+        if retry_in <= settings.TRACKSOP_WEBHOOK_COUNTDOWN_MAX_SECONDS:
+            with contextlib.suppress(Exception):
+                webhook_send.apply_async((pk,), countdown=retry_in)
 
 
 @shared_task(ignore_result=True)

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -279,7 +279,9 @@ def webhooks_for_events(records: Sequence[Recorded]) -> list[WebhookMessage]:
                 )
             )
     WebhookMessage.objects.bulk_create(rows)
-    transaction.on_commit(partial(queue_now, [row.pk for row in rows]))
+    transaction.on_commit(
+        partial(queue_now, batches((row.endpoint_id, row.pk) for row in rows))
+    )
     return rows
 
 
@@ -328,28 +330,45 @@ def _locations(events: Sequence[TrackingEvent]) -> dict[int, Location]:
     return found
 
 
-def queue_now(ids: Sequence[int]) -> int:
-    """Hand message ids to the broker after commit, in one pipelined publish;
-    return how many it took. A broker that is down leaves them pending for
-    the sweeper."""
+def batches(pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """(endpoint id, message id) pairs as lists of message ids, one endpoint
+    each and at most TRACKSOP_WEBHOOK_BATCH_SIZE long: one task sends a list
+    in turn. A task costs the worker more CPU than the attempt it makes, and
+    a slow receiver holds up only its own messages."""
+    size = settings.TRACKSOP_WEBHOOK_BATCH_SIZE
+    by_endpoint: dict[int, list[int]] = {}
+    for endpoint_id, pk in sorted(pairs):
+        by_endpoint.setdefault(endpoint_id, []).append(pk)
+    return [
+        ids[start : start + size]
+        for ids in by_endpoint.values()
+        for start in range(0, len(ids), size)
+    ]
+
+
+def queue_now(groups: Sequence[Sequence[int]]) -> int:
+    """Hand lists of message ids (see `batches`) to the broker after commit,
+    in one pipelined publish; return how many messages it took. A broker
+    that is down leaves them pending for the sweeper."""
     from notifications.tasks import webhook_send
 
-    if not ids:
+    groups = [group for group in groups if group]
+    if not groups:
         return 0
     try:
         with webhook_send.app.producer_or_acquire() as producer:
             batch = getattr(producer, "batch", None)
             with batch() if batch is not None else nullcontext():
-                for pk in ids:
-                    webhook_send.apply_async((pk,), producer=producer)
+                for group in groups:
+                    webhook_send.apply_async(tuple(group), producer=producer)
     except Exception:
         log.warning(
             "Broker unavailable; %d webhook(s) wait for the sweeper",
-            len(ids),
+            sum(len(g) for g in groups),
             exc_info=True,
         )
         return 0
-    return len(ids)
+    return sum(len(g) for g in groups)
 
 
 def webhook_test_send(*, endpoint: WebhookEndpoint) -> WebhookMessage:
@@ -367,7 +386,7 @@ def webhook_test_send(*, endpoint: WebhookEndpoint) -> WebhookMessage:
             payload=webhook_events.encode(payload),
             next_attempt_at=timezone.now(),
         )
-        transaction.on_commit(partial(queue_now, [row.pk]))
+        transaction.on_commit(partial(queue_now, [[row.pk]]))
     return row
 
 
@@ -388,7 +407,7 @@ def webhook_message_replay(*, message: WebhookMessage) -> WebhookMessage:
         locked.status = WebhookStatus.PENDING
         locked.next_attempt_at = timezone.now()
         locked.save(update_fields=["status", "next_attempt_at"])
-        transaction.on_commit(partial(queue_now, [locked.pk]))
+        transaction.on_commit(partial(queue_now, [[locked.pk]]))
     return locked
 
 
@@ -649,6 +668,17 @@ def webhook_deliver(*, message_id: int) -> float | None:
     return delay
 
 
+def webhooks_deliver(*, message_ids: Sequence[int]) -> dict[int, float]:
+    """Attempt each message in turn (as `webhook_deliver`); returns the delay
+    of each that will be retried."""
+    retries: dict[int, float] = {}
+    for pk in message_ids:
+        delay = webhook_deliver(message_id=pk)
+        if delay is not None:
+            retries[pk] = delay
+    return retries
+
+
 def _answer_error(answer: webhook_transport.Answer) -> str:
     if 300 <= answer.status < 400:
         return (
@@ -718,17 +748,19 @@ def webhooks_sweep(*, limit: int = 1000) -> int:
         last_error="The worker stopped while sending; it will be sent again.",
     )
     with transaction.atomic():
-        ids = list(
+        due = list(
             WebhookMessage.objects.select_for_update(skip_locked=True)
             .filter(status=WebhookStatus.PENDING, next_attempt_at__lte=stale)
             .order_by("next_attempt_at", "id")
-            .values_list("id", flat=True)[:limit]
+            .values_list("endpoint_id", "id")[:limit]
         )
         # Forward to now: the next sweep does not queue them again while
         # they wait in the broker, but does if they are lost once more.
-        WebhookMessage.objects.filter(pk__in=ids).update(next_attempt_at=now)
+        WebhookMessage.objects.filter(pk__in=[pk for _, pk in due]).update(
+            next_attempt_at=now
+        )
     for endpoint_id in WebhookEndpoint.objects.filter(
         is_active=False, contact_notified_at=None
     ).values_list("pk", flat=True):
         _queue_disabled_mail(endpoint_id)
-    return queue_now(ids)
+    return queue_now(batches(due))

@@ -555,6 +555,9 @@ TRACKSOP_WEBHOOK_RETRY_SCHEDULE = [
         ],
     )
 ]
+# Messages of one endpoint a task sends in turn (a task costs the worker more
+# than an attempt). Times both timeouts, below the task time limit.
+TRACKSOP_WEBHOOK_BATCH_SIZE = env.int("TRACKSOP_WEBHOOK_BATCH_SIZE", default=10)
 # An endpoint failing this long without a success is disabled, its owner told.
 TRACKSOP_WEBHOOK_DISABLE_AFTER_HOURS = env.float(
     "TRACKSOP_WEBHOOK_DISABLE_AFTER_HOURS", default=120.0
@@ -582,6 +585,17 @@ if TRACKSOP_WEBHOOK_LEASE_SECONDS <= (
     raise ImproperlyConfigured(
         "TRACKSOP_WEBHOOK_LEASE_SECONDS must exceed the connect and read timeouts "
         "together, or a slow receiver would be sent the message twice at once."
+    )
+if (
+    TRACKSOP_WEBHOOK_BATCH_SIZE < 1
+    or TRACKSOP_WEBHOOK_BATCH_SIZE
+    * (TRACKSOP_WEBHOOK_CONNECT_TIMEOUT + TRACKSOP_WEBHOOK_READ_TIMEOUT)
+    >= CELERY_TASK_SOFT_TIME_LIMIT
+):
+    raise ImproperlyConfigured(
+        "TRACKSOP_WEBHOOK_BATCH_SIZE must be at least 1, and a batch of receivers "
+        "that all time out must end within the task's time limit "
+        f"({CELERY_TASK_SOFT_TIME_LIMIT} s)."
     )
 if not TRACKSOP_WEBHOOK_RETRY_SCHEDULE or min(TRACKSOP_WEBHOOK_RETRY_SCHEDULE) < 0:
     raise ImproperlyConfigured(

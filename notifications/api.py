@@ -48,11 +48,12 @@ def _endpoint(request: Request, code: str) -> WebhookEndpoint:
     return get_object_or_404(_endpoints(request), code=code)
 
 
-def _message(request: Request, code: str, message_id: str) -> WebhookMessage:
+def _message(request: Request, code: str, ref: str) -> WebhookMessage:
+    """A message by its webhook-id (`msg_…`), of one of the caller's endpoints."""
     return get_object_or_404(
         WebhookMessage.objects.select_related("endpoint"),
         endpoint=_endpoint(request, code),
-        message_id=message_id,
+        message_id=ref,
     )
 
 
@@ -180,8 +181,8 @@ class WebhookMessageListView(_ManageView):
 
 class WebhookMessageDetailView(_ManageView):
     @extend_schema(tags=TAGS, responses=WebhookMessageDetailSerializer)
-    def get(self, request: Request, code: str, message_id: str) -> Response:
-        message = _message(request, code, message_id)
+    def get(self, request: Request, code: str, ref: str) -> Response:
+        message = _message(request, code, ref)
         return Response(WebhookMessageDetailSerializer(message).data)
 
 
@@ -193,10 +194,8 @@ class WebhookMessageReplayView(_ManageView):
         description="Send the stored message again, with the same webhook-id "
         "and body, as a new attempt.",
     )
-    def post(self, request: Request, code: str, message_id: str) -> Response:
-        message = webhooks.webhook_message_replay(
-            message=_message(request, code, message_id)
-        )
+    def post(self, request: Request, code: str, ref: str) -> Response:
+        message = webhooks.webhook_message_replay(message=_message(request, code, ref))
         return Response(
             WebhookMessageSerializer(message).data, status=status.HTTP_202_ACCEPTED
         )
@@ -230,12 +229,12 @@ urlpatterns = [
         name="api-webhook-messages",
     ),
     path(
-        "webhooks/<str:code>/messages/<str:message_id>/",
+        "webhooks/<str:code>/messages/<str:ref>/",
         WebhookMessageDetailView.as_view(),
         name="api-webhook-message",
     ),
     path(
-        "webhooks/<str:code>/messages/<str:message_id>/replay/",
+        "webhooks/<str:code>/messages/<str:ref>/replay/",
         WebhookMessageReplayView.as_view(),
         name="api-webhook-replay",
     ),

@@ -26,6 +26,7 @@ from notifications.models import (
     WebhookStatus,
 )
 from tests.factories import ShipmentFactory
+from tests.helpers import race
 from tests.notifications.conftest import SmtpSink, free_port
 from tests.notifications.webhook_receiver import Receiver, receiver
 from tracksop.models import Integration
@@ -377,3 +378,23 @@ def test_a_success_ends_the_failing_spell(
     assert endpoint.failing_since is None
     message.refresh_from_db()
     assert message.status == WebhookStatus.DELIVERED
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("local")
+def test_two_tasks_for_one_message_at_once_make_one_request(
+    receiver: Receiver, integration: Integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _endpoint(integration, receiver.url)
+    monkeypatch.setattr(webhooks, "queue_now", lambda groups: 0)  # no worker here
+    message = _message()
+    receiver.hang = 0.3  # both are in flight together
+
+    outcomes = race(*[lambda: _attempt(message)] * 4)
+
+    assert outcomes == [None] * 4
+    assert len(receiver.delivered()) == 1
+    message.refresh_from_db()
+    assert message.status == WebhookStatus.DELIVERED
+    assert message.attempts == 1
+    assert WebhookAttempt.objects.count() == 1

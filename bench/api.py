@@ -30,8 +30,8 @@ Target: API at least TARGET_RATIO of COPY's rows per second, every checkpoint
 created, and every event's notifications written: each milestone (out for
 delivery, delivered) has its email and its SMS row, no other event has any.
 
-Part 2 (webhooks to a local receiver) is not written yet: see
-`run_webhooks` below, the hook that it fills in.
+Part 2, the 10,000 webhooks to a local receiver, is bench/webhooks.py:
+`python -m bench api` runs it after this part (`--webhooks` sets how many).
 
 Database `tracksop_bench_api`; Redis from REDIS_URL (its database 14 for the
 server's cache and broker: the outbox's tasks are published there, and no
@@ -67,7 +67,6 @@ STEPS = 10
 CLIENTS = 3  # one per gunicorn worker
 DIRECT_SHARE = 10  # the in-process row runs a tenth of the checkpoints
 TARGET_RATIO = 0.25
-WEBHOOKS = 10_000
 CACHE_DB = 14
 PATH = "/api/v1/checkpoints/"
 HUBS = ("bench-ord", "bench-ind", "bench-cmh", "bench-pit", "bench-ewr")
@@ -129,9 +128,7 @@ class Timed:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def run(
-    checkpoints: int = CHECKPOINTS, webhooks: int = WEBHOOKS
-) -> tuple[list[Row], list[str]]:
+def run(checkpoints: int = CHECKPOINTS) -> tuple[list[Row], list[str]]:
     from django.db import connection
 
     shipments = max(1, checkpoints // STEPS)
@@ -215,20 +212,7 @@ def run(
     notes += problems or [
         "every checkpoint created once; every event's notifications written"
     ]
-
-    # --- Part 2: webhooks -------------------------------------------------
-    webhook_rows, webhook_notes = run_webhooks(webhooks)
-    rows += webhook_rows
-    notes += webhook_notes
     return rows, notes
-
-
-def run_webhooks(count: int) -> tuple[list[Row], list[str]]:
-    """PART 2 HOOK, not written here: `count` webhooks to a local receiver
-    that answers in 50 ms, through the Celery worker; target under 60 s,
-    none lost, none doubled. Returns rows for HEADER and notes, like part 1.
-    The database still holds part 1's events and their outbox."""
-    return [], [f"part 2 (webhooks, {count:,}): not written yet"]
 
 
 # --- the data ---------------------------------------------------------------

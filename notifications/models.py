@@ -9,7 +9,10 @@ of its task a no-op: at-least-once Celery looks exactly-once to the customer.
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -281,3 +284,215 @@ class Subscription(models.Model):
     @property
     def is_active(self) -> bool:
         return self.confirmed_at is not None and self.stopped_at is None
+
+
+# --- Outbound webhooks ------------------------------------------------------
+
+
+class WebhookEventType(models.TextChoices):
+    """What an integration can subscribe an endpoint to (the payload's `type`)."""
+
+    SHIPMENT_CREATED = "shipment.created", _("Shipment created")
+    SHIPMENT_STATUS_CHANGED = "shipment.status_changed", _("Status changed")
+    CHECKPOINT_RECORDED = "checkpoint.recorded", _("Checkpoint recorded")
+    EXCEPTION_OPENED = "exception.opened", _("Exception opened")
+    EXCEPTION_RESOLVED = "exception.resolved", _("Exception resolved")
+    SHIPMENT_ETA_CHANGED = "shipment.eta_changed", _("Estimated delivery changed")
+    SHIPMENT_DELIVERED = "shipment.delivered", _("Delivered")
+
+
+# Sent by "Send test event"; no endpoint subscribes to it.
+WEBHOOK_TEST_TYPE = "webhook.test"
+
+
+def validate_webhook_url(value: str) -> None:
+    """http or https only; the address it names is checked when sending."""
+    scheme = value.partition(":")[0].lower()
+    if scheme not in ("http", "https"):
+        raise ValidationError(
+            _("Use an http:// or https:// URL, not “%(scheme)s:”."),
+            params={"scheme": scheme},
+        )
+
+
+def validate_event_types(value: object) -> None:
+    if not isinstance(value, list) or not value:
+        raise ValidationError(_("Subscribe the endpoint to at least one event type."))
+    unknown = sorted({str(v) for v in value} - set(WebhookEventType.values))
+    if unknown:
+        raise ValidationError(
+            _("Unknown event type: %(types)s."), params={"types": ", ".join(unknown)}
+        )
+
+
+def new_endpoint_code() -> str:
+    return "ep_" + secrets.token_hex(8)
+
+
+class WebhookEndpoint(models.Model):
+    """A URL of an integration's that is sent the events it subscribes to,
+    signed with its secret (Standard Webhooks). During a rotation the previous
+    secret signs too, until `previous_secret_expires_at`."""
+
+    # The endpoint's id in the API and its URLs.
+    code = models.CharField(
+        max_length=24, unique=True, default=new_endpoint_code, editable=False
+    )
+    integration = models.ForeignKey(
+        "tracksop.Integration", on_delete=models.PROTECT, related_name="webhooks"
+    )
+    url = models.URLField(
+        "URL",
+        max_length=2000,
+        validators=[validate_webhook_url],
+        help_text=_("Where events are POSTed (http or https)."),
+    )
+    description = models.CharField(max_length=200, blank=True)
+    event_types = models.JSONField(default=list, validators=[validate_event_types])
+    # `whsec_` + base64 of 32 random bytes; the receiver needs it to verify.
+    secret = models.CharField(max_length=100, editable=False)
+    previous_secret = models.CharField(max_length=100, blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False
+    )
+    is_active = models.BooleanField(default=True, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=300, blank=True, editable=False)
+    # Set when the integration's contact was told it was disabled: told once.
+    contact_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The first failed attempt since the last success; 5 days of it disables.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        ordering = ["integration__name", "url", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(is_active=True) | Q(disabled_at__isnull=False),
+                name="webhook_disabled_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.integration.name}: {self.url}"
+
+
+class WebhookStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    SENDING = "sending", _("Sending")
+    DELIVERED = "delivered", _("Delivered")
+    FAILED = "failed", _("Failed")
+
+
+WEBHOOK_UNSENT = (WebhookStatus.PENDING, WebhookStatus.SENDING)
+
+
+class WebhookMessage(models.Model):
+    """One event for one endpoint: the outbox row, written in the event's
+    transaction, and the message as sent. `payload` is the exact body; every
+    attempt (retries, replays) sends these bytes under the same webhook-id."""
+
+    # Indexed by webhook_msg_endpoint below.
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        on_delete=models.PROTECT,
+        related_name="messages",
+        db_index=False,
+    )
+    # The event it tells of; empty for a test event. No database constraint:
+    # the retention purge removes expired shipments and their events with
+    # plain DELETEs, and a delivery log is not part of the tracking record
+    # (the payload says everything the message was about).
+    event = models.ForeignKey(
+        TrackingEvent,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    shipment_code = models.CharField("shipment ID", max_length=32, blank=True)
+    event_type = models.CharField(max_length=40)
+    # The webhook-id header: the receiver's de-duplication key.
+    message_id = models.CharField(max_length=40, unique=True, editable=False)
+    # event:<event id>:<type>:<endpoint id>, so writing it twice is a no-op.
+    idempotency_key = models.CharField(max_length=120, unique=True, editable=False)
+    payload = models.TextField(editable=False)
+    status = models.CharField(
+        max_length=12, choices=WebhookStatus.choices, default=WebhookStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # A pending row is due at this time; a sending row's claim lapses at it.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook message")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=WebhookStatus.values),
+                name="webhook_message_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=WEBHOOK_UNSENT)
+                | Q(next_attempt_at__isnull=False),
+                name="webhook_unsent_has_deadline",
+            ),
+        ]
+        indexes = [
+            # The delivery log of one endpoint, newest first.
+            models.Index(fields=["endpoint", "-id"], name="webhook_msg_endpoint"),
+            # The sweeper's scan: only unsent rows, a tiny part of the table.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=Q(status__in=WEBHOOK_UNSENT),
+                name="webhook_msg_unsent_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} to {self.endpoint_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP request of a message and what came back: the delivery log.
+    The body sent is the message's payload (the same bytes every time)."""
+
+    # Both indexed below, with the newest first.
+    message = models.ForeignKey(
+        WebhookMessage,
+        on_delete=models.CASCADE,
+        related_name="attempt_log",
+        db_index=False,
+    )
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        on_delete=models.CASCADE,
+        related_name="attempts",
+        db_index=False,
+    )
+    number = models.PositiveSmallIntegerField()
+    url = models.CharField(max_length=2000)
+    request_headers = models.JSONField(default=dict)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The first few hundred characters of the body, for the log.
+    response_excerpt = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    succeeded = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("webhook attempt")
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["endpoint", "-id"], name="webhook_att_endpoint"),
+            models.Index(fields=["message", "-id"], name="webhook_att_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of {self.message_id}"

@@ -8,7 +8,7 @@ import contextlib
 from celery import shared_task
 from django.conf import settings
 
-from notifications import services
+from notifications import services, webhooks
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -26,3 +26,25 @@ def notification_send(notification_id: int) -> None:
 @shared_task(ignore_result=True)
 def notifications_sweep() -> int:
     return services.notifications_sweep()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def webhook_send(message_id: int, *more: int) -> None:
+    """One message, or several of one endpoint in turn (see webhooks.batches)."""
+    retries = webhooks.webhooks_deliver(message_ids=[message_id, *more])
+    for pk, retry_in in retries.items():
+        # Long waits are left to the sweeper: the database remembers them,
+        # and the broker would hand a task held that long to a second worker.
+        if retry_in <= settings.TRACKSOP_WEBHOOK_COUNTDOWN_MAX_SECONDS:
+            with contextlib.suppress(Exception):
+                webhook_send.apply_async((pk,), countdown=retry_in)
+
+
+@shared_task(ignore_result=True)
+def webhooks_sweep() -> int:
+    return webhooks.webhooks_sweep()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def webhook_disabled_mail(endpoint_id: int) -> None:
+    webhooks.webhook_disabled_mail_send(endpoint_id=endpoint_id)

@@ -24,6 +24,7 @@ api_v1 = [
     ),
     path("", include("shipments.api")),
     path("", include("shipments.carrier_webhooks")),
+    path("", include("notifications.api")),
 ]
 
 urlpatterns = [

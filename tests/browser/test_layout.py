@@ -270,6 +270,14 @@ API_ROUTES = {
     "api-tracking",
     "api-checkpoints",
     "api-carrier-webhook",
+    "api-webhooks",
+    "api-webhook",
+    "api-webhook-rotate",
+    "api-webhook-enable",
+    "api-webhook-test",
+    "api-webhook-messages",
+    "api-webhook-message",
+    "api-webhook-replay",
 }
 NOT_PAGES = {
     # POST-only actions: they redirect to a page listed above.

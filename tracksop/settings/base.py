@@ -332,6 +332,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "notifications.tasks.notifications_sweep",
         "schedule": env.float("TRACKSOP_NOTIFY_SWEEP_SECONDS", default=30.0),
     },
+    "webhooks-sweep": {
+        "task": "notifications.tasks.webhooks_sweep",
+        "schedule": env.float("TRACKSOP_WEBHOOK_SWEEP_SECONDS", default=30.0),
+    },
     # Each schedule's run is due Monday or the 1st at 06:00 company time; the
     # beat checks every 15 minutes and the constraint keeps one run per period.
     "reports-schedules": {
@@ -548,6 +552,81 @@ if TRACKSOP_SMS_BACKEND == "twilio" and not (
     raise ImproperlyConfigured(
         "The twilio SMS backend needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
         "TWILIO_FROM."
+    )
+
+# Outbound webhooks (notifications/webhooks.py). Off, the default: no request
+# to private, loopback, link-local or other non-public addresses (SSRF).
+TRACKSOP_WEBHOOK_ALLOW_PRIVATE = env.bool(
+    "TRACKSOP_WEBHOOK_ALLOW_PRIVATE", default=False
+)
+TRACKSOP_WEBHOOK_CONNECT_TIMEOUT = env.float(
+    "TRACKSOP_WEBHOOK_CONNECT_TIMEOUT", default=5.0
+)
+TRACKSOP_WEBHOOK_READ_TIMEOUT = env.float("TRACKSOP_WEBHOOK_READ_TIMEOUT", default=15.0)
+# Seconds to wait after each failed attempt (jittered by 10%); one more
+# failure after the last and the message has failed.
+TRACKSOP_WEBHOOK_RETRY_SCHEDULE = [
+    float(s)
+    for s in env.list(
+        "TRACKSOP_WEBHOOK_RETRY_SCHEDULE",
+        default=[
+            "5",
+            "300",
+            "1800",
+            "7200",
+            "18000",
+            "36000",
+            "50400",
+            "72000",
+            "86400",
+        ],
+    )
+]
+# Messages of one endpoint a task sends in turn (a task costs the worker more
+# than an attempt). Times both timeouts, below the task time limit.
+TRACKSOP_WEBHOOK_BATCH_SIZE = env.int("TRACKSOP_WEBHOOK_BATCH_SIZE", default=10)
+# An endpoint failing this long without a success is disabled, its owner told.
+TRACKSOP_WEBHOOK_DISABLE_AFTER_HOURS = env.float(
+    "TRACKSOP_WEBHOOK_DISABLE_AFTER_HOURS", default=120.0
+)
+# How long the old secret still signs after a rotation.
+TRACKSOP_WEBHOOK_ROTATION_OVERLAP_HOURS = env.float(
+    "TRACKSOP_WEBHOOK_ROTATION_OVERLAP_HOURS", default=24.0
+)
+# A claimed message whose worker has not finished by then is sent again.
+TRACKSOP_WEBHOOK_LEASE_SECONDS = env.float(
+    "TRACKSOP_WEBHOOK_LEASE_SECONDS", default=120.0
+)
+# The sweeper queues pending messages that have waited this long past due.
+TRACKSOP_WEBHOOK_STALE_SECONDS = env.float(
+    "TRACKSOP_WEBHOOK_STALE_SECONDS", default=30.0
+)
+# Retries due sooner than this wait in the broker (a countdown); later ones in
+# the database only, for the sweeper. Below the broker's visibility timeout.
+TRACKSOP_WEBHOOK_COUNTDOWN_MAX_SECONDS = env.float(
+    "TRACKSOP_WEBHOOK_COUNTDOWN_MAX_SECONDS", default=1800.0
+)
+if TRACKSOP_WEBHOOK_LEASE_SECONDS <= (
+    TRACKSOP_WEBHOOK_CONNECT_TIMEOUT + TRACKSOP_WEBHOOK_READ_TIMEOUT
+):
+    raise ImproperlyConfigured(
+        "TRACKSOP_WEBHOOK_LEASE_SECONDS must exceed the connect and read timeouts "
+        "together, or a slow receiver would be sent the message twice at once."
+    )
+if (
+    TRACKSOP_WEBHOOK_BATCH_SIZE < 1
+    or TRACKSOP_WEBHOOK_BATCH_SIZE
+    * (TRACKSOP_WEBHOOK_CONNECT_TIMEOUT + TRACKSOP_WEBHOOK_READ_TIMEOUT)
+    >= CELERY_TASK_SOFT_TIME_LIMIT
+):
+    raise ImproperlyConfigured(
+        "TRACKSOP_WEBHOOK_BATCH_SIZE must be at least 1, and a batch of receivers "
+        "that all time out must end within the task's time limit "
+        f"({CELERY_TASK_SOFT_TIME_LIMIT} s)."
+    )
+if not TRACKSOP_WEBHOOK_RETRY_SCHEDULE or min(TRACKSOP_WEBHOOK_RETRY_SCHEDULE) < 0:
+    raise ImproperlyConfigured(
+        "TRACKSOP_WEBHOOK_RETRY_SCHEDULE is a list of seconds, none negative."
     )
 
 # Logins (both /accounts/login/ and /admin/login/), by django-axes: after

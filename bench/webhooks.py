@@ -1,0 +1,464 @@
+"""Throughput of outbound webhooks: events → outbox → Celery worker → receiver.
+
+Run with `.venv/bin/python -m bench webhooks` (`--messages`, `--concurrency`).
+
+`--messages` dispatched shipments (seeded by bulk insert, no webhooks) get an
+in-transit scan each through the real service, `checkpoints_append`, in
+batches of 1,000 per transaction, as a hub's scanner feed would: each scan
+writes its webhook row in the scan's own transaction for the one endpoint,
+subscribed to `checkpoint.recorded`. The rows are queued after each commit;
+a `celery worker --pool threads` subprocess with production settings
+delivers them to a local HTTP receiver, in a process of its own, that takes
+50 ms over every request (threaded, keep-alive) and counts webhook-ids.
+
+The scans are recorded first (their time is shown, not judged: most of it is
+the shipments' own bookkeeping); the webhooks are then published as the
+commits would have, and the clock runs from the first publish to the
+receiver's last message. Targets: all
+delivered in under a minute; exactly one request per message (none lost, none
+doubled); every row marked delivered.
+
+Database `tracksop_bench_webhooks` (made anew each run); Redis database 9 of
+BENCH_REDIS_URL (default redis://127.0.0.1:6379) as the broker, flushed first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "tracksop_bench_webhooks"
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+BROKER_URL = f"{REDIS}/9"
+MESSAGES = 10_000
+CONCURRENCY = 32
+RECEIVER_SECONDS = 0.05
+TARGET_SECONDS = 60.0
+BATCH = 1000
+TIMEOUT = 600.0
+HEADER = ("metric", "value", "target", "ok?")
+
+Row = tuple[str, ...]
+
+
+# --- The receiver: `python -m bench.webhooks --receiver PORT DELAY N` ---------
+
+
+def _receiver_main(port: int, delay: float, target: int) -> None:
+    lock = threading.Lock()
+    seen: dict[str, int] = {}
+    state: dict[str, Any] = {"total": 0, "done_at": None, "first_at": None}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(delay)  # the receiver's own work
+            msg_id = self.headers.get("webhook-id", "")
+            with lock:
+                seen[msg_id] = seen.get(msg_id, 0) + 1
+                state["total"] += 1
+                state["first_at"] = state["first_at"] or time.monotonic()
+                if state["total"] == target:
+                    state["done_at"] = time.monotonic()
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.request_queue_size = 256
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "stats":
+            with lock:
+                stats = {
+                    **state,
+                    "unique": len(seen),
+                    "doubled": sum(1 for n in seen.values() if n > 1),
+                }
+            print(json.dumps(stats), flush=True)
+    server.shutdown()
+
+
+class ReceiverProcess:
+    def __init__(self, port: int, delay: float, target: int) -> None:
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                *(sys.executable, "-m", "bench.webhooks", "--receiver"),
+                *(str(port), str(delay), str(target)),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.stop()
+            raise RuntimeError(f"The receiver did not start: {line!r}")
+
+    def stats(self) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write("stats\n")
+        self.process.stdin.flush()
+        return dict(json.loads(self.process.stdout.readline()))
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+# --- The worker ------------------------------------------------------------------
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    return (
+        f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:"
+        f"{s['PORT'] or 5432}/{s['NAME']}"
+    )
+
+
+class Worker:
+    def __init__(self, concurrency: int, log: Path) -> None:
+        env = {
+            **os.environ,
+            # Production settings, pointed at the bench's database and broker;
+            # the receiver is on this machine, so private addresses are allowed.
+            "DJANGO_SETTINGS_MODULE": "tracksop.settings.base",
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "bench-only-" + "k" * 50,
+            "DJANGO_ALLOWED_HOSTS": "localhost",
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": "",
+            "CELERY_BROKER_URL": BROKER_URL,
+            "TRACKSOP_WEBHOOK_ALLOW_PRIVATE": "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [
+            *(sys.executable, "-m", "celery", "-A", "tracksop", "worker"),
+            *("--pool", "threads", "--concurrency", str(concurrency)),
+            *("--prefetch-multiplier", "4", "--loglevel", "WARNING"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+            *("--hostname", "bench-webhooks@%h"),
+        ]
+        self.log = log
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(  # noqa: S603
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+def _wait(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- Data ----------------------------------------------------------------------
+
+
+def prepare(messages: int) -> str:
+    """A fresh database with `messages` dispatched shipments and no webhooks."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from bench import db
+
+    started = time.monotonic()
+    connection.close()
+    db._admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    db._admin(f'CREATE DATABASE "{DATABASE}"')
+    db.use(DATABASE)
+    call_command("migrate", verbosity=0, interactive=False)
+    _seed(messages)
+    return (
+        f"{DATABASE}: seeded {messages:,} dispatched shipments in "
+        f"{time.monotonic() - started:.0f} s"
+    )
+
+
+def _seed(count: int) -> None:
+    from decimal import Decimal
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from shipments import tracking_numbers as tn
+    from shipments.models import Carrier, Shipment
+    from shipments.status import ShipmentStatus
+
+    fleet = Carrier.objects.create(
+        code="fleet", name="TrackSOP Fleet", tracking_family="s10", is_own_fleet=True
+    )
+    now = timezone.now()
+    dispatched = now - timedelta(hours=2)
+    Shipment.objects.bulk_create(
+        (
+            Shipment(
+                shipment_id=f"SH-W{n:07d}",
+                order_number=f"ORD-{700000 + n}",
+                sender_name="TrackSOP Bench Warehouse",
+                sender_address="1 Dock Road, Newark, NJ",
+                recipient_name=f"Customer {n}",
+                recipient_address=f"{n % 999 + 1} Main Street",
+                recipient_postcode="10001",
+                recipient_city="New York",
+                recipient_country="US",
+                weight_kg=Decimal("1.250"),
+                length_cm=Decimal(30),
+                width_cm=Decimal(20),
+                height_cm=Decimal(10),
+                contents="Books",
+                carrier=fleet,
+                tracking_number=tn.s10_generate(prefix="TW", serial=n, country="US"),
+                estimated_delivery=(now + timedelta(days=3)).date(),
+                dispatched_at=dispatched,
+                status=ShipmentStatus.DISPATCHED,
+                status_changed_at=dispatched,
+                resume_status=ShipmentStatus.DISPATCHED,
+                last_event_at=dispatched,
+                version=3,
+            )
+            for n in range(1, count + 1)
+        ),
+        batch_size=2000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")
+
+
+def _scan_everything() -> float:
+    """One in-transit scan per shipment through `checkpoints_append`, 1,000
+    per transaction, each writing its webhook row. Nothing is published: the
+    timed phase does, as the commits would. Returns seconds."""
+    from unittest import mock
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from notifications import webhooks
+    from shipments import services
+    from shipments.models import Shipment, Source
+    from shipments.status import EventKind
+
+    started = time.monotonic()
+    ids = list(Shipment.objects.order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(ids), BATCH):
+        with mock.patch.object(webhooks, "queue_now"), transaction.atomic():
+            locked = list(
+                Shipment.objects.select_for_update(of=("self",))
+                .select_related("carrier")
+                .filter(pk__in=ids[start : start + BATCH])
+                .order_by("pk")
+            )
+            services.checkpoints_append(
+                [services.Checkpoint(shipment=s) for s in locked],
+                kind=EventKind.IN_TRANSIT_SCAN,
+                user=None,
+                occurred_at=timezone.now(),
+                source=Source.API,
+            )
+    return time.monotonic() - started
+
+
+# --- The run -------------------------------------------------------------------
+
+
+def run(
+    messages: int = MESSAGES, concurrency: int = CONCURRENCY
+) -> tuple[list[Row], list[str]]:
+    import tempfile
+
+    import redis
+    from django.db.models import Count
+
+    from notifications import webhooks
+    from notifications.models import WebhookEventType, WebhookMessage, WebhookStatus
+    from tracksop.celery import app
+    from tracksop.models import Integration
+
+    # The scans' commits publish to the bench's broker, never another one
+    # (Celery reads CELERY_BROKER_URL from the environment before settings).
+    os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = BROKER_URL
+    print(prepare(messages), flush=True)
+    redis.Redis.from_url(BROKER_URL).flushdb()
+    port = _free_port()
+    receiver = ReceiverProcess(port, RECEIVER_SECONDS, messages)
+    webhooks.webhook_endpoint_create(
+        integration=Integration.objects.create(name="Bench shop"),
+        url=f"http://127.0.0.1:{port}/hooks",
+        event_types=[WebhookEventType.CHECKPOINT_RECORDED],
+    )
+    log = Path(tempfile.mkdtemp(prefix="bench-webhooks-")) / "worker.log"
+    worker = Worker(concurrency, log)
+    notes: list[str] = []
+    try:
+        # Started and consuming before the clock starts.
+        _wait(
+            lambda: app.control.ping(timeout=0.5) or not worker.alive(),
+            120,
+            "the worker to answer a ping",
+        )
+        if not worker.alive():
+            raise RuntimeError(f"The worker exited; see {log}")
+        scan_seconds = _scan_everything()
+        pairs = list(
+            WebhookMessage.objects.order_by("pk").values_list("endpoint_id", "pk")
+        )
+        started = time.monotonic()
+        # What the scans' commits do: one pipelined publish per scan batch.
+        for start in range(0, len(pairs), BATCH):
+            webhooks.queue_now(webhooks.batches(pairs[start : start + BATCH]))
+        finished = True
+        try:
+            _wait(
+                lambda: receiver.stats()["done_at"] is not None or not worker.alive(),
+                TIMEOUT,
+                "the receiver to get every webhook",
+            )
+        except RuntimeError as exc:
+            finished = False
+            notes.append(str(exc))
+        # Late doubles would show in a moment more.
+        time.sleep(1)
+        stats = receiver.stats()
+        done_at = stats["done_at"] or time.monotonic()
+        seconds = done_at - started
+        _wait(
+            lambda: (
+                not WebhookMessage.objects.filter(
+                    status__in=[WebhookStatus.PENDING, WebhookStatus.SENDING]
+                ).exists()
+            ),
+            30,
+            "every row to be marked",
+        )
+        worker_cpu = _cpu_seconds(worker.process.pid)
+        receiver_cpu = _cpu_seconds(receiver.process.pid)
+    finally:
+        worker.stop()
+        receiver.stop()
+    statuses = dict(
+        WebhookMessage.objects.values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    written = sum(statuses.values())
+    exact = (
+        finished
+        and written == messages
+        and stats["total"] == messages
+        and stats["unique"] == messages
+        and stats["doubled"] == 0
+        and statuses.get(WebhookStatus.DELIVERED, 0) == messages
+    )
+    rows: list[Row] = [
+        (
+            "webhooks written (one per scan)",
+            f"{written:,}",
+            f"{messages:,}",
+            _ok(written == messages),
+        ),
+        ("scans recorded with their webhooks, seconds", f"{scan_seconds:.1f}", "", ""),
+        (
+            "all delivered, seconds from the first publish",
+            f"{seconds:.1f}",
+            f"< {TARGET_SECONDS:.0f}",
+            _ok(finished and seconds < TARGET_SECONDS),
+        ),
+        ("delivered per second", f"{messages / seconds:,.0f}", "", ""),
+        (
+            "requests / distinct webhook-ids / doubled",
+            f"{stats['total']:,} / {stats['unique']:,} / {stats['doubled']}",
+            f"{messages:,} / {messages:,} / 0",
+            _ok(exact),
+        ),
+        (
+            "rows by status",
+            json.dumps(statuses),
+            f"delivered: {messages:,}",
+            _ok(exact),
+        ),
+    ]
+    notes.append(
+        f"CPU per message: worker {worker_cpu / messages * 1000:.1f} ms, receiver "
+        f"{receiver_cpu / messages * 1000:.1f} ms (the worker's whole life, "
+        "start-up included); load average when done: "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        + f" on {os.cpu_count()} CPUs."
+    )
+    notes.append(
+        f"Worker: {concurrency} threads (production settings), receiver "
+        f"{RECEIVER_SECONDS * 1000:.0f} ms per request; the floor at that "
+        f"concurrency is {messages * RECEIVER_SECONDS / concurrency:.1f} s. "
+        f"Worker log: {log}"
+    )
+    return rows, notes
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ok(good: bool) -> str:
+    return "ok" if good else "FAIL"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--receiver":
+        _receiver_main(int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))

@@ -476,10 +476,27 @@ def _claim_sql() -> str:
     )
 
 
+def fast_sql() -> bool:
+    """PostgreSQL takes the two-statement path above; other databases (the
+    SQLite of `make run`) the plain ORM one, with the same outcome."""
+    return connection.vendor == "postgresql"
+
+
 def _claim(pk: int) -> WebhookMessage | None:
     """Claim the message if it is due and nobody has it."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.TRACKSOP_WEBHOOK_LEASE_SECONDS)
+    if not fast_sql():
+        claimed = WebhookMessage.objects.filter(
+            pk=pk, status=WebhookStatus.PENDING, next_attempt_at__lte=now
+        ).update(
+            status=WebhookStatus.SENDING,
+            attempts=F("attempts") + 1,
+            next_attempt_at=lease,
+        )
+        if not claimed:
+            return None
+        return WebhookMessage.objects.select_related("endpoint").get(pk=pk)
     with connection.cursor() as cursor:
         cursor.execute(
             _claim_sql(),
@@ -570,6 +587,28 @@ def _record(
         outcome.status == WebhookStatus.DELIVERED,
         timezone.now(),
     ]
+    if not fast_sql():
+        with transaction.atomic():
+            WebhookAttempt.objects.create(
+                **dict(zip(_ATTEMPT_COLUMNS, attempt, strict=True))
+                | {"request_headers": headers}
+            )
+            WebhookMessage.objects.filter(
+                pk=message.pk,
+                status=WebhookStatus.SENDING,
+                attempts=message.attempts,
+            ).update(
+                status=outcome.status,
+                next_attempt_at=outcome.next_attempt_at,
+                last_error=outcome.last_error,
+                # An earlier delivery's time stays when a replay fails.
+                **(
+                    {"delivered_at": outcome.delivered_at}
+                    if outcome.delivered_at is not None
+                    else {}
+                ),
+            )
+        return
     with connection.cursor() as cursor:
         cursor.execute(
             _record_sql(),

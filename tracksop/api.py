@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, RawPostDataException
 from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.fields import get_error_detail
@@ -147,7 +147,11 @@ def problem_handler(exc: Exception, context: Mapping[str, Any]) -> Response | No
 def fingerprint(request: Request) -> str:
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.path}\n".encode())
-    digest.update(request.body)  # the raw bytes, as sent
+    try:
+        digest.update(request.body)  # the raw bytes, as sent
+    except RawPostDataException:
+        # Django read a multipart body into request.POST already: not JSON.
+        raise exceptions.UnsupportedMediaType(request.content_type) from None
     return digest.hexdigest()
 
 

@@ -398,3 +398,36 @@ def test_two_tasks_for_one_message_at_once_make_one_request(
     assert message.status == WebhookStatus.DELIVERED
     assert message.attempts == 1
     assert WebhookAttempt.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("local")
+def test_the_plain_orm_path_of_other_databases_gives_the_same_outcome(
+    receiver: Receiver, integration: Integration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run`'s SQLite has no UPDATE ... FROM ... RETURNING with jsonb or
+    a writing CTE: the worker claims and records through the ORM there."""
+    monkeypatch.setattr(webhooks, "fast_sql", lambda: False)
+    receiver.answers = [500]
+    endpoint = _endpoint(integration, receiver.url)
+    message = _message()
+
+    assert _attempt(message) is not None
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (WebhookStatus.PENDING, 1)
+    assert _last_attempt().response_status == 500
+    assert _attempt(message) is None  # not due yet: nobody claims it
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=10), tick=False):
+        assert _attempt(message) is None
+    message.refresh_from_db()
+    assert message.status == WebhookStatus.DELIVERED
+    assert message.delivered_at is not None
+    assert WebhookAttempt.objects.filter(message=message).count() == 2
+    assert _last_attempt().succeeded
+    # The failed try and the successful one: the same message both times.
+    assert {r.headers["webhook-id"] for r in receiver.delivered()} == {
+        message.message_id
+    }
+    endpoint.refresh_from_db()
+    assert endpoint.failing_since is None

@@ -389,6 +389,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several fields are called "status"; each choice set gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "ShipmentStatusEnum": "shipments.status.ShipmentStatus",
+        "WebhookStatusEnum": "notifications.models.WebhookStatus",
+        "IngestResultStatusEnum": ["created", "duplicate", "refused"],
+        "PushAnswerStatusEnum": ["accepted", "duplicate"],
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tracksop.api.problem_responses",

@@ -58,6 +58,8 @@ from typing import Any
 import redis
 from celery import shared_task
 
+from bench.processes import StatsProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "tracksop_bench_notify"
 BROKER_URL = "redis://127.0.0.1:6379/8"
@@ -152,37 +154,10 @@ def _sink_main(port: int, delay: float, target: int) -> None:
     controller.stop()
 
 
-class SinkProcess:
-    def __init__(self, port: int, delay: float, target: int) -> None:
-        arguments = [str(port), str(delay), str(target)]
-        self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "bench.notifications", "--sink", *arguments],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if line.strip() != "ready":
-            self.stop()
-            raise RuntimeError(f"The SMTP sink did not start: {line!r}")
-
-    def stats(self) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write("stats\n")
-        self.process.stdin.flush()
-        return dict(json.loads(self.process.stdout.readline()))
-
-    def stop(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+def sink_start(port: int, delay: float, target: int) -> StatsProcess:
+    return StatsProcess(
+        "bench.notifications", "--sink", port, delay, target, what="SMTP sink"
+    )
 
 
 # --- The worker subprocess ----------------------------------------------
@@ -581,7 +556,7 @@ def _phase(
     redis.Redis.from_url(BROKER_URL).flushdb()
     _counter().flushdb()
     port = _free_port()
-    sink = SinkProcess(port, sink_delay, messages)
+    sink = sink_start(port, sink_delay, messages)
     worker = Worker(command, port, logs / f"worker-{name[:3].strip('()')}.log")
     try:
         worker.wait_ready()

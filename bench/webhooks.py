@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench.processes import StatsProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "tracksop_bench_webhooks"
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
@@ -97,39 +99,10 @@ def _receiver_main(port: int, delay: float, target: int) -> None:
     server.shutdown()
 
 
-class ReceiverProcess:
-    def __init__(self, port: int, delay: float, target: int) -> None:
-        self.process = subprocess.Popen(  # noqa: S603
-            [
-                *(sys.executable, "-m", "bench.webhooks", "--receiver"),
-                *(str(port), str(delay), str(target)),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if line.strip() != "ready":
-            self.stop()
-            raise RuntimeError(f"The receiver did not start: {line!r}")
-
-    def stats(self) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write("stats\n")
-        self.process.stdin.flush()
-        return dict(json.loads(self.process.stdout.readline()))
-
-    def stop(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+def receiver_start(port: int, delay: float, target: int) -> StatsProcess:
+    return StatsProcess(
+        "bench.webhooks", "--receiver", port, delay, target, what="receiver"
+    )
 
 
 # --- The worker ------------------------------------------------------------------
@@ -329,7 +302,7 @@ def run(
     print(prepare(messages), flush=True)
     redis.Redis.from_url(BROKER_URL).flushdb()
     port = _free_port()
-    receiver = ReceiverProcess(port, RECEIVER_SECONDS, messages)
+    receiver = receiver_start(port, RECEIVER_SECONDS, messages)
     webhooks.webhook_endpoint_create(
         integration=Integration.objects.create(name="Bench shop"),
         url=f"http://127.0.0.1:{port}/hooks",

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from shipments.models import Location, Shipment
-from shipments.status import MOVING
+from shipments.status import MOVING, ShipmentStatus
 from tracksop.api_keys import api_key_issue
 from tracksop.models import ApiKey, Integration, Scope
 
@@ -36,8 +36,12 @@ class Command(BaseCommand):
         )
         base = settings.TRACKSOP_PUBLIC_URL.rstrip("/")
         self.stdout.write(f"  API reference: {base}/api/v1/docs/  demo key: {raw}")
+        # On its way; or held by an exception, which still takes scans (a
+        # small demo has every package delivered or held).
+        on_its_way = Shipment.objects.filter(tracking_number__isnull=False)
         shipment = (
-            Shipment.objects.filter(status__in=MOVING, tracking_number__isnull=False)
+            on_its_way.filter(status__in=MOVING).order_by("-id").first()
+            or on_its_way.filter(status=ShipmentStatus.EXCEPTION)
             .order_by("-id")
             .first()
         )

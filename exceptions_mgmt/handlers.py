@@ -20,6 +20,14 @@ def on_events_recorded(*, records: list[Recorded], **_: Any) -> None:
             if shipment.status in CLOSED and previous_status not in CLOSED
         ]
     )
+    # A carrier said "exception" (its status table flags the event).
+    carrier = [
+        (event, shipment)
+        for event, shipment, _previous in records
+        if event.kind == EventKind.NOTE and event.data.get("carrier_exception")
+    ]
+    if carrier:
+        services.exceptions_report_from_carrier(reports=carrier)
     for event, _shipment, _previous in records:
         # A supervisor voided the event that reported an exception: there was
         # no problem, so the exception is void too.

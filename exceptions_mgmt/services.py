@@ -35,7 +35,7 @@ from notifications.services import StaffAlert, queue_batched, staff_alerts_queue
 from shipments import selectors as shipment_selectors
 from shipments import services as shipment_services
 from shipments import tracking_numbers as tn
-from shipments.models import Inquiry, Shipment, Source
+from shipments.models import Inquiry, Shipment, Source, TrackingEvent
 from shipments.services import TransitionRefused
 from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
 from tracksop import dates
@@ -565,6 +565,41 @@ def exceptions_close_with_shipment(
     """A delivered or returned package closes its open exception (inside the
     event's transaction; called by the event_recorded handler)."""
     return exceptions_close_with_shipments(closing=[(shipment, actor)])
+
+
+def exceptions_report_from_carrier(
+    *, reports: Sequence[tuple[TrackingEvent, Shipment]]
+) -> list[DeliveryException]:
+    """A carrier's own exception scan (a push, later a poll) opens an
+    exception in the queue, with the carrier as its source and its words in
+    the staff description; the customer hears the listed cause ("Carrier
+    delay"), never the carrier's text. A package already held keeps its open
+    exception; the same carrier event never opens two (detection key)."""
+    opened = []
+    resolution = timezone.now() + timedelta(
+        hours=settings.TRACKSOP_DETECTED_RESOLUTION_HOURS
+    )
+    for event, shipment in reports:
+        if shipment.status in CLOSED or shipment.status == ShipmentStatus.EXCEPTION:
+            continue
+        text = str(event.data.get("carrier_text") or "")[:500]
+        try:
+            opened.append(
+                exception_report(
+                    shipment=shipment.pk,
+                    user=None,
+                    cause=Cause.CARRIER_DELAY,
+                    severity=settings.TRACKSOP_DETECTED_SEVERITY,
+                    expected_resolution=resolution,
+                    description=f"Reported by {event.integration or 'the carrier'}"
+                    + (f": {text}" if text else "."),
+                    source=event.source,
+                    detection_key=f"carrier-event:{event.pk}",
+                )
+            )
+        except (ExceptionConflict, TransitionRefused, ValidationError) as exc:
+            log.info("Carrier exception on %s not opened: %s", shipment.pk, exc)
+    return opened
 
 
 def exceptions_close_with_shipments(

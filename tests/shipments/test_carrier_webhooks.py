@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from exceptions_mgmt.models import DeliveryException
+from notifications.models import Notification
 from shipments import carrier_services
 from shipments.carrier_formats import generic_signature
 from shipments.carrier_status import (
@@ -724,3 +726,30 @@ def test_a_place_becomes_a_location_only_when_one_matches(db: None) -> None:
     assert places.code_for(CarrierLocation(city="Chicago", country="CA")) == ""
     assert places.code_for(CarrierLocation(city="Springfield")) == ""
     assert places.code_for(CarrierLocation(code="nope", city="Gary")) == ""
+
+
+def test_a_carrier_exception_opens_one_exception_in_the_queue(
+    client: Client, acme: Carrier
+) -> None:
+    shipment = acme_shipment(acme)
+    said = "Held at depot: consignee premises closed"
+    post_generic(
+        client,
+        push("push-1", event(shipment, "ev-1", "exception", 20, description=said)),
+    )
+    post_generic(
+        client,
+        push("push-2", event(shipment, "ev-2", "exception", 10, description="Again")),
+    )
+    process_all()
+    [opened] = DeliveryException.objects.filter(shipment=shipment)
+    assert opened.cause == "carrier_delay"
+    reported = shipment.events.get(kind=EventKind.EXCEPTION_REPORTED)
+    assert reported.source == Source.WEBHOOK
+    assert said in opened.description
+    shipment.refresh_from_db()
+    assert shipment.status == ShipmentStatus.EXCEPTION
+    # The customer hears the listed cause, never the carrier's words.
+    told = Notification.objects.filter(event=reported)
+    assert told.count() == 2  # email and SMS
+    assert all(said not in n.body_text and said not in n.subject for n in told)

@@ -59,6 +59,8 @@ from urllib.parse import urlsplit
 
 import redis
 
+from bench.processes import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "tracksop_bench_api"
 CHECKPOINTS = 100_000
@@ -442,7 +444,7 @@ def _over_http(scans: Sequence[Scan]) -> tuple[Timed | None, list[str]]:
         json.dumps({"checkpoints": [s.json() for s in chunk]}).encode()
         for chunk in batched(scans, BATCH)
     ]
-    port = public._free_port()
+    port = free_port()
     server = public.Server([*GUNICORN, "--bind", f"127.0.0.1:{port}"], env, work)
     statuses: Counter[int] = Counter()
     outcomes: Counter[str] = Counter()

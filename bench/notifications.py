@@ -41,14 +41,11 @@ import contextlib
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import batched
@@ -58,7 +55,13 @@ from typing import Any
 import redis
 from celery import shared_task
 
-from bench.processes import StatsProcess
+from bench.processes import (
+    StatsProcess,
+    WorkerProcess,
+    free_port,
+    wait_for,
+    worker_env,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "tracksop_bench_notify"
@@ -184,38 +187,20 @@ def _database_url() -> str:
     )
 
 
-class Worker:
+class Worker(WorkerProcess):
     def __init__(self, command: list[str], smtp_port: int, log: Path) -> None:
-        env = {
-            **os.environ,
-            # Production settings (no DEBUG query log), pointed at the bench's
-            # database, broker and sink. No REDIS_URL: the cache stays local.
-            "DJANGO_SETTINGS_MODULE": "tracksop.settings.base",
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "bench-only-" + "k" * 50,
-            "DJANGO_ALLOWED_HOSTS": "localhost",
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": "",
-            "CELERY_BROKER_URL": BROKER_URL,
-            "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log = log
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(  # noqa: S603
-                command,
-                cwd=ROOT,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        env = worker_env(
+            database_url=_database_url(),
+            broker_url=BROKER_URL,
+            EMAIL_URL=f"smtp://127.0.0.1:{smtp_port}",
+        )
+        super().__init__(command, env, log)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """A probe task through the broker: the worker consumes, runs tasks
         and talks to Redis."""
         noop.delay("bench:probe", 1)
-        _wait(
+        wait_for(
             lambda: _counter().exists("bench:probe:done") or not self.alive(),
             timeout,
             "the worker to run a probe task",
@@ -223,32 +208,6 @@ class Worker:
         if not self.alive():
             raise RuntimeError(f"The worker exited; see {self.log}")
         _counter().delete("bench:probe", "bench:probe:done")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)  # warm shutdown
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-
-
-def _wait(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- Data -----------------------------------------------------------------
@@ -555,7 +514,7 @@ def _phase(
 
     redis.Redis.from_url(BROKER_URL).flushdb()
     _counter().flushdb()
-    port = _free_port()
+    port = free_port()
     sink = sink_start(port, sink_delay, messages)
     worker = Worker(command, port, logs / f"worker-{name[:3].strip('()')}.log")
     try:
@@ -599,7 +558,7 @@ def _phase(
         } | postgres.used()
         if finished:
             # Every task run and acknowledged, so a late double would show.
-            _wait(_broker_drained, 60, "the broker to drain")
+            wait_for(_broker_drained, 60, "the broker to drain")
             time.sleep(0.5)
         stats = sink.stats()
         if ids is None:

@@ -5,8 +5,13 @@ when its stdin closes (the SMTP sink, the webhook receiver)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +48,63 @@ class StatsProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
+
+
+def worker_env(*, database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    """A Celery worker's environment: production settings (no DEBUG query
+    log) pointed at the bench's database and broker; no REDIS_URL, so the
+    cache stays local."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tracksop.settings.base",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-only-" + "k" * 50,
+        "DJANGO_ALLOWED_HOSTS": "localhost",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": "",
+        "CELERY_BROKER_URL": broker_url,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+class WorkerProcess:
+    """A Celery worker in its own session, its output in `log`."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(  # noqa: S603
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGTERM)  # warm shutdown
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -46,7 +46,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,8 @@ from itertools import batched
 from pathlib import Path
 
 import redis
+
+from bench.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Not a database the tests use (15 is their cache, 1-13 their brokers, 14 is
@@ -184,7 +185,7 @@ def run(
     _manage(env, "check", "--deploy", "--fail-level", "WARNING")
     cache = redis.Redis.from_url(env["REDIS_URL"])
     cache.flushdb()
-    port = _free_port()
+    port = free_port()
     server = Server([*GUNICORN, "--bind", f"127.0.0.1:{port}"], env, work)
     notes: list[str] = []
     try:
@@ -604,9 +605,3 @@ def _notes(
         )
     notes.append(f"scripts, token lists and gunicorn's log: {work}")
     return notes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

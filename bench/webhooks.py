@@ -26,18 +26,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.processes import StatsProcess
+from bench.processes import (
+    StatsProcess,
+    WorkerProcess,
+    free_port,
+    wait_for,
+    worker_env,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "tracksop_bench_webhooks"
@@ -118,22 +121,14 @@ def _database_url() -> str:
     )
 
 
-class Worker:
+class Worker(WorkerProcess):
     def __init__(self, concurrency: int, log: Path) -> None:
-        env = {
-            **os.environ,
-            # Production settings, pointed at the bench's database and broker;
-            # the receiver is on this machine, so private addresses are allowed.
-            "DJANGO_SETTINGS_MODULE": "tracksop.settings.base",
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": "bench-only-" + "k" * 50,
-            "DJANGO_ALLOWED_HOSTS": "localhost",
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": "",
-            "CELERY_BROKER_URL": BROKER_URL,
-            "TRACKSOP_WEBHOOK_ALLOW_PRIVATE": "true",
-            "PYTHONUNBUFFERED": "1",
-        }
+        # The receiver is on this machine, so private addresses are allowed.
+        env = worker_env(
+            database_url=_database_url(),
+            broker_url=BROKER_URL,
+            TRACKSOP_WEBHOOK_ALLOW_PRIVATE="true",
+        )
         command = [
             *(sys.executable, "-m", "celery", "-A", "tracksop", "worker"),
             *("--pool", "threads", "--concurrency", str(concurrency)),
@@ -141,36 +136,7 @@ class Worker:
             *("--without-gossip", "--without-mingle", "--without-heartbeat"),
             *("--hostname", "bench-webhooks@%h"),
         ]
-        self.log = log
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(  # noqa: S603
-                command,
-                cwd=ROOT,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-
-
-def _wait(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+        super().__init__(command, env, log)
 
 
 # --- Data ----------------------------------------------------------------------
@@ -301,7 +267,7 @@ def run(
     os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = BROKER_URL
     print(prepare(messages), flush=True)
     redis.Redis.from_url(BROKER_URL).flushdb()
-    port = _free_port()
+    port = free_port()
     receiver = receiver_start(port, RECEIVER_SECONDS, messages)
     webhooks.webhook_endpoint_create(
         integration=Integration.objects.create(name="Bench shop"),
@@ -313,7 +279,7 @@ def run(
     notes: list[str] = []
     try:
         # Started and consuming before the clock starts.
-        _wait(
+        wait_for(
             lambda: app.control.ping(timeout=0.5) or not worker.alive(),
             120,
             "the worker to answer a ping",
@@ -330,7 +296,7 @@ def run(
             webhooks.queue_now(webhooks.batches(pairs[start : start + BATCH]))
         finished = True
         try:
-            _wait(
+            wait_for(
                 lambda: receiver.stats()["done_at"] is not None or not worker.alive(),
                 TIMEOUT,
                 "the receiver to get every webhook",
@@ -343,7 +309,7 @@ def run(
         stats = receiver.stats()
         done_at = stats["done_at"] or time.monotonic()
         seconds = done_at - started
-        _wait(
+        wait_for(
             lambda: (
                 not WebhookMessage.objects.filter(
                     status__in=[WebhookStatus.PENDING, WebhookStatus.SENDING]
@@ -422,14 +388,6 @@ def _cpu_seconds(pid: int) -> float:
 
 def _ok(good: bool) -> str:
     return "ok" if good else "FAIL"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 if __name__ == "__main__":

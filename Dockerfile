@@ -15,7 +15,7 @@ RUN pip install --no-cache-dir uv==0.13.8 \
 
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra carriers --no-install-project
 COPY . .
 # Static files are collected at build time and served by WhiteNoise.
 RUN DJANGO_SECRET_KEY=build-only-not-secret-build-only-not-secret-build-only \

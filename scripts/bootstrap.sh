@@ -11,4 +11,4 @@ if [ "$(.venv/bin/uv --version 2>/dev/null | cut -d' ' -f2)" != "$uv_version" ];
 fi
 # uv's own certificate store misses locally added CAs; use the system's.
 export UV_NATIVE_TLS=1 UV_PYTHON_DOWNLOADS=never
-.venv/bin/uv sync --frozen --quiet --python .venv/bin/python
+.venv/bin/uv sync --frozen --extra carriers --quiet --python .venv/bin/python

@@ -45,6 +45,7 @@ class Source(models.TextChoices):
     WEBHOOK = "webhook", _("Webhook")
     IMPORT = "import", _("Import")
     SYSTEM = "system", _("System")
+    CARRIER = "carrier", _("Carrier tracking")
 
 
 class PushFormat(models.TextChoices):
@@ -52,6 +53,15 @@ class PushFormat(models.TextChoices):
 
     GENERIC = "generic", _("TrackSOP signed JSON")
     UPS_TRACK_ALERT = "ups_track_alert", _("UPS Track Alert")
+
+
+class TrackingProvider(models.TextChoices):
+    """Carriers whose tracking API the sync polls (karrio's carrier names)."""
+
+    UPS = "ups", _("UPS")
+    FEDEX = "fedex", _("FedEx")
+    USPS = "usps", _("USPS")
+    DHL_EXPRESS = "dhl_express", _("DHL Express")
 
 
 class Carrier(models.Model):
@@ -600,3 +610,100 @@ class CarrierWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.carrier} {self.provider_event_id}"
+
+
+class CarrierAccount(models.Model):
+    """The company's API account with an external carrier, used to poll its
+    tracking API (`shipments.carrier_sync`). Credentials are a JSON object of
+    the karrio connection settings, stored encrypted (`shipments.credentials`)
+    or read from the environment variable named in `credentials_env`; they are
+    never shown back."""
+
+    class State(models.TextChoices):
+        UNCHECKED = "unchecked", _("Not used yet")
+        OK = "ok", _("Working")
+        FAILING = "failing", _("Failing")
+
+    carrier = models.OneToOneField(
+        Carrier, on_delete=models.CASCADE, related_name="account"
+    )
+    provider = models.CharField(max_length=20, choices=TrackingProvider.choices)
+    credentials = models.TextField(
+        blank=True, help_text=_("Encrypted; write-only in the admin.")
+    )
+    credentials_env = models.CharField(
+        _("credentials from environment variable"),
+        max_length=100,
+        blank=True,
+        help_text=_(
+            "Name of an environment variable holding the credentials as JSON; "
+            "used instead of the stored ones when set."
+        ),
+    )
+    test_mode = models.BooleanField(
+        default=True, help_text=_("Use the carrier's test (sandbox) servers.")
+    )
+    is_active = models.BooleanField(_("on"), default=True)
+    requests_per_minute = models.PositiveIntegerField(
+        default=120,
+        validators=[MinValueValidator(1)],
+        help_text=_("The most tracking requests a minute the carrier allows us."),
+    )
+    state = models.CharField(
+        max_length=12, choices=State.choices, default=State.UNCHECKED
+    )
+    state_message = models.TextField(blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    # When staff were told it fails (once per failing spell, not every poll).
+    alerted_at = models.DateTimeField(null=True, blank=True)
+    # No request before this (the carrier answered 429 or 5xx).
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["carrier__name"]
+
+    def __str__(self) -> str:
+        return f"{self.carrier} ({self.get_provider_display()})"
+
+
+class CarrierSync(models.Model):
+    """Where one shipment's carrier tracking sync stands."""
+
+    class Result(models.TextChoices):
+        OK = "ok", _("Synced")
+        UNKNOWN_NUMBER = "unknown_number", _("Carrier does not know the number")
+        ERROR = "error", _("Carrier error")
+        ACCOUNT_FAILING = "account_failing", _("Carrier account failing")
+        RATE_LIMITED = "rate_limited", _("Carrier asked us to slow down")
+
+    shipment = models.OneToOneField(
+        Shipment, on_delete=models.CASCADE, related_name="carrier_sync"
+    )
+    account = models.ForeignKey(
+        CarrierAccount, on_delete=models.CASCADE, related_name="syncs"
+    )
+    next_due_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)  # last success
+    last_result = models.CharField(max_length=20, choices=Result.choices, blank=True)
+    last_message = models.TextField(blank=True)
+    failures = models.PositiveIntegerField(default=0)  # in a row
+    unknown_since = models.DateTimeField(null=True, blank=True)
+    # The latest carrier event's time: the cadence slows after days without.
+    last_movement_at = models.DateTimeField(null=True, blank=True)
+    # Set when the carrier contradicts the record (delivered after returned).
+    flag = models.TextField(blank=True)
+    is_done = models.BooleanField(default=False)  # delivered or given up
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_due_at"],
+                condition=models.Q(is_done=False),
+                name="carrier_sync_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Carrier sync of {self.shipment_id}"

@@ -84,7 +84,7 @@ def bulk_insert(objs: Sequence[Model]) -> list[Model]:
     )
     for obj in objs:
         # A related object saved after it was assigned: take its id now.
-        obj._prepare_related_fields_for_save(operation_name="bulk_insert")
+        obj._prepare_related_fields_for_save(operation_name="bulk_insert")  # type: ignore[attr-defined]
     params = [
         [field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs]
         for field in fields

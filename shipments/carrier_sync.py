@@ -907,7 +907,7 @@ def _sync(
                         result=R.ERROR,
                         message=(
                             f"{account.carrier.name} did not answer within "
-                            f"{timeout:g} seconds."
+                            f"{_plural(math.ceil(timeout or 0), 'second')}."
                         ),
                         now=now,
                         cadence=cadence,

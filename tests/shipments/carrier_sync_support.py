@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shipments.carrier_tracking import CREDENTIAL_FIELDS
 from shipments.credentials import credentials_encrypt
 from shipments.models import CarrierAccount, CarrierSync, Shipment, TrackingProvider
 from tests.factories import CarrierFactory, dispatched_shipment
@@ -37,9 +38,16 @@ def fedex_number(serial: int) -> str:
     return body + str(total % 11 % 10)
 
 
+def dhl_number(serial: int) -> str:
+    """A 10-digit DHL Express waybill (check digit: the rest mod 7)."""
+    body = f"{3000000 + serial:09d}"
+    return body + str(int(body) % 7)
+
+
 NUMBERS = {
     TrackingProvider.UPS: ups_number,
     TrackingProvider.FEDEX: fedex_number,
+    TrackingProvider.DHL_EXPRESS: dhl_number,
 }
 
 
@@ -54,7 +62,7 @@ def connect(provider: str = TrackingProvider.UPS, **fields: Any) -> CarrierAccou
     )
     values: dict[str, Any] = {
         "credentials": credentials_encrypt(
-            {"client_id": "tracksop-test", "client_secret": "s3cret-for-tests"}
+            dict.fromkeys(CREDENTIAL_FIELDS[provider][0], "tracksop-test-value")
         ),
         **fields,
     }

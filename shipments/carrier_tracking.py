@@ -38,6 +38,7 @@ import json
 import logging
 import re
 import urllib.error
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -144,7 +145,7 @@ def credentials_missing(provider: str, credentials: Mapping[str, Any]) -> list[s
 
 
 @functools.cache
-def _karrio() -> Any:
+def karrio_sdk() -> Any:
     """karrio's SDK module (import once: the app runs without the extra)."""
     try:
         from loguru import logger
@@ -154,8 +155,11 @@ def _karrio() -> Any:
         # the sync records each result, which is what matters.
         logger.disable("karrio")
         logging.getLogger("jstruct").setLevel(logging.ERROR)
-        sdk = importlib.import_module("karrio.sdk")
-        helpers = importlib.import_module("karrio.core.utils.helpers")
+        with warnings.catch_warnings():
+            # karrio imports PyPDF2, which warns that it is deprecated.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            sdk = importlib.import_module("karrio.sdk")
+            helpers = importlib.import_module("karrio.core.utils.helpers")
     except ImportError as exc:
         raise KarrioMissing(
             "Carrier tracking needs the 'carriers' extra (karrio and its "
@@ -229,7 +233,7 @@ class DjangoTokenCache:
 
 
 def _gateway(connection: Connection, token_cache: DjangoTokenCache) -> Any:
-    sdk = _karrio()
+    sdk = karrio_sdk()
     lib = importlib.import_module("karrio.lib")
     provider = connection.provider
     if provider not in CREDENTIAL_FIELDS:
@@ -382,7 +386,9 @@ def _readable(provider: str, exchange: Exchange) -> bool:
     if not text:
         return False
     if provider == "dhl_express":
-        return text.startswith("<")
+        return text.startswith("<") and (
+            "TrackingResponse" in text or "ErrorResponse" in text
+        )
     return exchange.json() is not None
 
 
@@ -802,7 +808,17 @@ def _answers(
             number = numbers[0]  # the carrier spelled it its way
         if number is not None and number not in out:
             out[number] = _tracked(provider, number, d, exchanges)
+    internal = [m for m in messages if str(m.code or "").startswith("SHIPPING_SDK")]
+    if internal and not out:
+        # karrio failed on the answer (or before it): not the number's fault.
+        raise CarrierUnavailable(
+            f"{PROVIDER_NAMES[provider]}'s answer could not be read: "
+            + _text_of(internal)
+        )
+    unattributed = []
     for m in messages:
+        if m in internal:
+            continue
         number = asked.get(_normal(str((m.details or {}).get("tracking_number") or "")))
         code = str(m.code or "")
         if number is None:
@@ -810,7 +826,13 @@ def _answers(
             number = asked.get(_normal(found.group(1))) if found else None
         if number is None and len(numbers) == 1:
             number = numbers[0]
-        if number is None or number in out:
+        if number is None:
+            if (m.level or "error") == "error" and code not in NOT_FOUND_CODES[
+                provider
+            ]:
+                unattributed.append(m)
+            continue
+        if number in out:
             continue
         if code in NOT_FOUND_CODES[provider] or (
             provider in ("ups", "usps") and (m.level or "error") in ("error", "warning")
@@ -825,10 +847,10 @@ def _answers(
             out[number] = NotFound(
                 number, _text_of([m for m in messages if str(m.code) == "103"])
             )
-        elif messages and any(str(m.code).startswith("SHIPPING_SDK") for m in messages):
+        elif internal or unattributed:
             raise CarrierUnavailable(
-                f"{PROVIDER_NAMES[provider]}'s answer could not be read: "
-                + _text_of(messages)
+                f"{PROVIDER_NAMES[provider]} refused the request: "
+                + _text_of(internal or unattributed)
             )
         else:
             # Known to the carrier, nothing scanned yet (a label only).
@@ -839,7 +861,7 @@ def _answers(
 def _fetch(
     connection: Connection, numbers: Sequence[str]
 ) -> dict[str, Tracked | NotFound]:
-    sdk = _karrio()
+    sdk = karrio_sdk()
     models = importlib.import_module("karrio.core.models")
     token_cache = DjangoTokenCache()
     gateway = _gateway(connection, token_cache)

@@ -197,7 +197,9 @@ def _digest(number: str) -> int:
 class Script:
     scenario: str = "journey"
     events: list[dict[str, Any]] = field(default_factory=list)
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    at: datetime = field(
+        default_factory=lambda: datetime.now(UTC).replace(microsecond=0)
+    )
 
 
 @dataclass

@@ -31,6 +31,7 @@ How karrio is used, and what it does not do for us:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -50,6 +51,8 @@ from django.conf import settings
 from django.core.cache import cache as django_cache
 
 from shipments.carrier_status import CarrierEvent, CarrierLocation
+
+logger = logging.getLogger(__name__)
 
 
 class CarrierError(Exception):
@@ -221,15 +224,23 @@ class DjangoTokenCache:
 
     def get(self, key: str) -> Any:
         self.keys.add(key)
-        return django_cache.get(self.key(key))
+        try:
+            return django_cache.get(self.key(key))
+        except Exception:
+            logger.warning("Carrier token cache unreadable", exc_info=True)
+            return None
 
     def set(self, key: str, value: Any, timeout: int = 86400, **kwargs: Any) -> None:
         self.keys.add(key)
-        django_cache.set(self.key(key), value, timeout=timeout)
+        try:
+            django_cache.set(self.key(key), value, timeout=timeout)
+        except Exception:
+            logger.warning("Carrier token cache unwritable", exc_info=True)
 
     def forget(self) -> None:
         """Drop the tokens this call used (the carrier refused one)."""
-        django_cache.delete_many([self.key(k) for k in self.keys])
+        with contextlib.suppress(Exception):
+            django_cache.delete_many([self.key(k) for k in self.keys])
 
 
 def _gateway(connection: Connection, token_cache: DjangoTokenCache) -> Any:
@@ -277,6 +288,7 @@ class Exchange:
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    parsed: tuple[Any] | None = None
 
     def header(self, name: str) -> str:
         for key, value in self.headers.items():
@@ -294,12 +306,15 @@ class Exchange:
         return "" if self.body is None else str(self.body)
 
     def json(self) -> Any:
+        """The body as JSON (None when it is not), parsed once."""
         if isinstance(self.body, (dict, list)):
             return self.body
-        try:
-            return json.loads(self.text())
-        except ValueError:
-            return None
+        if self.parsed is None:
+            try:
+                self.parsed = (json.loads(self.text()),)
+            except ValueError:
+                self.parsed = (None,)
+        return self.parsed[0]
 
 
 def _exchanges(gateway: Any) -> list[Exchange]:
@@ -441,6 +456,7 @@ def _classify(
 # --- events -----------------------------------------------------------------
 
 
+@functools.cache
 def _country_codes() -> dict[str, str]:
     units = importlib.import_module("karrio.core.units")
     return {c.value.upper(): c.name for c in units.Country}

@@ -520,6 +520,7 @@ class RawEvent:
     when: datetime | None = None
     location: CarrierLocation | None = None
     status_type: str = ""  # UPS's status type letter (I, D, X, M…)
+    description: str = ""  # when karrio's adds to the carrier's own text
 
 
 def _ups_raw(number: str, exchanges: Sequence[Exchange]) -> list[RawEvent]:
@@ -681,9 +682,13 @@ def _dhl_raw(number: str, exchanges: Sequence[Exchange]) -> list[RawEvent]:
                 day_time = _ymd_hms(e.findtext("Date") or "", e.findtext("Time") or "")
                 if day_time:
                     when = datetime.combine(*day_time, tzinfo=_local_zone())
+                service = e.find("ServiceEvent")
+                text = service.findtext("Description") if service is not None else ""
                 out.append(
                     RawEvent(
                         when=when,
+                        # karrio appends the Signatory (who signed: a name).
+                        description=" ".join((text or "").split()),
                         location=CarrierLocation(
                             code=code.strip(),
                             city=city.strip().title(),
@@ -745,7 +750,7 @@ def _event(
         occurred_at=when.astimezone(UTC),
         status_type=raw.status_type,
         normalized_status=str(event.status or ""),
-        description=str(event.description or "").strip(),
+        description=raw.description or str(event.description or "").strip(),
         location=place,
         extra=extra,
     )
@@ -919,6 +924,8 @@ def track(
         except CarrierError:
             raise
         except Exception as exc:
+            # karrio's (or our reading of it): never past this function.
+            logger.exception("Carrier tracking failed on %s", connection.provider)
             raise CarrierUnavailable(
                 f"{PROVIDER_NAMES[connection.provider]}: {exc}"
             ) from exc

@@ -637,10 +637,12 @@ def dhl_track(fake: FakeCarrier, numbers: list[str], now: datetime) -> tuple[int
             # which is how the adapter reads them.
             local = s.at.astimezone(local_zone)
             where = f"{s.place.city} - {s.place.country}"
+            signatory = "CAMPAGNA" if s.kind == "delivered" else ""  # who signed
             events.append(
                 f"<ShipmentEvent><Date>{local:%Y-%m-%d}</Date><Time>{local:%H:%M:%S}</Time>"
                 f"<ServiceEvent><EventCode>{code}</EventCode><Description>{escape(text)}"
-                f"</Description></ServiceEvent><Signatory/><ServiceArea><ServiceAreaCode>"
+                f"</Description></ServiceEvent><Signatory>{signatory}</Signatory>"
+                "<ServiceArea><ServiceAreaCode>"
                 f"{s.place.code}</ServiceAreaCode><Description>{escape(where)}</Description>"
                 "</ServiceArea></ShipmentEvent>"
             )

@@ -880,7 +880,7 @@ def _answers(
 
 
 def _fetch(
-    connection: Connection, numbers: Sequence[str]
+    connection: Connection, numbers: Sequence[str], *, retry: bool = True
 ) -> dict[str, Tracked | NotFound]:
     sdk = karrio_sdk()
     models = importlib.import_module("karrio.core.models")
@@ -902,6 +902,11 @@ def _fetch(
         _classify(connection.provider, exchanges, messages)
     except CarrierAuthFailed:
         token_cache.forget()
+        if retry and exchanges and not any(ex.is_token for ex in exchanges):
+            # A cached token the carrier no longer takes (revoked, or its
+            # clock differs from ours): once more, with a new one, before the
+            # account is said to be failing.
+            return _fetch(connection, numbers, retry=False)
         raise
     return _answers(connection.provider, numbers, details, messages, exchanges)
 

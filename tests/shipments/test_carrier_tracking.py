@@ -283,6 +283,23 @@ def test_cached_token_keys_do_not_hold_the_secret(fake_carrier: FakeCarrier) -> 
     assert "s3cr3t" not in token_cache.key(key)
 
 
+def test_a_cached_token_the_carrier_no_longer_takes_is_replaced(
+    fake_carrier: FakeCarrier,
+) -> None:
+    conn = connection("usps")
+    ct.track(conn, [NUMBER["usps"]])
+    revoked = {"access_token": "revoked", "expiry": "2999-01-01 00:00:00"}
+    token_cache = ct.DjangoTokenCache()
+    key = f"access|usps|{conn.credentials['client_id']}|secret"
+    cache.set(token_cache.key(key), revoked)
+
+    answer = tracked(ct.track(conn, [NUMBER["usps"]])[NUMBER["usps"]])
+
+    assert answer.events
+    assert fake_carrier.stats()["usps.token"] == 2
+    assert cache.get(token_cache.key(key))["access_token"].startswith("fake-usps-")
+
+
 def test_a_refused_token_is_forgotten(fake_carrier: FakeCarrier) -> None:
     conn = connection("ups")
     ct.track(conn, [NUMBER["ups"]])
@@ -293,7 +310,9 @@ def test_a_refused_token_is_forgotten(fake_carrier: FakeCarrier) -> None:
     fake_carrier.set_mode("ok")
     ct.track(conn, [NUMBER["ups"]])
 
-    assert fake_carrier.stats()["ups.token"] == 2
+    # The first token, the one the retry of the refused request took, and a
+    # new one after the refusal.
+    assert fake_carrier.stats()["ups.token"] == 3
 
 
 FROZEN = datetime(2031, 3, 29, 15, 0, tzinfo=UTC)

@@ -6,9 +6,12 @@ the time zone tests freeze the clock)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -457,3 +460,39 @@ def test_carrier_event_shape_is_what_the_sync_maps() -> None:
         tracking_number="1Z1", event_id="ups:x", code="AR", occurred_at=FROZEN
     )
     assert event.normalized_status == ""
+
+
+def post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(  # noqa: S310 - the local fake
+        url, data=json.dumps(body).encode(), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_the_fake_carriers_control_api(fake_carrier: FakeCarrier) -> None:
+    """What the demo and the benchmark use against `manage.py fake_carrier`."""
+    base = fake_carrier.url
+    assert post_json(f"{base}/_fake/numbers/CTRL1", {"scenario": "unknown"})[0] == 200
+    assert (
+        post_json(f"{base}/_fake/mode", {"mode": "rate_limited", "provider": "fedex"})[
+            0
+        ]
+        == 200
+    )
+
+    assert isinstance(ct.track(connection("ups"), ["CTRL1"])["CTRL1"], ct.NotFound)
+    with pytest.raises(ct.CarrierRateLimited):
+        ct.track(connection("fedex"), ["CTRL1"])
+    with urllib.request.urlopen(f"{base}/_fake/stats", timeout=5) as answer:  # noqa: S310
+        stats = json.load(answer)["requests"]
+    assert stats == {"ups.token": 1, "ups.track": 1, "fedex.token": 1}
+
+    status, error = post_json(f"{base}/_fake/mode", {"mode": "sulk"})
+    assert status == 400
+    assert "sulk" in error["error"]
+    assert post_json(f"{base}/_fake/reset", {})[0] == 200
+    assert fake_carrier.stats() == {}

@@ -107,6 +107,9 @@ class Tracked:
 class NotFound:
     tracking_number: str
     message: str
+    # The carrier answered for the number, but karrio could not read it (the
+    # rest of the batch was): retried like an unknown number.
+    unreadable: bool = False
 
 
 # The most tracking numbers one `track` call sends a provider.
@@ -879,6 +882,78 @@ def _answers(
     return out
 
 
+def _slice(provider: str, exchanges: Sequence[Exchange], number: str) -> str | None:
+    """The batch's raw answer with only `number` in it."""
+    lib = importlib.import_module("karrio.lib")
+    for ex in exchanges:
+        if provider == "fedex" and ex.url.endswith("/track/v1/trackingnumbers"):
+            data = ex.json()
+            if not isinstance(data, dict) or not isinstance(data.get("output"), dict):
+                return None
+            results = data["output"].get("completeTrackResults") or []
+            mine = [r for r in results if str(r.get("trackingNumber")) == number]
+            output = {**data["output"], "completeTrackResults": mine}
+            return json.dumps({**data, "output": output})
+        if provider == "dhl_express" and "<AWBInfo" in ex.text():
+            etree = importlib.import_module("lxml.etree")
+            root = lib.to_element(ex.text())
+            for info in lib.find_element("AWBInfo", root):
+                if (info.findtext("AWBNumber") or "").strip() != number:
+                    info.getparent().remove(info)
+            return str(etree.tostring(root, encoding="unicode"))
+    return None
+
+
+def _without_events(provider: str, text: str) -> bool:
+    """Whether one number's answer says the carrier knows it but has scanned
+    nothing yet (a label only), which karrio cannot parse."""
+    if provider == "fedex":
+        data = json.loads(text)
+        results = data["output"]["completeTrackResults"]
+        tracks = [t for r in results for t in r.get("trackResults") or []]
+        return bool(tracks) and all(
+            "error" not in t and not t.get("scanEvents") for t in tracks
+        )
+    return "<ShipmentInfo" in text and "<ShipmentEvent" not in text
+
+
+def _parse_each(
+    gateway: Any, provider: str, numbers: Sequence[str], exchanges: Sequence[Exchange]
+) -> dict[str, Tracked | NotFound] | None:
+    lib = importlib.import_module("karrio.lib")
+    decoder = lib.to_element if provider == "dhl_express" else lib.to_dict
+    out: dict[str, Tracked | NotFound] = {}
+    for number in numbers:
+        text = _slice(provider, exchanges, number)
+        if text is None:
+            return None
+        try:
+            details, messages = gateway.mapper.parse_tracking_response(
+                lib.Deserializable(text, decoder)
+            )
+            out.update(
+                _answers(
+                    provider,
+                    [number],
+                    list(details or []),
+                    list(messages or []),
+                    exchanges,
+                )
+            )
+        except Exception as exc:
+            if _without_events(provider, text):
+                out[number] = Tracked(tracking_number=number, events=[])
+                continue
+            logger.warning("karrio cannot read %s's answer for %s", provider, number)
+            out[number] = NotFound(
+                number,
+                f"{PROVIDER_NAMES[provider]}'s answer for this number cannot be "
+                f"read: {exc}",
+                unreadable=True,
+            )
+    return out
+
+
 def _fetch(
     connection: Connection, numbers: Sequence[str], *, retry: bool = True
 ) -> dict[str, Tracked | NotFound]:
@@ -898,6 +973,16 @@ def _fetch(
         ) from exc
     details, messages = list(details or []), list(messages or [])
     exchanges = _exchanges(gateway)
+    if len(numbers) > 1 and any(
+        str(m.code or "").startswith("SHIPPING_SDK") for m in messages
+    ):
+        # karrio's parser fails on a whole batch for one odd number (FedEx:
+        # an empty scanEvents; DHL: a ShipmentInfo without events): read the
+        # numbers one by one from the same answer.
+        _classify(connection.provider, exchanges, [])
+        one_by_one = _parse_each(gateway, connection.provider, numbers, exchanges)
+        if one_by_one is not None:
+            return one_by_one
     try:
         _classify(connection.provider, exchanges, messages)
     except CarrierAuthFailed:

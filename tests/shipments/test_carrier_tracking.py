@@ -143,6 +143,25 @@ def test_an_unknown_number_leaves_the_others_of_its_request_answered(
     assert fake_carrier.stats()[f"{provider}.track"] == 1  # one request
 
 
+@pytest.mark.parametrize("provider", ["fedex", "dhl_express"])
+def test_a_number_karrio_cannot_parse_leaves_the_batch_answered(
+    fake_carrier: FakeCarrier, provider: str
+) -> None:
+    """karrio's FedEx and DHL parsers fail on a whole answer when one number
+    has no scan yet; the others of the batch are still read."""
+    fake_carrier.script("LABEL1", "label_only")
+    fake_carrier.script("UNKNOWN3", "unknown")
+    numbers = [NUMBER[provider], "LABEL1", "UNKNOWN3"]
+
+    answers = ct.track(connection(provider), numbers)
+
+    assert tracked(answers[NUMBER[provider]]).events
+    assert tracked(answers["LABEL1"]).events == []
+    assert isinstance(answers["UNKNOWN3"], ct.NotFound)
+    assert not answers["UNKNOWN3"].unreadable
+    assert fake_carrier.stats()[f"{provider}.track"] == 1  # read, not asked again
+
+
 def test_more_numbers_than_a_request_takes_are_sent_in_several(
     fake_carrier: FakeCarrier,
 ) -> None:

@@ -664,6 +664,18 @@ def _record_one(
             attempted=True,
         )
         return
+    if isinstance(answer, NotFound) and getattr(answer, "unreadable", False):
+        # The carrier answered for it, karrio cannot read that part: an
+        # error retried sooner, not an unknown number.
+        _set_failed(
+            sync,
+            result=R.ERROR,
+            message=answer.message or "The carrier's answer could not be read.",
+            now=now,
+            cadence=cadence,
+            attempted=True,
+        )
+        return
     if isinstance(answer, NotFound):
         sync.unknown_since = sync.unknown_since or now
         sync.failures = 0

@@ -4,7 +4,7 @@ recorded through the same ingest as the push webhooks."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -321,7 +321,8 @@ def test_a_later_eta_from_the_carrier_is_an_eta_change_with_the_delay_notice(
     promised = shipment.estimated_delivery
     assert promised is not None
     later = timezone.now() + timedelta(days=5)
-    # The carrier's answer carries its new scheduled delivery date.
+    # The carrier's answer carries its new scheduled delivery date (a
+    # calendar date, as the carrier's UTC day).
     monkeypatch.setattr(fake_carrier, "eta", lambda number: later)
     script(
         fake_carrier,
@@ -332,14 +333,14 @@ def test_a_later_eta_from_the_carrier_is_an_eta_change_with_the_delay_notice(
     [sync] = poll(ups, shipment)
 
     shipment.refresh_from_db()
-    assert shipment.estimated_delivery == timezone.localdate(later)
+    assert shipment.estimated_delivery == later.astimezone(UTC).date()
     change = TrackingEvent.objects.get(shipment=shipment, kind=EventKind.ETA_CHANGED)
     assert change.source == Source.CARRIER
     assert change.integration == "UPS"
     assert change.data["from"] == promised.isoformat()
     assert Notification.objects.filter(shipment=shipment, kind=Kind.DELAY).exists()
     sync.refresh_from_db()
-    assert f"ETA now {timezone.localdate(later):%Y-%m-%d}" in sync.last_message
+    assert f"ETA now {later.astimezone(UTC).date():%Y-%m-%d}" in sync.last_message
 
     # Asked again: the same date is no change.
     poll(ups, shipment)
@@ -367,7 +368,7 @@ def test_an_earlier_eta_moves_the_date_without_a_delay_notice(
     poll(ups, shipment)
 
     shipment.refresh_from_db()
-    assert shipment.estimated_delivery == timezone.localdate(sooner)
+    assert shipment.estimated_delivery == sooner.astimezone(UTC).date()
     assert not Notification.objects.filter(shipment=shipment, kind=Kind.DELAY).exists()
 
 

@@ -7,6 +7,7 @@ hosts, and every `check --deploy` item is on by default.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import timedelta
@@ -18,6 +19,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from shipments.carrier_cadence import cadence_settings
 from shipments.tracking_numbers import S10_COUNTRY_CODES
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -357,6 +359,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "shipments.tasks.carrier_webhooks_sweep_task",
         "schedule": 60.0,
     },
+    # Carrier tracking sync: queue the shipments due, within each carrier
+    # account's rate limit (the cadence is TRACKSOP_CARRIER_SYNC).
+    "carrier-sync-due": {
+        "task": "shipments.tasks.carrier_sync_due_task",
+        "schedule": env.float("TRACKSOP_CARRIER_SYNC_SECONDS", default=60.0),
+    },
     # The 2nd of each month at 03:00 UTC: archive, verify, then purge.
     "retention-purge": {
         "task": "reports.tasks.retention_purge_task",
@@ -420,6 +428,27 @@ TRACKSOP_CARRIER_WEBHOOK_SECRETS: dict[str, str] = env.dict(
 TRACKSOP_CARRIER_WEBHOOK_TOLERANCE = env.int(
     "TRACKSOP_CARRIER_WEBHOOK_TOLERANCE", default=300
 )
+# Carrier tracking sync (karrio): a provider's API base URL instead of the
+# carrier's own, as JSON ({"ups": "http://127.0.0.1:8765/ups"}) or
+# "ups=http://…,fedex=http://…": the local fake carrier (manage.py
+# fake_carrier) for the demo and the benchmark. Empty: the carriers' servers.
+_carrier_api_urls = env.str("TRACKSOP_CARRIER_API_URLS", default="").strip()
+TRACKSOP_CARRIER_API_URLS: dict[str, str] = (
+    json.loads(_carrier_api_urls)
+    if _carrier_api_urls.startswith("{")
+    else env.dict("TRACKSOP_CARRIER_API_URLS", default={})
+)
+# Seconds a carrier's API may take to answer one request.
+TRACKSOP_CARRIER_TIMEOUT = env.float("TRACKSOP_CARRIER_TIMEOUT", default=10.0)
+
+# Carrier tracking sync (shipments.carrier_cadence.DEFAULTS lists each name,
+# its unit and default): "interval_minutes=60,out_for_delivery_minutes=15".
+try:
+    TRACKSOP_CARRIER_SYNC: dict[str, float] = cadence_settings(
+        env.dict("TRACKSOP_CARRIER_SYNC", default={})
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 
 # Reports and retention.
 # Shipments closed longer than this (months) are archived, then purged.

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from shipments.ingest import CheckpointIn
-from shipments.models import Location, PushFormat
+from shipments.models import Location, PushFormat, TrackingProvider
 from shipments.status import EventKind
 
 K = EventKind
@@ -77,6 +77,142 @@ UPS_TYPES: dict[str, Rule] = {
     "U": IGNORE,
 }
 
+# FedEx Track API `scanEvents[].eventType` (FedEx "Track API: scan event
+# codes"). DE/SE/CD: delivery, shipment and clearance exceptions.
+FEDEX_CODES: dict[str, Rule] = {
+    "OC": IGNORE,  # "Shipment information sent to FedEx": the label
+    "PU": Rule(K.PICKED_UP),
+    "PX": Rule(K.PICKED_UP),  # picked up (see details)
+    "AR": Rule(K.ARRIVED_HUB),  # at local FedEx facility / arrived at
+    "AF": Rule(K.ARRIVED_HUB),  # at local FedEx facility
+    "AA": Rule(K.ARRIVED_HUB),  # at airport
+    "AC": Rule(K.ARRIVED_HUB),  # at Canada post facility
+    "DP": Rule(K.DEPARTED_HUB),  # departed FedEx location
+    "DS": Rule(K.DEPARTED_HUB),  # vehicle dispatched
+    "PL": Rule(K.DEPARTED_HUB),  # plane landed
+    "EP": Rule(K.DEPARTED_HUB),  # enroute to pickup
+    "IT": Rule(K.IN_TRANSIT_SCAN),
+    "IX": Rule(K.IN_TRANSIT_SCAN),  # in transit (see details)
+    "CC": Rule(K.IN_TRANSIT_SCAN),  # cleared customs
+    "OD": Rule(K.OUT_FOR_DELIVERY),  # on FedEx vehicle for delivery
+    "DL": Rule(K.DELIVERED),
+    "HL": Rule(K.AVAILABLE_FOR_PICKUP),  # hold at location
+    "HP": Rule(K.AVAILABLE_FOR_PICKUP),  # ready for recipient pickup
+    "RS": Rule(K.RETURNED),  # return to shipper
+    "RP": Rule(K.RETURNED),  # return label link emailed: returning
+    "DE": EXCEPTION,  # delivery exception
+    "SE": EXCEPTION,  # shipment exception
+    "CD": EXCEPTION,  # clearance delay
+    "DY": EXCEPTION,  # delay
+    "CA": EXCEPTION,  # shipment cancelled
+    "LO": NOTE,  # left FedEx origin facility (no hub named)
+    "SF": NOTE,  # at sort facility
+    "CH": NOTE,  # location changed
+    "DD": NOTE,  # delivery delay
+}
+
+# USPS Tracking 3.0 `trackingEvents[].eventCode` (USPS Web Tools "Tracking
+# event codes" table).
+USPS_CODES: dict[str, Rule] = {
+    "MA": IGNORE,  # "Pre-Shipment Info Sent to USPS": the label
+    "GX": IGNORE,  # "Shipping Label Created, USPS Awaiting Item"
+    "03": Rule(K.PICKED_UP),  # "USPS in possession of item" (accepted)
+    "OA": Rule(K.PICKED_UP),  # accepted at USPS origin facility
+    "80": Rule(K.PICKED_UP),  # picked up by shipping partner
+    "10": Rule(K.ARRIVED_HUB),  # arrived at USPS regional origin facility
+    "A1": Rule(K.ARRIVED_HUB),  # arrived at USPS regional facility
+    "07": Rule(K.ARRIVED_HUB),  # arrived at post office (arrival at unit)
+    "T1": Rule(K.DEPARTED_HUB),  # departed USPS regional facility
+    "SF": Rule(K.DEPARTED_HUB),  # departed post office
+    "L1": Rule(K.DEPARTED_HUB),  # departed USPS facility
+    "TL": Rule(K.IN_TRANSIT_SCAN),  # in transit to next facility
+    "U1": Rule(K.IN_TRANSIT_SCAN),  # in transit
+    "PC": Rule(K.IN_TRANSIT_SCAN),  # sorting complete
+    "OF": Rule(K.OUT_FOR_DELIVERY),
+    "01": Rule(K.DELIVERED),
+    "17": Rule(K.DELIVERED),  # picked up by agent
+    "02": Rule(K.DELIVERY_ATTEMPTED),  # notice left (no authorized recipient)
+    "52": Rule(K.DELIVERY_ATTEMPTED),  # notice left
+    "53": Rule(K.DELIVERY_ATTEMPTED),  # receptacle blocked
+    "55": Rule(K.DELIVERY_ATTEMPTED),  # receptacle full / item oversized
+    "56": Rule(K.DELIVERY_ATTEMPTED),  # no secure location available
+    "51": Rule(K.DELIVERY_ATTEMPTED),  # business closed
+    "14": Rule(K.AVAILABLE_FOR_PICKUP),  # arrival at pickup point
+    "16": Rule(K.AVAILABLE_FOR_PICKUP),  # available for pickup
+    "57": Rule(K.AVAILABLE_FOR_PICKUP),  # held at post office
+    "09": Rule(K.RETURNED),  # return to sender
+    "29": Rule(K.RETURNED),  # return to sender: not picked up
+    "31": Rule(K.RETURNED),  # return to sender: processed
+    "04": EXCEPTION,  # refused
+    "05": EXCEPTION,  # undeliverable as addressed
+    "08": EXCEPTION,  # missent
+    "21": EXCEPTION,  # no such number
+    "22": EXCEPTION,  # insufficient address
+    "23": EXCEPTION,  # moved, left no address
+    "25": EXCEPTION,  # addressee unknown
+    "44": EXCEPTION,  # customer recall
+}
+
+# DHL Express checkpoint codes (XML-PI `ServiceEvent/EventCode`, the same as
+# MyDHL API's `events[].typeCode`).
+DHL_CODES: dict[str, Rule] = {
+    "SA": IGNORE,  # shipment acceptance (data received)
+    "PU": Rule(K.PICKED_UP),  # shipment picked up
+    "AF": Rule(K.ARRIVED_HUB),  # arrived at DHL facility
+    "AR": Rule(K.ARRIVED_HUB),  # arrived at delivery facility
+    "PL": Rule(K.ARRIVED_HUB),  # processed at location
+    "DF": Rule(K.DEPARTED_HUB),  # departed facility
+    "PO": Rule(K.DEPARTED_HUB),  # departing origin
+    "RW": IGNORE,  # weighed (no text)
+    "TR": Rule(K.IN_TRANSIT_SCAN),  # transferred through
+    "CR": Rule(K.IN_TRANSIT_SCAN),  # clearance processing complete
+    "IC": Rule(K.IN_TRANSIT_SCAN),  # in clearance processing
+    "WC": Rule(K.OUT_FOR_DELIVERY),  # with delivery courier
+    "OK": Rule(K.DELIVERED),  # delivered
+    "DD": Rule(K.DELIVERED),  # delivered damaged
+    "NH": Rule(K.DELIVERY_ATTEMPTED),  # not home
+    "CA": Rule(K.DELIVERY_ATTEMPTED),  # closed on arrival
+    "CM": Rule(K.DELIVERY_ATTEMPTED),  # customer moved
+    "CC": Rule(K.AVAILABLE_FOR_PICKUP),  # awaiting collection by recipient
+    "RT": Rule(K.RETURNED),  # returned to shipper
+    "BA": EXCEPTION,  # bad address
+    "RD": EXCEPTION,  # refused delivery
+    "HP": EXCEPTION,  # held for payment
+    "OH": EXCEPTION,  # on hold
+    "CD": EXCEPTION,  # clearance delay
+    "MS": EXCEPTION,  # misrouted
+    "UD": EXCEPTION,  # uncontrollable delay
+    "ND": EXCEPTION,  # not delivered
+    "DS": EXCEPTION,  # destroyed
+    "SM": NOTE,  # scheduled for movement
+    "AD": NOTE,  # agreed delivery
+    "RR": NOTE,  # response received
+}
+
+# karrio's normalized status (TrackingStatus names), for a provider code none
+# of the tables above knows yet.
+NORMALIZED: dict[str, Rule] = {
+    "pending": IGNORE,
+    "picked_up": Rule(K.PICKED_UP),
+    "in_transit": Rule(K.IN_TRANSIT_SCAN),
+    "out_for_delivery": Rule(K.OUT_FOR_DELIVERY),
+    "delivered": Rule(K.DELIVERED),
+    "delivery_failed": Rule(K.DELIVERY_ATTEMPTED),
+    "ready_for_pickup": Rule(K.AVAILABLE_FOR_PICKUP),
+    "return_to_sender": Rule(K.RETURNED),
+    "on_hold": EXCEPTION,
+    "delivery_delayed": EXCEPTION,
+    "cancelled": EXCEPTION,
+    "unknown": NOTE,
+}
+
+PROVIDER_CODES: dict[str, dict[str, Rule]] = {
+    TrackingProvider.UPS: UPS_CODES,
+    TrackingProvider.FEDEX: FEDEX_CODES,
+    TrackingProvider.USPS: USPS_CODES,
+    TrackingProvider.DHL_EXPRESS: DHL_CODES,
+}
+
 # Located kinds without a known Location become the unlocated scan with the
 # same status target, so a carrier's unknown hub never blocks the event.
 UNLOCATED: dict[str, str] = {
@@ -85,8 +221,20 @@ UNLOCATED: dict[str, str] = {
 }
 
 
-def status_rule(push_format: str, *, code: str, status_type: str = "") -> Rule | None:
-    """The table's rule for a carrier status, or None when it has none."""
+def status_rule(
+    push_format: str, *, code: str, status_type: str = "", normalized: str = ""
+) -> Rule | None:
+    """The table's rule for a carrier status, or None when it has none.
+
+    `push_format` is a PushFormat (push webhooks) or a TrackingProvider (the
+    carrier tracking sync); for a provider, a code its table does not know
+    falls back on UPS's status type, then on karrio's normalized status."""
+    if push_format in PROVIDER_CODES:
+        code, status_type = code.strip().upper(), status_type.strip().upper()
+        rule = PROVIDER_CODES[push_format].get(code)
+        if rule is None and push_format == TrackingProvider.UPS:
+            rule = UPS_TYPES.get(status_type)
+        return rule or NORMALIZED.get(normalized.strip().lower())
     if push_format == PushFormat.UPS_TRACK_ALERT:
         code, status_type = code.strip().upper(), status_type.strip().upper()
         return UPS_CODES.get(code) or UPS_TYPES.get(status_type)
@@ -122,6 +270,7 @@ class CarrierEvent:
     description: str = ""
     location: CarrierLocation = field(default_factory=CarrierLocation)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    normalized_status: str = ""  # karrio's (picked_up, in_transit…), polled only
 
 
 @dataclass(frozen=True)
@@ -163,7 +312,12 @@ def carrier_checkpoint(
     push_format: str, event: CarrierEvent, *, places: Places
 ) -> tuple[CheckpointIn | None, str]:
     """The checkpoint a carrier event becomes, or (None, why it is not one)."""
-    rule = status_rule(push_format, code=event.code, status_type=event.status_type)
+    rule = status_rule(
+        push_format,
+        code=event.code,
+        status_type=event.status_type,
+        normalized=event.normalized_status,
+    )
     unknown = rule is None
     if rule is None:
         # A status the table does not know yet: kept as a note, status alone.
@@ -176,6 +330,8 @@ def carrier_checkpoint(
     }
     if event.status_type:
         data["carrier_status_type"] = event.status_type
+    if event.normalized_status:
+        data["carrier_normalized_status"] = event.normalized_status
     if unknown:
         data["carrier_status_unknown"] = True
     if rule.carrier_exception:

@@ -110,3 +110,14 @@ def api(api_key_for):  # type: ignore[no-untyped-def]
 
 
 ALL_SCOPES = ["shipments:read", "shipments:write", "events:write", "webhooks:manage"]
+
+
+@pytest.fixture
+def fake_carrier(settings):  # type: ignore[no-untyped-def]
+    """The local fake of the carriers' tracking APIs (shipments.fake_carrier),
+    on a free port, with every provider's requests pointed at it."""
+    from shipments.fake_carrier import FakeCarrier
+
+    with FakeCarrier() as fake:
+        settings.TRACKSOP_CARRIER_API_URLS = fake.api_urls()
+        yield fake

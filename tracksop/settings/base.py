@@ -7,6 +7,7 @@ hosts, and every `check --deploy` item is on by default.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import timedelta
@@ -415,6 +416,18 @@ TRACKSOP_CARRIER_WEBHOOK_SECRETS: dict[str, str] = env.dict(
 TRACKSOP_CARRIER_WEBHOOK_TOLERANCE = env.int(
     "TRACKSOP_CARRIER_WEBHOOK_TOLERANCE", default=300
 )
+# Carrier tracking sync (karrio): a provider's API base URL instead of the
+# carrier's own, as JSON ({"ups": "http://127.0.0.1:8765/ups"}) or
+# "ups=http://…,fedex=http://…": the local fake carrier (manage.py
+# fake_carrier) for the demo and the benchmark. Empty: the carriers' servers.
+_carrier_api_urls = env.str("TRACKSOP_CARRIER_API_URLS", default="").strip()
+TRACKSOP_CARRIER_API_URLS: dict[str, str] = (
+    json.loads(_carrier_api_urls)
+    if _carrier_api_urls.startswith("{")
+    else env.dict("TRACKSOP_CARRIER_API_URLS", default={})
+)
+# Seconds a carrier's API may take to answer one request.
+TRACKSOP_CARRIER_TIMEOUT = env.float("TRACKSOP_CARRIER_TIMEOUT", default=10.0)
 
 # Reports and retention.
 # Shipments closed longer than this (months) are archived, then purged.

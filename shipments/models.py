@@ -658,6 +658,9 @@ class CarrierAccount(models.Model):
     alerted_at = models.DateTimeField(null=True, blank=True)
     # No request before this (the carrier answered 429 or 5xx).
     backoff_until = models.DateTimeField(null=True, blank=True)
+    # Requests in a row the carrier refused with 429 or 5xx: the back-off
+    # doubles with each (shipments.carrier_cadence.account_backoff).
+    failures = models.PositiveIntegerField(default=0)
     last_poll_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -689,6 +692,9 @@ class CarrierSync(models.Model):
     last_result = models.CharField(max_length=20, choices=Result.choices, blank=True)
     last_message = models.TextField(blank=True)
     failures = models.PositiveIntegerField(default=0)  # in a row
+    # Set while a batch task holds it (queued, not yet recorded): counts
+    # against the account's requests a minute.
+    queued_at = models.DateTimeField(null=True, blank=True)
     unknown_since = models.DateTimeField(null=True, blank=True)
     # The latest carrier event's time: the cadence slows after days without.
     last_movement_at = models.DateTimeField(null=True, blank=True)
@@ -702,6 +708,12 @@ class CarrierSync(models.Model):
                 fields=["next_due_at"],
                 condition=models.Q(is_done=False),
                 name="carrier_sync_due",
+            ),
+            # The poller's count of an account's batches in flight.
+            models.Index(
+                fields=["account", "queued_at"],
+                condition=models.Q(queued_at__isnull=False),
+                name="carrier_sync_in_flight",
             ),
         ]
 

@@ -19,6 +19,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from shipments.carrier_cadence import cadence_settings
 from shipments.tracking_numbers import S10_COUNTRY_CODES
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -353,6 +354,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "shipments.tasks.carrier_webhooks_sweep_task",
         "schedule": 60.0,
     },
+    # Carrier tracking sync: queue the shipments due, within each carrier
+    # account's rate limit (the cadence is TRACKSOP_CARRIER_SYNC).
+    "carrier-sync-due": {
+        "task": "shipments.tasks.carrier_sync_due_task",
+        "schedule": env.float("TRACKSOP_CARRIER_SYNC_SECONDS", default=60.0),
+    },
     # The 2nd of each month at 03:00 UTC: archive, verify, then purge.
     "retention-purge": {
         "task": "reports.tasks.retention_purge_task",
@@ -428,6 +435,15 @@ TRACKSOP_CARRIER_API_URLS: dict[str, str] = (
 )
 # Seconds a carrier's API may take to answer one request.
 TRACKSOP_CARRIER_TIMEOUT = env.float("TRACKSOP_CARRIER_TIMEOUT", default=10.0)
+
+# Carrier tracking sync (shipments.carrier_cadence.DEFAULTS lists each name,
+# its unit and default): "interval_minutes=60,out_for_delivery_minutes=15".
+try:
+    TRACKSOP_CARRIER_SYNC: dict[str, float] = cadence_settings(
+        env.dict("TRACKSOP_CARRIER_SYNC", default={})
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
 
 # Reports and retention.
 # Shipments closed longer than this (months) are archived, then purged.

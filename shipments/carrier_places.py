@@ -1,0 +1,148 @@
+"""Carrier places become Locations, so carrier scans locate the package.
+
+A carrier event names a place (its facility code, city, country). The sync
+resolves it, before the events are recorded, to a Location code: a known one
+(`carrier_status.Places.code_for`: the facility code, or the only Location in
+that city), else one made now under a derived code ("ups-louisville-us"), a
+hub, or a depot for last-mile scans, with the place's time zone when it can
+tell. Later scans at the same place find it by that code or city.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.utils.text import slugify
+
+from shipments.carrier_status import CarrierEvent, CarrierLocation, Places, status_rule
+from shipments.models import CarrierAccount, Location
+from shipments.status import EventKind
+
+# Kinds whose place is a last-mile depot rather than a sorting hub.
+LAST_MILE = frozenset(
+    {
+        EventKind.OUT_FOR_DELIVERY,
+        EventKind.DELIVERY_ATTEMPTED,
+        EventKind.AVAILABLE_FOR_PICKUP,
+        EventKind.DELIVERED,
+    }
+)
+
+
+@cache
+def _zones_by_country() -> dict[str, list[str]]:
+    """IANA zones per country from the system's zone.tab (empty without it)."""
+    zones: dict[str, list[str]] = {}
+    for name in ("zone1970.tab", "zone.tab"):
+        path = Path("/usr/share/zoneinfo") / name
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            columns = line.split("\t")
+            if len(columns) >= 3:
+                for country in columns[0].split(","):
+                    zones.setdefault(country.upper(), []).append(columns[2])
+        if zones:
+            break
+    return zones
+
+
+def zone_for(place: CarrierLocation, *, occurred_at: datetime, hint: str = "") -> str:
+    """The time zone of a carrier place: the carrier's own when it gives one;
+    the country's when it has one; among the country's, the first that has
+    the event's UTC offset then (a local time the carrier sent with its
+    offset); else UTC."""
+    if hint:
+        try:
+            ZoneInfo(hint)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+        else:
+            return hint
+    candidates = _zones_by_country().get(place.country.upper(), [])
+    if len(candidates) == 1:
+        return candidates[0]
+    offset = occurred_at.utcoffset()
+    if candidates and offset:
+        for name in candidates:
+            try:
+                if occurred_at.astimezone(ZoneInfo(name)).utcoffset() == offset:
+                    return name
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return "UTC"
+
+
+def place_code(provider: str, place: CarrierLocation) -> str:
+    """The code of the Location made for a carrier place the company has
+    none for: "<provider>-<city>-<country>", slugified, at most 32."""
+    slug = slugify(f"{provider.replace('_', '-')}-{place.city}-{place.country}")
+    return slug[:32].strip("-")
+
+
+def events_locate(
+    events: Sequence[CarrierEvent], *, account: CarrierAccount
+) -> list[CarrierEvent]:
+    """The events, each naming the Location of its place by code: a known
+    one (facility code, or the only one in its city), else one created now
+    (a hub, or a depot for last-mile scans), so that this scan and later ones
+    locate the package. A place without a city stays unlocated (its text is
+    kept in the event's data)."""
+    places = Places.load()
+    wanted: dict[str, Location] = {}
+    resolved: list[tuple[CarrierEvent, str]] = []
+    for event in events:
+        place = event.location
+        code = places.code_for(place) if (place.code or place.city) else ""
+        if not code and place.city.strip():
+            derived = place_code(account.provider, place)
+            code = places.by_code.get(derived.upper(), "") or derived
+            if code == derived and derived.upper() not in places.by_code:
+                rule = status_rule(
+                    account.provider, code=event.code, status_type=event.status_type
+                )
+                last_mile = rule is not None and rule.kind in LAST_MILE
+                kind = Location.Kind.DEPOT if last_mile else Location.Kind.HUB
+                wanted.setdefault(
+                    derived,
+                    Location(
+                        code=derived,
+                        name=(
+                            place.name or f"{account.carrier.name} {place.city.title()}"
+                        )[:100],
+                        kind=kind,
+                        city=place.city.strip()[:100],
+                        country=place.country.upper()
+                        if len(place.country) == 2
+                        else "",
+                        timezone=zone_for(
+                            place,
+                            occurred_at=event.occurred_at,
+                            hint=str(event.extra.get("timezone", "")),
+                        ),
+                    ),
+                )
+        resolved.append((event, code))
+    if wanted:
+        # Two workers meeting the same new place: the unique code keeps one.
+        Location.objects.bulk_create(list(wanted.values()), ignore_conflicts=True)
+    located = []
+    for event, code in resolved:
+        if code and code.upper() != event.location.code.upper():
+            extra = dict(event.extra)
+            if event.location.code:
+                extra["carrier_facility"] = event.location.code
+            event = dataclasses.replace(
+                event,
+                location=dataclasses.replace(event.location, code=code),
+                extra=extra,
+            )
+        located.append(event)
+    return located

@@ -252,6 +252,7 @@ class CarrierAccountForm(forms.ModelForm):
             account.failing_since = None
             account.alerted_at = None
             account.backoff_until = None
+            account.failures = 0
         if commit:
             account.save()
         return account

@@ -49,7 +49,6 @@ from shipments.models import (
     CarrierSync,
     Inquiry,
     Shipment,
-    Source,
     TrackingEvent,
 )
 
@@ -432,8 +431,6 @@ def _detail_page(
 def shipment_sync_now(request: HttpRequest, code: str) -> HttpResponse:
     """*Sync now*: ask the carrier at once; the outcome as a message."""
     shipment = selectors.shipment_get(user=request.user, code=code)
-    carrier_events = shipment.events.filter(source=Source.CARRIER)
-    before = carrier_events.count()
     try:
         sync = carrier_sync_shipment(shipment=shipment)
     except SyncRefused as exc:
@@ -441,28 +438,25 @@ def shipment_sync_now(request: HttpRequest, code: str) -> HttpResponse:
     except CarrierError as exc:  # the service records these; never a 500
         messages.error(request, f"{shipment.carrier}: {exc.message}")
     else:
-        level, text = _sync_outcome(
-            sync, carrier=str(shipment.carrier), new=carrier_events.count() - before
-        )
+        level, text = _sync_outcome(sync, carrier=str(shipment.carrier))
         messages.add_message(request, level, text)
         if sync.flag:
             messages.warning(request, sync.flag)
     return redirect(shipment)
 
 
-def _sync_outcome(sync: CarrierSync, *, carrier: str, new: int) -> tuple[int, str]:
+def _sync_outcome(sync: CarrierSync, *, carrier: str) -> tuple[int, str]:
+    """The service's own summary ("2 new events; …") as staff read it."""
+    said = sync.last_message.rstrip(".")
     if sync.last_result == CarrierSync.Result.OK:
-        found = (
-            f"{new} new checkpoint{'s' if new != 1 else ''}" if new else "nothing new"
-        )
-        return messages.SUCCESS, f"Synced with {carrier}: {found}."
-    said = f": {sync.last_message}" if sync.last_message else "."
+        return messages.SUCCESS, f"Synced with {carrier}: {said or 'nothing new'}."
     level = (
         messages.WARNING
         if sync.last_result == CarrierSync.Result.UNKNOWN_NUMBER
         else messages.ERROR
     )
-    return level, f"Not synced with {carrier} — {sync.get_last_result_display()}{said}"
+    why = f": {said}." if said else "."
+    return level, f"Not synced with {carrier} — {sync.get_last_result_display()}{why}"
 
 
 # --- the customer service desk -------------------------------------------------

@@ -16,8 +16,15 @@ from shipments.credentials import credentials_encrypt
 from shipments.ingest import CheckpointIn, checkpoints_ingest
 from shipments.models import CarrierAccount, CarrierSync, Shipment, Source
 from shipments.status import EventKind
+from tests.browser.conftest import PASSWORD
 from tests.browser.test_layout import LONG_NAME, layout_problems
-from tests.factories import CarrierFactory, LocationFactory, dispatched_shipment
+from tests.factories import (
+    CarrierFactory,
+    LocationFactory,
+    UserFactory,
+    dispatched_shipment,
+)
+from tests.helpers import karrio_warm_up
 
 pytestmark = pytest.mark.browser
 
@@ -105,3 +112,76 @@ def test_the_carrier_panel_fits_the_screen(
     assert box is not None
     assert box["x"] + box["width"] <= width
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def karrio_loaded() -> None:
+    # The flow is about the pages, not karrio's start-up time (reported).
+    karrio_warm_up()
+
+
+def test_an_administrator_connects_ups_and_staff_sync_a_shipment_from_the_carrier(
+    page: Page,
+    live_server: Any,
+    log_in: Any,
+    staff: Any,
+    fake_carrier: Any,
+    karrio_loaded: None,
+) -> None:
+    ups = CarrierFactory()
+    shipment = dispatched_shipment(carrier=ups, tracking_number=UPS_A)
+    place = {"code": "SDF", "city": "Louisville", "region": "KY", "postcode": "40213"}
+    fake_carrier.script(
+        UPS_A,
+        events=[
+            {
+                "kind": "picked_up",
+                "hours_ago": 0.003,
+                "place": {**place, "country": "US", "offset": -5},
+            },
+            {
+                "kind": "arrived",
+                "hours_ago": 0.002,
+                "place": {**place, "country": "US", "offset": -5},
+            },
+        ],
+    )
+    UserFactory(username="root", is_staff=True, is_superuser=True)
+    secret = "fake-ups-secret-7f3a"
+
+    # The administrator enters the account's credentials in the admin.
+    page.goto(live_server.url + "/admin/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Carrier accounts").click()
+    page.get_by_role("link", name="Add carrier account").click()
+    page.get_by_label("Carrier:", exact=True).select_option(label="UPS")
+    page.get_by_label("Provider:").select_option(label="UPS")
+    page.get_by_label("Credentials (JSON)").fill(
+        f'{{"client_id": "tracksop-demo", "client_secret": "{secret}"}}'
+    )
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    page.get_by_role("link", name="UPS (UPS)").click()
+    expect(page.get_by_text("stored ✓ (last changed")).to_be_visible()
+    assert secret not in page.content()
+    expect(page.get_by_label("Credentials (JSON)")).to_be_empty()
+
+    # Staff open the shipment and sync it with the carrier.
+    page.context.clear_cookies()
+    log_in("logistics")
+    page.goto(live_server.url + shipment.get_absolute_url())
+    panel = page.get_by_test_id("carrier-tracking")
+    expect(panel.get_by_test_id("carrier-result")).to_have_text("Not synced yet")
+    panel.get_by_role("button", name="Sync now").click()
+
+    expect(page.get_by_role("status")).to_contain_text("Synced with UPS: 2 new events")
+    expect(panel.get_by_test_id("carrier-result")).to_have_text("Synced")
+    timeline = page.get_by_test_id("timeline")
+    for kind, words in (("Picked up", "Pickup Scan"), ("Arrived at hub", "Arrived")):
+        row = timeline.get_by_role("row").filter(has_text=kind)
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(f"UPS: “{words}")
+        expect(row.get_by_role("cell").nth(3)).to_have_text("UPS")
+        expect(row.get_by_test_id("from-carrier")).to_have_text("Carrier tracking")

@@ -8,14 +8,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client, override_settings
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from shipments import selectors
-from shipments.carrier_tracking import Connection, track
 from shipments.credentials import credentials_encrypt
-from shipments.fake_carrier import FakeCarrier
 from shipments.ingest import CheckpointIn, checkpoints_ingest
 from shipments.models import Carrier, CarrierAccount, CarrierSync, Shipment, Source
 from shipments.status import EventKind
@@ -25,6 +23,7 @@ from tests.factories import (
     UserFactory,
     dispatched_shipment,
 )
+from tests.helpers import karrio_warm_up
 
 pytestmark = pytest.mark.django_db
 
@@ -464,22 +463,8 @@ LOUISVILLE = {
 
 @pytest.fixture(scope="module")
 def karrio_imported() -> None:
-    """karrio warmed up before the clock of *Sync now* starts: a process's
-    first tracking request loads karrio's plugins, which takes longer than
-    Sync now waits for the carrier (15 s) on a busy 2-core machine; these
-    tests are about the page, not that (reported to the adapter's owner)."""
-    with (
-        FakeCarrier() as fake,
-        override_settings(TRACKSOP_CARRIER_API_URLS=fake.api_urls()),
-    ):
-        track(
-            Connection(
-                account_id=0,
-                provider="ups",
-                credentials={"client_id": "warm", "client_secret": "up"},
-            ),
-            [UPS_B],
-        )
+    # These tests are about the page, not karrio's start-up (reported).
+    karrio_warm_up()
 
 
 def _messages(client: Client, response: Any) -> list[tuple[str, str]]:

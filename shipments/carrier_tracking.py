@@ -31,6 +31,7 @@ How karrio is used, and what it does not do for us:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -38,6 +39,7 @@ import json
 import logging
 import re
 import urllib.error
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -49,6 +51,8 @@ from django.conf import settings
 from django.core.cache import cache as django_cache
 
 from shipments.carrier_status import CarrierEvent, CarrierLocation
+
+logger = logging.getLogger(__name__)
 
 
 class CarrierError(Exception):
@@ -103,6 +107,9 @@ class Tracked:
 class NotFound:
     tracking_number: str
     message: str
+    # The carrier answered for the number, but karrio could not read it (the
+    # rest of the batch was): retried like an unknown number.
+    unreadable: bool = False
 
 
 # The most tracking numbers one `track` call sends a provider.
@@ -144,7 +151,7 @@ def credentials_missing(provider: str, credentials: Mapping[str, Any]) -> list[s
 
 
 @functools.cache
-def _karrio() -> Any:
+def karrio_sdk() -> Any:
     """karrio's SDK module (import once: the app runs without the extra)."""
     try:
         from loguru import logger
@@ -154,8 +161,11 @@ def _karrio() -> Any:
         # the sync records each result, which is what matters.
         logger.disable("karrio")
         logging.getLogger("jstruct").setLevel(logging.ERROR)
-        sdk = importlib.import_module("karrio.sdk")
-        helpers = importlib.import_module("karrio.core.utils.helpers")
+        with warnings.catch_warnings():
+            # karrio imports PyPDF2, which warns that it is deprecated.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            sdk = importlib.import_module("karrio.sdk")
+            helpers = importlib.import_module("karrio.core.utils.helpers")
     except ImportError as exc:
         raise KarrioMissing(
             "Carrier tracking needs the 'carriers' extra (karrio and its "
@@ -217,19 +227,27 @@ class DjangoTokenCache:
 
     def get(self, key: str) -> Any:
         self.keys.add(key)
-        return django_cache.get(self.key(key))
+        try:
+            return django_cache.get(self.key(key))
+        except Exception:
+            logger.warning("Carrier token cache unreadable", exc_info=True)
+            return None
 
     def set(self, key: str, value: Any, timeout: int = 86400, **kwargs: Any) -> None:
         self.keys.add(key)
-        django_cache.set(self.key(key), value, timeout=timeout)
+        try:
+            django_cache.set(self.key(key), value, timeout=timeout)
+        except Exception:
+            logger.warning("Carrier token cache unwritable", exc_info=True)
 
     def forget(self) -> None:
         """Drop the tokens this call used (the carrier refused one)."""
-        django_cache.delete_many([self.key(k) for k in self.keys])
+        with contextlib.suppress(Exception):
+            django_cache.delete_many([self.key(k) for k in self.keys])
 
 
 def _gateway(connection: Connection, token_cache: DjangoTokenCache) -> Any:
-    sdk = _karrio()
+    sdk = karrio_sdk()
     lib = importlib.import_module("karrio.lib")
     provider = connection.provider
     if provider not in CREDENTIAL_FIELDS:
@@ -273,6 +291,7 @@ class Exchange:
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    parsed: tuple[Any] | None = None
 
     def header(self, name: str) -> str:
         for key, value in self.headers.items():
@@ -290,12 +309,15 @@ class Exchange:
         return "" if self.body is None else str(self.body)
 
     def json(self) -> Any:
+        """The body as JSON (None when it is not), parsed once."""
         if isinstance(self.body, (dict, list)):
             return self.body
-        try:
-            return json.loads(self.text())
-        except ValueError:
-            return None
+        if self.parsed is None:
+            try:
+                self.parsed = (json.loads(self.text()),)
+            except ValueError:
+                self.parsed = (None,)
+        return self.parsed[0]
 
 
 def _exchanges(gateway: Any) -> list[Exchange]:
@@ -382,7 +404,9 @@ def _readable(provider: str, exchange: Exchange) -> bool:
     if not text:
         return False
     if provider == "dhl_express":
-        return text.startswith("<")
+        return text.startswith("<") and (
+            "TrackingResponse" in text or "ErrorResponse" in text
+        )
     return exchange.json() is not None
 
 
@@ -435,6 +459,7 @@ def _classify(
 # --- events -----------------------------------------------------------------
 
 
+@functools.cache
 def _country_codes() -> dict[str, str]:
     units = importlib.import_module("karrio.core.units")
     return {c.value.upper(): c.name for c in units.Country}
@@ -498,6 +523,7 @@ class RawEvent:
     when: datetime | None = None
     location: CarrierLocation | None = None
     status_type: str = ""  # UPS's status type letter (I, D, X, M…)
+    description: str = ""  # when karrio's adds to the carrier's own text
 
 
 def _ups_raw(number: str, exchanges: Sequence[Exchange]) -> list[RawEvent]:
@@ -659,9 +685,13 @@ def _dhl_raw(number: str, exchanges: Sequence[Exchange]) -> list[RawEvent]:
                 day_time = _ymd_hms(e.findtext("Date") or "", e.findtext("Time") or "")
                 if day_time:
                     when = datetime.combine(*day_time, tzinfo=_local_zone())
+                service = e.find("ServiceEvent")
+                text = service.findtext("Description") if service is not None else ""
                 out.append(
                     RawEvent(
                         when=when,
+                        # karrio appends the Signatory (who signed: a name).
+                        description=" ".join((text or "").split()),
                         location=CarrierLocation(
                             code=code.strip(),
                             city=city.strip().title(),
@@ -723,7 +753,7 @@ def _event(
         occurred_at=when.astimezone(UTC),
         status_type=raw.status_type,
         normalized_status=str(event.status or ""),
-        description=str(event.description or "").strip(),
+        description=raw.description or str(event.description or "").strip(),
         location=place,
         extra=extra,
     )
@@ -802,7 +832,17 @@ def _answers(
             number = numbers[0]  # the carrier spelled it its way
         if number is not None and number not in out:
             out[number] = _tracked(provider, number, d, exchanges)
+    internal = [m for m in messages if str(m.code or "").startswith("SHIPPING_SDK")]
+    if internal and not out:
+        # karrio failed on the answer (or before it): not the number's fault.
+        raise CarrierUnavailable(
+            f"{PROVIDER_NAMES[provider]}'s answer could not be read: "
+            + _text_of(internal)
+        )
+    unattributed = []
     for m in messages:
+        if m in internal:
+            continue
         number = asked.get(_normal(str((m.details or {}).get("tracking_number") or "")))
         code = str(m.code or "")
         if number is None:
@@ -810,7 +850,13 @@ def _answers(
             number = asked.get(_normal(found.group(1))) if found else None
         if number is None and len(numbers) == 1:
             number = numbers[0]
-        if number is None or number in out:
+        if number is None:
+            if (m.level or "error") == "error" and code not in NOT_FOUND_CODES[
+                provider
+            ]:
+                unattributed.append(m)
+            continue
+        if number in out:
             continue
         if code in NOT_FOUND_CODES[provider] or (
             provider in ("ups", "usps") and (m.level or "error") in ("error", "warning")
@@ -825,10 +871,10 @@ def _answers(
             out[number] = NotFound(
                 number, _text_of([m for m in messages if str(m.code) == "103"])
             )
-        elif messages and any(str(m.code).startswith("SHIPPING_SDK") for m in messages):
+        elif internal or unattributed:
             raise CarrierUnavailable(
-                f"{PROVIDER_NAMES[provider]}'s answer could not be read: "
-                + _text_of(messages)
+                f"{PROVIDER_NAMES[provider]} refused the request: "
+                + _text_of(internal or unattributed)
             )
         else:
             # Known to the carrier, nothing scanned yet (a label only).
@@ -836,10 +882,82 @@ def _answers(
     return out
 
 
+def _slice(provider: str, exchanges: Sequence[Exchange], number: str) -> str | None:
+    """The batch's raw answer with only `number` in it."""
+    lib = importlib.import_module("karrio.lib")
+    for ex in exchanges:
+        if provider == "fedex" and ex.url.endswith("/track/v1/trackingnumbers"):
+            data = ex.json()
+            if not isinstance(data, dict) or not isinstance(data.get("output"), dict):
+                return None
+            results = data["output"].get("completeTrackResults") or []
+            mine = [r for r in results if str(r.get("trackingNumber")) == number]
+            output = {**data["output"], "completeTrackResults": mine}
+            return json.dumps({**data, "output": output})
+        if provider == "dhl_express" and "<AWBInfo" in ex.text():
+            etree = importlib.import_module("lxml.etree")
+            root = lib.to_element(ex.text())
+            for info in lib.find_element("AWBInfo", root):
+                if (info.findtext("AWBNumber") or "").strip() != number:
+                    info.getparent().remove(info)
+            return str(etree.tostring(root, encoding="unicode"))
+    return None
+
+
+def _without_events(provider: str, text: str) -> bool:
+    """Whether one number's answer says the carrier knows it but has scanned
+    nothing yet (a label only), which karrio cannot parse."""
+    if provider == "fedex":
+        data = json.loads(text)
+        results = data["output"]["completeTrackResults"]
+        tracks = [t for r in results for t in r.get("trackResults") or []]
+        return bool(tracks) and all(
+            "error" not in t and not t.get("scanEvents") for t in tracks
+        )
+    return "<ShipmentInfo" in text and "<ShipmentEvent" not in text
+
+
+def _parse_each(
+    gateway: Any, provider: str, numbers: Sequence[str], exchanges: Sequence[Exchange]
+) -> dict[str, Tracked | NotFound] | None:
+    lib = importlib.import_module("karrio.lib")
+    decoder = lib.to_element if provider == "dhl_express" else lib.to_dict
+    out: dict[str, Tracked | NotFound] = {}
+    for number in numbers:
+        text = _slice(provider, exchanges, number)
+        if text is None:
+            return None
+        try:
+            details, messages = gateway.mapper.parse_tracking_response(
+                lib.Deserializable(text, decoder)
+            )
+            out.update(
+                _answers(
+                    provider,
+                    [number],
+                    list(details or []),
+                    list(messages or []),
+                    exchanges,
+                )
+            )
+        except Exception as exc:
+            if _without_events(provider, text):
+                out[number] = Tracked(tracking_number=number, events=[])
+                continue
+            logger.warning("karrio cannot read %s's answer for %s", provider, number)
+            out[number] = NotFound(
+                number,
+                f"{PROVIDER_NAMES[provider]}'s answer for this number cannot be "
+                f"read: {exc}",
+                unreadable=True,
+            )
+    return out
+
+
 def _fetch(
-    connection: Connection, numbers: Sequence[str]
+    connection: Connection, numbers: Sequence[str], *, retry: bool = True
 ) -> dict[str, Tracked | NotFound]:
-    sdk = _karrio()
+    sdk = karrio_sdk()
     models = importlib.import_module("karrio.core.models")
     token_cache = DjangoTokenCache()
     gateway = _gateway(connection, token_cache)
@@ -855,10 +973,25 @@ def _fetch(
         ) from exc
     details, messages = list(details or []), list(messages or [])
     exchanges = _exchanges(gateway)
+    if len(numbers) > 1 and any(
+        str(m.code or "").startswith("SHIPPING_SDK") for m in messages
+    ):
+        # karrio's parser fails on a whole batch for one odd number (FedEx:
+        # an empty scanEvents; DHL: a ShipmentInfo without events): read the
+        # numbers one by one from the same answer.
+        _classify(connection.provider, exchanges, [])
+        one_by_one = _parse_each(gateway, connection.provider, numbers, exchanges)
+        if one_by_one is not None:
+            return one_by_one
     try:
         _classify(connection.provider, exchanges, messages)
     except CarrierAuthFailed:
         token_cache.forget()
+        if retry and exchanges and not any(ex.is_token for ex in exchanges):
+            # A cached token the carrier no longer takes (revoked, or its
+            # clock differs from ours): once more, with a new one, before the
+            # account is said to be failing.
+            return _fetch(connection, numbers, retry=False)
         raise
     return _answers(connection.provider, numbers, details, messages, exchanges)
 
@@ -881,6 +1014,8 @@ def track(
         except CarrierError:
             raise
         except Exception as exc:
+            # karrio's (or our reading of it): never past this function.
+            logger.exception("Carrier tracking failed on %s", connection.provider)
             raise CarrierUnavailable(
                 f"{PROVIDER_NAMES[connection.provider]}: {exc}"
             ) from exc

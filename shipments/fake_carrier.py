@@ -22,12 +22,13 @@ at the moment the server first hears of the number, so polling the same
 number twice gives the same events and new ones appear as time passes:
 label, picked up, departure, arrival and departure at a hub, arrival at the
 destination, out for delivery, delivered. A number ending in "404" is
-unknown to the carrier.
+unknown to the carrier. "label_only" is a number the carrier knows with no
+scan yet (FedEx: an empty scanEvents; DHL: a ShipmentInfo without events).
 
 Control API (JSON bodies; also the `FakeCarrier` methods of the same names):
 
     POST /_fake/numbers/<n>  {"scenario": "unknown" | "delivered" | "exception"
-                                           | "journey"}
+                                           | "journey" | "label_only"}
                              or {"events": [{"kind": "picked_up", "hours_ago": 30,
                                  "place": {"code": "ATL", "city": "Atlanta",
                                            "region": "GA", "postcode": "30301",
@@ -197,7 +198,9 @@ def _digest(number: str) -> int:
 class Script:
     scenario: str = "journey"
     events: list[dict[str, Any]] = field(default_factory=list)
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    at: datetime = field(
+        default_factory=lambda: datetime.now(UTC).replace(microsecond=0)
+    )
 
 
 @dataclass
@@ -264,7 +267,8 @@ class FakeCarrier:
         scenario: str = "journey",
         events: list[dict[str, Any]] | None = None,
     ) -> None:
-        if scenario not in ("journey", "unknown", "delivered", "exception", "events"):
+        scenarios = ("journey", "unknown", "delivered", "exception", "label_only")
+        if scenario not in (*scenarios, "events"):
             raise ValueError(f"Unknown scenario {scenario!r}")
         for e in events or []:
             if e.get("kind") not in KINDS:
@@ -311,6 +315,8 @@ class FakeCarrier:
             return None
         if script is not None and script.scenario == "unknown":
             return None
+        if script is not None and script.scenario == "label_only":
+            return []  # known (a label was made), nothing scanned yet
         hubs = DHL_HUBS if provider == "dhl_express" else HUBS
         h = _digest(number)
         route = [
@@ -619,7 +625,7 @@ def dhl_track(fake: FakeCarrier, numbers: list[str], now: datetime) -> tuple[int
     infos = []
     for number in numbers:
         steps = fake.steps("dhl_express", number, now)
-        if not steps:
+        if steps is None:
             infos.append(
                 f"<AWBInfo><AWBNumber>{escape(number)}</AWBNumber><Status>"
                 "<ActionStatus>No Shipments Found</ActionStatus><Condition>"
@@ -635,20 +641,24 @@ def dhl_track(fake: FakeCarrier, numbers: list[str], now: datetime) -> tuple[int
             # which is how the adapter reads them.
             local = s.at.astimezone(local_zone)
             where = f"{s.place.city} - {s.place.country}"
+            signatory = "CAMPAGNA" if s.kind == "delivered" else ""  # who signed
             events.append(
                 f"<ShipmentEvent><Date>{local:%Y-%m-%d}</Date><Time>{local:%H:%M:%S}</Time>"
                 f"<ServiceEvent><EventCode>{code}</EventCode><Description>{escape(text)}"
-                f"</Description></ServiceEvent><Signatory/><ServiceArea><ServiceAreaCode>"
+                f"</Description></ServiceEvent><Signatory>{signatory}</Signatory>"
+                "<ServiceArea><ServiceAreaCode>"
                 f"{s.place.code}</ServiceAreaCode><Description>{escape(where)}</Description>"
                 "</ServiceArea></ShipmentEvent>"
             )
         eta = fake.eta(number).astimezone(UTC)
+        origin = steps[0].place if steps else DHL_HUBS[0]
+        shipped = steps[0].at if steps else now
         infos.append(
             f"<AWBInfo><AWBNumber>{escape(number)}</AWBNumber><Status><ActionStatus>success"
             "</ActionStatus></Status><ShipmentInfo><OriginServiceArea><ServiceAreaCode>"
-            f"{steps[0].place.code}</ServiceAreaCode><Description>{escape(steps[0].place.city)}"
+            f"{origin.code}</ServiceAreaCode><Description>{escape(origin.city)}"
             "</Description></OriginServiceArea><ShipperName>TrackSOP demo</ShipperName>"
-            f"<ShipmentDate>{steps[0].at:%Y-%m-%dT%H:%M:%S}</ShipmentDate><Pieces>1</Pieces>"
+            f"<ShipmentDate>{shipped:%Y-%m-%dT%H:%M:%S}</ShipmentDate><Pieces>1</Pieces>"
             "<Weight>0.74</Weight><WeightUnit>K</WeightUnit>"
             f"<EstDlvyDate>{eta:%Y-%m-%d %H:%M:%S} GMT+00:00</EstDlvyDate>"
             + "".join(events)

@@ -130,19 +130,26 @@ def test_an_administrator_connects_ups_and_staff_sync_a_shipment_from_the_carrie
 ) -> None:
     ups = CarrierFactory()
     shipment = dispatched_shipment(carrier=ups, tracking_number=UPS_A)
-    place = {"code": "SDF", "city": "Louisville", "region": "KY", "postcode": "40213"}
+    place = {
+        "code": "SDF",
+        "city": "Louisville",
+        "region": "KY",
+        "postcode": "40213",
+        "country": "US",
+        "offset": -5,
+    }
     fake_carrier.script(
         UPS_A,
         events=[
             {
                 "kind": "picked_up",
                 "hours_ago": 0.003,
-                "place": {**place, "country": "US", "offset": -5},
+                "place": place,
             },
             {
                 "kind": "arrived",
                 "hours_ago": 0.002,
-                "place": {**place, "country": "US", "offset": -5},
+                "place": place,
             },
         ],
     )

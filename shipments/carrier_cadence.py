@@ -54,8 +54,10 @@ DEFAULTS: dict[str, float] = {
     # Carrier requests one batch task makes, and how many at once.
     "requests_per_task": 8,
     "threads": 4,
-    # Sync now on the shipment page waits this long for the carrier.
-    "sync_now_timeout_seconds": 15,
+    # Sync now on the shipment page waits this long for the carrier (each
+    # request is also bounded by TRACKSOP_CARRIER_TIMEOUT; the first one of
+    # a process includes loading karrio).
+    "sync_now_timeout_seconds": 20,
 }
 WHOLE = frozenset({"requests_per_task", "threads"})
 

@@ -11,12 +11,14 @@ tell. Later scans at the same place find it by that code or city.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.utils.text import slugify
 
 from shipments.carrier_status import CarrierEvent, CarrierLocation, Places, status_rule
@@ -36,47 +38,75 @@ LAST_MILE = frozenset(
 
 @cache
 def _zones_by_country() -> dict[str, list[str]]:
-    """IANA zones per country from the system's zone.tab (empty without it)."""
-    zones: dict[str, list[str]] = {}
+    """IANA zones per country from the system's zone1970.tab (or zone.tab),
+    empty without one. A zone shared by several countries counts for the
+    first it lists (Europe/Zurich is Switzerland's, not Germany's), except
+    for a country that has no zone of its own (Denmark: Europe/Berlin)."""
+    own: dict[str, list[str]] = {}
+    shared: dict[str, list[str]] = {}
     for name in ("zone1970.tab", "zone.tab"):
         path = Path("/usr/share/zoneinfo") / name
         if not path.exists():
             continue
-        for line in path.read_text().splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
+        for line in path.read_text(encoding="utf-8").splitlines():
             columns = line.split("\t")
-            if len(columns) >= 3:
-                for country in columns[0].split(","):
-                    zones.setdefault(country.upper(), []).append(columns[2])
-        if zones:
+            if line.startswith("#") or len(columns) < 3:
+                continue
+            countries = [c.strip().upper() for c in columns[0].split(",")]
+            own.setdefault(countries[0], []).append(columns[2])
+            for country in countries[1:]:
+                shared.setdefault(country, []).append(columns[2])
+        if own:
             break
-    return zones
+    return {c: own.get(c) or shared[c] for c in {*own, *shared}}
 
 
-def zone_for(place: CarrierLocation, *, occurred_at: datetime, hint: str = "") -> str:
-    """The time zone of a carrier place: the carrier's own when it gives one;
-    the country's when it has one; among the country's, the first that has
-    the event's UTC offset then (a local time the carrier sent with its
-    offset); else UTC."""
-    if hint:
-        try:
-            ZoneInfo(hint)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-        else:
-            return hint
-    candidates = _zones_by_country().get(place.country.upper(), [])
+def _offset(value: object) -> timedelta | None:
+    """A UTC offset given as minutes or "+HH:MM"/"-HHMM" (None if neither)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(minutes=value)
+    match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", str(value or "").strip())
+    if match is None:
+        return None
+    sign = -1 if match.group(1) == "-" else 1
+    return sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+
+
+def _valid_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def zone_for(
+    place: CarrierLocation,
+    *,
+    occurred_at: datetime,
+    hint: str = "",
+    utc_offset: object = None,
+    home: str = "UTC",
+) -> str:
+    """The time zone of a carrier place, as far as it can be told: the
+    carrier's own when it names one; the country's when it has only one;
+    the country's zone with the local offset the carrier gave for the event;
+    the company's own zone (`home`) when the place is in its country; else
+    UTC (an administrator can correct it on the Location)."""
+    if hint and _valid_zone(hint):
+        return hint
+    candidates = [
+        z for z in _zones_by_country().get(place.country.upper(), []) if _valid_zone(z)
+    ]
     if len(candidates) == 1:
         return candidates[0]
-    offset = occurred_at.utcoffset()
-    if candidates and offset:
+    offset = _offset(utc_offset)
+    if offset is not None:
         for name in candidates:
-            try:
-                if occurred_at.astimezone(ZoneInfo(name)).utcoffset() == offset:
-                    return name
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
+            if occurred_at.astimezone(ZoneInfo(name)).utcoffset() == offset:
+                return name
+    if home in candidates:
+        return home
     return "UTC"
 
 
@@ -106,7 +136,10 @@ def events_locate(
             code = places.by_code.get(derived.upper(), "") or derived
             if code == derived and derived.upper() not in places.by_code:
                 rule = status_rule(
-                    account.provider, code=event.code, status_type=event.status_type
+                    account.provider,
+                    code=event.code,
+                    status_type=event.status_type,
+                    normalized=event.normalized_status,
                 )
                 last_mile = rule is not None and rule.kind in LAST_MILE
                 kind = Location.Kind.DEPOT if last_mile else Location.Kind.HUB
@@ -126,6 +159,8 @@ def events_locate(
                             place,
                             occurred_at=event.occurred_at,
                             hint=str(event.extra.get("timezone", "")),
+                            utc_offset=event.extra.get("utc_offset"),
+                            home=str(settings.TIME_ZONE),
                         ),
                     ),
                 )

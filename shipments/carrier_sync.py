@@ -260,13 +260,13 @@ def _account_queue(account: CarrierAccount, *, now: datetime, cadence: Cadence) 
         ids = [shipment_id for _, shipment_id in rows]
         for start in range(0, len(ids), per_task):
             transaction.on_commit(
-                partial(_queue_batch, account.pk, ids[start : start + per_task]),
+                partial(batch_queue_now, account.pk, ids[start : start + per_task]),
                 robust=True,
             )
     return len(rows)
 
 
-def _queue_batch(account_id: int, shipment_ids: list[int]) -> None:
+def batch_queue_now(account_id: int, shipment_ids: list[int]) -> None:
     from shipments.tasks import carrier_sync_batch_task
 
     carrier_sync_batch_task.delay(account_id, shipment_ids)
@@ -293,7 +293,7 @@ def carrier_sync_due(*, now: datetime | None = None) -> int:
         alerted_at__isnull=True,
         failing_since__lt=now - timedelta(minutes=1),
     ).values_list("pk", flat=True):
-        _queue_alert(pk)
+        alert_queue_now(pk)
     return queued
 
 
@@ -335,7 +335,7 @@ def _account_failing(
             )
         )
         if became:
-            transaction.on_commit(partial(_queue_alert, account.pk))
+            transaction.on_commit(partial(alert_queue_now, account.pk))
         else:
             CarrierAccount.objects.filter(pk=account.pk).update(
                 state_message=message[:2000], backoff_until=retry, last_poll_at=now
@@ -364,7 +364,7 @@ def _account_backoff(
     return until
 
 
-def _queue_alert(account_id: int) -> None:
+def alert_queue_now(account_id: int) -> None:
     from shipments.tasks import carrier_account_alert_task
 
     try:
@@ -907,7 +907,7 @@ def _sync(
                         result=R.ERROR,
                         message=(
                             f"{account.carrier.name} did not answer within "
-                            f"{timeout:g} seconds."
+                            f"{_plural(math.ceil(timeout or 0), 'second')}."
                         ),
                         now=now,
                         cadence=cadence,

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from shipments.carrier_tracking import credentials_missing
 from shipments.credentials import credentials_encrypt, credentials_parse
 from shipments.models import (
     Carrier,
@@ -111,31 +112,10 @@ class CarrierWebhookAdmin(ReadOnlyAdmin):
 
 # --- carrier accounts (tracking sync) ---------------------------------------
 
-# What each provider's karrio connection settings cannot do without
-# (karrio/mappers/<provider>/settings.py); FedEx takes either pair.
-REQUIRED_CREDENTIALS: dict[str, list[tuple[str, ...]]] = {
-    TrackingProvider.UPS: [("client_id", "client_secret")],
-    TrackingProvider.FEDEX: [
-        ("api_key", "secret_key"),
-        ("track_api_key", "track_secret_key"),
-    ],
-    TrackingProvider.USPS: [("client_id", "client_secret")],
-    TrackingProvider.DHL_EXPRESS: [("site_id", "password")],
-}
 # A karrio settings object is a handful of short strings; more is a paste gone wrong.
 CREDENTIALS_MAX = 10_000
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CREDENTIALS_LABEL = "Credentials (JSON)"
-
-
-def missing_credentials(provider: str, values: dict[str, Any]) -> str:
-    """Why these credentials cannot work for the provider ("" when they can)."""
-    options = REQUIRED_CREDENTIALS.get(provider, [])
-    if not options or any(all(values.get(k) for k in keys) for keys in options):
-        return ""
-    wanted = " or ".join(", ".join(keys) for keys in options)
-    label = TrackingProvider(provider).label
-    return f"{label} needs {wanted} in the credentials."
 
 
 class SecretTextarea(forms.Textarea):
@@ -224,13 +204,14 @@ class CarrierAccountForm(forms.ModelForm):
                 "Enter the credentials, or the name of an environment variable "
                 "that holds them.",
             )
-        provider = data.get("provider")
-        if (
-            values is not None
-            and provider
-            and (why := missing_credentials(provider, values))
-        ):
-            self.add_error("credentials_json", why)
+        provider = str(data.get("provider") or "")
+        missing = credentials_missing(provider, values) if values and provider else []
+        if missing:
+            label = TrackingProvider(provider).label
+            self.add_error(
+                "credentials_json",
+                f"{label} needs {', '.join(missing)} in the credentials.",
+            )
         return data
 
     def save(self, commit: bool = True) -> CarrierAccount:

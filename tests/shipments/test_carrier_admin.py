@@ -140,7 +140,7 @@ def test_new_credentials_give_a_failing_account_a_fresh_try(
         ('{"client_id": "a", "nested": {"x": 1}}', "Each credential is a name"),
         ('{"client_id": "a\\u0000", "client_secret": "b"}', "Null characters"),
         ('{"client_id": "' + "x" * 20_000 + '"}', "at most 10,000 characters"),
-        ('{"client_id": "only-the-id"}', "UPS needs client_id, client_secret"),
+        ('{"client_id": "only-the-id"}', "UPS needs client_secret in the credentials"),
     ],
     ids=["broken", "list", "empty", "nested", "nul", "huge", "missing-secret"],
 )

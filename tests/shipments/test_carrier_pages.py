@@ -527,21 +527,7 @@ def test_sync_now_says_when_the_carrier_does_not_know_the_number(
     )
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        "wrong_credentials",
-        "server_error",
-        pytest.param(
-            "garbage",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="carrier_tracking reads an unreadable answer as the number "
-                "unknown (karrio's SHIPPING_SDK_INTERNAL_ERROR), not a carrier error",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("mode", ["wrong_credentials", "server_error", "garbage"])
 def test_a_carrier_failing_on_sync_now_is_a_clear_message_not_a_500(
     client: Client,
     staff: User,

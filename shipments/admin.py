@@ -13,7 +13,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from shipments.carrier_tracking import credentials_missing
-from shipments.credentials import credentials_encrypt, credentials_parse
+from shipments.credentials import (
+    CredentialsUnavailable,
+    credentials_decrypt,
+    credentials_encrypt,
+    credentials_parse,
+)
 from shipments.models import (
     Carrier,
     CarrierAccount,
@@ -353,7 +358,12 @@ class CarrierAccountAdmin(admin.ModelAdmin):
                 if obj.credentials_env
                 else ""
             )
-            parts.append(format_html("stored ✓{}{}", when, note))
+            try:
+                credentials_decrypt(obj.credentials)  # readable? never shown
+            except CredentialsUnavailable as exc:
+                parts.append(format_html("stored{}, but unreadable: {}", when, exc))
+            else:
+                parts.append(format_html("stored ✓{}{}", when, note))
         return (
             format_html("<br>".join(["{}"] * len(parts)), *parts) if parts else "none"
         )

@@ -99,6 +99,19 @@ def test_the_change_page_never_shows_the_stored_credentials(
     assert "by root" in page
 
 
+def test_credentials_the_key_no_longer_opens_are_said_to_need_entering_again(
+    admin_client: Client, ups: Carrier, settings: Any
+) -> None:
+    account = _account(ups)
+    settings.TRACKSOP_CREDENTIALS_KEY = "a-new-key-since-they-were-stored"
+
+    page = admin_client.get(_change_url(account)).content.decode()
+
+    assert "but unreadable" in page
+    assert "Enter them again." in page
+    assert SECRET not in page
+
+
 def test_leaving_the_credentials_empty_on_edit_keeps_the_stored_ones(
     admin_client: Client, ups: Carrier
 ) -> None:

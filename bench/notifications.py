@@ -266,7 +266,13 @@ def _seed(count: int) -> None:
     from notifications import services
     from shipments import tracking_numbers as tn
     from shipments.management.commands.seed_demo import _insert
-    from shipments.models import Carrier, Shipment, Source, TrackingEvent
+    from shipments.models import (
+        Carrier,
+        Shipment,
+        Source,
+        TrackingEvent,
+        default_language,
+    )
     from shipments.status import EventKind, ShipmentStatus, initial_state, next_state
 
     fleet, _ = Carrier.objects.get_or_create(
@@ -362,6 +368,8 @@ def _seed(count: int) -> None:
                 "status_changed_at": state.since,
                 "resume_status": state.resume,
                 "version": 3,
+                # COPY fills no Python-side default: the model's own.
+                "language": default_language(),
             }
         )
     with transaction.atomic():

@@ -45,7 +45,7 @@ from notifications.sms import PermanentError, SendError
 from shipments.events import Recorded
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
-from tracksop.bulk import bulk_set
+from tracksop.bulk import bulk_insert, bulk_set
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -204,7 +204,7 @@ def _store(rows: list[Notification]) -> list[Notification]:
     exceptions sweep): the workers that send would build emails all the
     same, so they do when sending, and the task stays short. (current_task
     is a proxy, false outside a task.)"""
-    Notification.objects.bulk_create(rows)
+    bulk_insert(rows)
     emails = [
         r for r in rows if r.channel == Channel.EMAIL and r.status == Status.PENDING
     ]

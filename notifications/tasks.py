@@ -45,6 +45,11 @@ def webhooks_sweep() -> int:
     return webhooks.webhooks_sweep()
 
 
+@shared_task(ignore_result=True)
+def webhook_log_purge() -> int:
+    return webhooks.webhook_log_purge()
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def webhook_disabled_mail(endpoint_id: int) -> None:
     webhooks.webhook_disabled_mail_send(endpoint_id=endpoint_id)

@@ -72,6 +72,7 @@ def _offset(value: object) -> timedelta | None:
     return sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
 
 
+@cache
 def _valid_zone(name: str) -> bool:
     try:
         ZoneInfo(name)
@@ -117,6 +118,33 @@ def place_code(provider: str, place: CarrierLocation) -> str:
     return slug[:32].strip("-")
 
 
+def _new_location(
+    code: str, event: CarrierEvent, *, account: CarrierAccount
+) -> Location:
+    place = event.location
+    rule = status_rule(
+        account.provider,
+        code=event.code,
+        status_type=event.status_type,
+        normalized=event.normalized_status,
+    )
+    last_mile = rule is not None and rule.kind in LAST_MILE
+    return Location(
+        code=code,
+        name=(place.name or f"{account.carrier.name} {place.city.title()}")[:100],
+        kind=Location.Kind.DEPOT if last_mile else Location.Kind.HUB,
+        city=place.city.strip()[:100],
+        country=place.country.upper() if len(place.country) == 2 else "",
+        timezone=zone_for(
+            place,
+            occurred_at=event.occurred_at,
+            hint=str(event.extra.get("timezone", "")),
+            utc_offset=event.extra.get("utc_offset"),
+            home=str(settings.TIME_ZONE),
+        ),
+    )
+
+
 def events_locate(
     events: Sequence[CarrierEvent], *, account: CarrierAccount
 ) -> list[CarrierEvent]:
@@ -134,36 +162,8 @@ def events_locate(
         if not code and place.city.strip():
             derived = place_code(account.provider, place)
             code = places.by_code.get(derived.upper(), "") or derived
-            if code == derived and derived.upper() not in places.by_code:
-                rule = status_rule(
-                    account.provider,
-                    code=event.code,
-                    status_type=event.status_type,
-                    normalized=event.normalized_status,
-                )
-                last_mile = rule is not None and rule.kind in LAST_MILE
-                kind = Location.Kind.DEPOT if last_mile else Location.Kind.HUB
-                wanted.setdefault(
-                    derived,
-                    Location(
-                        code=derived,
-                        name=(
-                            place.name or f"{account.carrier.name} {place.city.title()}"
-                        )[:100],
-                        kind=kind,
-                        city=place.city.strip()[:100],
-                        country=place.country.upper()
-                        if len(place.country) == 2
-                        else "",
-                        timezone=zone_for(
-                            place,
-                            occurred_at=event.occurred_at,
-                            hint=str(event.extra.get("timezone", "")),
-                            utc_offset=event.extra.get("utc_offset"),
-                            home=str(settings.TIME_ZONE),
-                        ),
-                    ),
-                )
+            if derived.upper() not in places.by_code and derived not in wanted:
+                wanted[derived] = _new_location(derived, event, account=account)
         resolved.append((event, code))
     if wanted:
         # Two workers meeting the same new place: the unique code keeps one.

@@ -664,6 +664,18 @@ def _record_one(
             attempted=True,
         )
         return
+    if isinstance(answer, NotFound) and getattr(answer, "unreadable", False):
+        # The carrier answered for it, karrio cannot read that part: an
+        # error retried sooner, not an unknown number.
+        _set_failed(
+            sync,
+            result=R.ERROR,
+            message=answer.message or "The carrier's answer could not be read.",
+            now=now,
+            cadence=cadence,
+            attempted=True,
+        )
+        return
     if isinstance(answer, NotFound):
         sync.unknown_since = sync.unknown_since or now
         sync.failures = 0
@@ -888,7 +900,11 @@ def _sync(
         for chunk in asked
     }
     stop: tuple[str, str, datetime] | None = None  # result, message, until
-    any_ok = False
+    # The answers are recorded together once all are in: one ingest for the
+    # task's shipments costs a fixed number of statements, where one per
+    # request would cost them again for each (UPS: one number a request).
+    answered: list[CarrierSync] = []
+    answers: dict[str, Tracked | NotFound] = {}
     try:
         remaining = set(futures)
         deadline = (
@@ -918,14 +934,8 @@ def _sync(
                 chunk = futures[future]
                 outcome = _chunk_outcome(future)
                 if isinstance(outcome, dict):
-                    any_ok = True
-                    _record_tracked(
-                        account=account,
-                        chunk=chunk,
-                        answers=outcome,
-                        now=now,
-                        cadence=cadence,
-                    )
+                    answered.extend(chunk)
+                    answers.update(outcome)
                     continue
                 if isinstance(outcome, CancelledError):
                     result, message, until = stop or (
@@ -952,8 +962,12 @@ def _sync(
                         other.cancel()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    if any_ok and stop is None:
-        _account_ok(account, now=now)
+    if answered:
+        _record_tracked(
+            account=account, chunk=answered, answers=answers, now=now, cadence=cadence
+        )
+        if stop is None:
+            _account_ok(account, now=now)
 
 
 def _chunk_outcome(

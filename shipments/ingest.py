@@ -196,6 +196,9 @@ def checkpoints_ingest(
         }
         latest_located = _latest_located(valid, found, shipments)
         created: list[tuple[int, Recorded]] = []
+        # Where in `created` each shipment's latest event is, holding the live
+        # shipment (see below).
+        holding: dict[int, int] = {}
         duplicates: list[tuple[int, Shipment, TrackingEvent | int]] = []
         for index, item in valid:
             shipment = shipments.get(found.get(_code(item), 0))
@@ -220,6 +223,13 @@ def checkpoints_ingest(
                 results[index] = _refused({"occurred_at": [problem]})
                 continue
             latest = latest_located.get(shipment.pk)
+            if (earlier := holding.get(shipment.pk)) is not None:
+                # Each announcement carries the shipment as its event left it,
+                # as one by one: the earlier event keeps a copy before this one
+                # changes the live shipment (most shipments have one event in a
+                # batch, and no copy).
+                at, record = created[earlier]
+                created[earlier] = (at, record._replace(shipment=copy.copy(shipment)))
             try:
                 recorded = shipment_advance(
                     shipment,
@@ -240,9 +250,8 @@ def checkpoints_ingest(
             if location is not None and (latest is None or item.occurred_at > latest):
                 latest_located[shipment.pk] = item.occurred_at
             shipment.updated_at = now
-            # Each announcement carries the shipment as this event left it (the
-            # next event of the batch changes the live one), as one by one.
-            created.append((index, recorded._replace(shipment=copy.copy(shipment))))
+            holding[shipment.pk] = len(created)
+            created.append((index, recorded))
             if item.external_id:
                 known[(shipment.pk, item.external_id)] = recorded.event
         if created:

@@ -1,4 +1,5 @@
-"""bulk_set: many rows, each with its own values, in one UPDATE."""
+"""bulk_set and bulk_insert: many rows, each with its own values, in one
+statement."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from shipments.models import Shipment
+from notifications.models import Notification
+from shipments.models import Shipment, TrackingEvent
 from tests.factories import LocationFactory, ShipmentFactory
-from tracksop.bulk import bulk_set
+from tracksop.bulk import bulk_insert, bulk_set
 
 pytestmark = pytest.mark.django_db
 
@@ -51,3 +53,52 @@ def test_nothing_to_save_asks_nothing() -> None:
     with CaptureQueriesContext(connection) as captured:
         assert bulk_set([], ["status"]) == 0
     assert len(captured) == 0
+
+
+def test_bulk_insert_writes_every_column_in_one_statement_and_sets_the_ids() -> None:
+    shipment = ShipmentFactory()
+    hub = LocationFactory()
+    rows = [
+        TrackingEvent(
+            shipment=shipment,
+            kind="note",
+            occurred_at=timezone.now(),
+            location=hub if n else None,
+            source="api",
+            notes=f"note {n}",
+            status_after=shipment.status,
+            data={"n": n, "nested": ["a", None]},
+        )
+        for n in range(3)
+    ]
+    outbox = Notification(
+        shipment=shipment,
+        kind="dispatched",
+        channel="email",
+        audience="recipient",
+        idempotency_key="bulk-insert-test",
+        body_html="<p>Hello</p>",
+        mime=b"\x00raw bytes\xff",
+        next_attempt_at=timezone.now(),
+    )
+
+    with CaptureQueriesContext(connection) as captured:
+        bulk_insert(rows)
+        bulk_insert([outbox])
+        assert bulk_insert([]) == []
+
+    assert len(captured) == 2
+    assert all(row.pk for row in rows)
+    stored = {
+        e.pk: e for e in TrackingEvent.objects.filter(pk__in=[r.pk for r in rows])
+    }
+    for n, row in enumerate(rows):
+        saved = stored[row.pk]
+        assert saved.notes == f"note {n}"
+        assert saved.location_id == (hub.pk if n else None)
+        assert saved.data == {"n": n, "nested": ["a", None]}
+        assert saved.recorded_at == row.recorded_at  # auto_now_add, as bulk_create
+    saved_outbox = Notification.objects.get(pk=outbox.pk)
+    assert bytes(saved_outbox.mime) == b"\x00raw bytes\xff"
+    assert saved_outbox.body_html == "<p>Hello</p>"
+    assert saved_outbox.created_at is not None

@@ -144,7 +144,9 @@ def test_the_code_message_tells_a_stranger_nothing_about_the_shipment(
             "1Z999AA10123456784",
             shipment.recipient_name,
             "recipient@example.net",
-            "/r",  # no manage link of the recipient
+            # No manage link of the recipient's or the sender's.
+            links.manage_code(shipment.public_token, Audience.RECIPIENT),
+            links.manage_code(shipment.public_token, Audience.SENDER),
         ):
             assert private not in part
     assert "If you did not ask for updates, ignore this message" in row.body_text

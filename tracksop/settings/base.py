@@ -338,6 +338,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "notifications.tasks.webhooks_sweep",
         "schedule": env.float("TRACKSOP_WEBHOOK_SWEEP_SECONDS", default=30.0),
     },
+    # Every night at 02:30 UTC: the delivery log older than its keeping time.
+    "webhook-log-purge": {
+        "task": "notifications.tasks.webhook_log_purge",
+        "schedule": crontab(hour=2, minute=30),
+    },
     # Each schedule's run is due Monday or the 1st at 06:00 company time; the
     # beat checks every 15 minutes and the constraint keeps one run per period.
     "reports-schedules": {
@@ -630,6 +635,10 @@ TRACKSOP_WEBHOOK_RETRY_SCHEDULE = [
 ]
 # Messages of one endpoint a task sends in turn (a task costs the worker more
 # than an attempt). Times both timeouts, below the task time limit.
+# How long the delivery log (messages sent or given up, their attempts) is kept.
+TRACKSOP_WEBHOOK_LOG_DAYS = env.int("TRACKSOP_WEBHOOK_LOG_DAYS", default=30)
+if TRACKSOP_WEBHOOK_LOG_DAYS < 1:
+    raise ImproperlyConfigured("TRACKSOP_WEBHOOK_LOG_DAYS is at least 1 day.")
 TRACKSOP_WEBHOOK_BATCH_SIZE = env.int("TRACKSOP_WEBHOOK_BATCH_SIZE", default=10)
 # An endpoint failing this long without a success is disabled, its owner told.
 TRACKSOP_WEBHOOK_DISABLE_AFTER_HOURS = env.float(

@@ -8,7 +8,12 @@ VENV := .venv/bin
 WORKERS ?= 2
 # The embedded defaults for trying it on one machine; set DATABASE_URL,
 # REDIS_URL, EMAIL_URL (see .env.example) to use real services instead.
-RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-true} TRACKSOP_PUBLIC_URL=$${TRACKSOP_PUBLIC_URL:-http://127.0.0.1:$(PORT)}
+# The demo's carrier tracking sync asks the local fake carrier (Procfile.dev's
+# `carrier`), never the carriers' servers.
+CARRIER_PORT ?= 8790
+CARRIER_FAKE := http://127.0.0.1:$(CARRIER_PORT)
+RUN_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-true} TRACKSOP_PUBLIC_URL=$${TRACKSOP_PUBLIC_URL:-http://127.0.0.1:$(PORT)} \
+	TRACKSOP_CARRIER_API_URLS=$${TRACKSOP_CARRIER_API_URLS:-ups=$(CARRIER_FAKE)/ups,fedex=$(CARRIER_FAKE)/fedex,usps=$(CARRIER_FAKE)/usps,dhl_express=$(CARRIER_FAKE)/dhl_express}
 
 .PHONY: run test test-future install bench lint check-deploy clean
 
@@ -27,6 +32,7 @@ run: install
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_reports
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_desk > var/demo-links.txt
 	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_api >> var/demo-links.txt
+	@$(RUN_ENV) $(VENV)/python manage.py seed_demo_carriers >> var/demo-links.txt
 	@echo
 	@echo "  TrackSOP is starting at http://127.0.0.1:$(PORT)/"
 	@echo "  Demo logins (password: tracksop-demo):"
@@ -34,11 +40,11 @@ run: install
 	@echo "    cs          Customer service: search, timelines, messages, exceptions"
 	@echo "    supervisor  Supervisor: everything above, corrections, escalation queue"
 	@echo "    manager     Manager: as supervisor, gets level-2 escalations"
-	@echo "    admin       Django admin for carriers, hubs and users"
+	@echo "    admin       Django admin for carriers, carrier accounts, hubs and users"
 	@cat var/demo-links.txt
 	@echo "  Email and SMS are printed below (console backends). Ctrl-C stops web, worker and beat."
 	@echo
-	@$(RUN_ENV) PORT=$(PORT) $(VENV)/honcho start -f Procfile.dev
+	@$(RUN_ENV) PORT=$(PORT) CARRIER_PORT=$(CARRIER_PORT) $(VENV)/honcho start -f Procfile.dev
 
 test: install
 	@scripts/test-services.sh

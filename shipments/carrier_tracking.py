@@ -858,8 +858,11 @@ def _answers(
             continue
         if number in out:
             continue
-        if code in NOT_FOUND_CODES[provider] or (
-            provider in ("ups", "usps") and (m.level or "error") in ("error", "warning")
+        # What the carrier says of one number when it has no details for it:
+        # it does not know it (or not by that number).
+        if code in NOT_FOUND_CODES[provider] or (m.level or "error") in (
+            "error",
+            "warning",
         ):
             out[number] = NotFound(
                 number, _text_of([m], "The carrier does not know it.")

@@ -9,10 +9,11 @@ import django_filters
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Field, Fieldset, Layout, Submit
 from django import forms
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from shipments import bounds
+from shipments import bounds, selectors
 from shipments import tracking_numbers as tn
 from shipments.models import Carrier, Inquiry, Location, Shipment, default_language
 from shipments.services import (
@@ -438,6 +439,11 @@ class MonitorFilter(FilterBar):
         label="ETA passed",
         widget=forms.CheckboxInput,
     )
+    carrier_stale = django_filters.BooleanFilter(
+        method="filter_carrier_stale",
+        label="Carrier data stale",
+        widget=forms.CheckboxInput,
+    )
 
     class Meta:
         model = Shipment
@@ -446,6 +452,15 @@ class MonitorFilter(FilterBar):
     def filter_overdue(self, queryset: Any, name: str, value: bool) -> Any:
         if value:
             return queryset.filter(estimated_delivery__lt=timezone.localdate())
+        return queryset
+
+    def filter_carrier_stale(self, queryset: Any, name: str, value: bool) -> Any:
+        if value:
+            return selectors.carrier_stale(
+                queryset,
+                now=timezone.now(),
+                stale_after=settings.TRACKSOP_CARRIER_STALE_AFTER,
+            )
         return queryset
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import phonenumbers
@@ -15,7 +15,13 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from shipments import tracking_numbers as tn
-from shipments.models import Inquiry, Shipment, TrackingEvent
+from shipments.models import (
+    CarrierAccount,
+    CarrierSync,
+    Inquiry,
+    Shipment,
+    TrackingEvent,
+)
 from shipments.status import OPEN, EventKind
 
 if TYPE_CHECKING:
@@ -99,8 +105,15 @@ def shipment_get(*, user: AbstractBaseUser | AnonymousUser, code: str) -> Shipme
         raise Http404("No shipment has this shipment ID.")
     return get_object_or_404(
         Shipment.objects.select_related(
-            "carrier", "current_location", "created_by", "checked_by", "feedback"
-        ),
+            "carrier",
+            "current_location",
+            "created_by",
+            "checked_by",
+            "feedback",
+            # The carrier tracking panel: no query of its own.
+            "carrier__account",
+            "carrier_sync",
+        ).defer("carrier__account__credentials"),
         shipment_id=code.upper(),
     )
 
@@ -125,6 +138,91 @@ def shipment_timeline(*, shipment: Shipment) -> list[TimelineEntry]:
     )
     voided = {e.voids_id for e in events if e.kind == EventKind.CORRECTION}
     return [TimelineEntry(event=e, voided=e.id in voided) for e in events]
+
+
+# --- carrier tracking sync ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CarrierPanel:
+    """The shipment page's "Carrier tracking" panel."""
+
+    account: CarrierAccount
+    sync: CarrierSync | None
+    next_poll_at: datetime | None  # None: no poll planned (see `waiting`)
+    waiting: str  # why no poll is planned, or "" when one is
+    stale: bool
+
+    @property
+    def result(self) -> str:
+        if self.sync is None or not self.sync.last_result:
+            return "Not synced yet"
+        return str(self.sync.get_last_result_display())
+
+
+def carrier_panel(
+    *, shipment: Shipment, now: datetime, stale_after: timedelta
+) -> CarrierPanel | None:
+    """The panel of a shipment whose carrier has an account, from the rows
+    `shipment_get` joined (no query); None for the others."""
+    carrier = shipment.carrier
+    if carrier is None:
+        return None
+    try:
+        account = carrier.account
+    except CarrierAccount.DoesNotExist:
+        return None
+    try:
+        sync: CarrierSync | None = shipment.carrier_sync
+    except CarrierSync.DoesNotExist:
+        sync = None
+    next_poll_at = None
+    waiting = ""
+    if not account.is_active:
+        waiting = "The carrier account is off."
+    elif sync is not None and sync.is_done:
+        waiting = "Finished: the carrier has nothing more to tell."
+    elif shipment.is_closed:
+        waiting = "The shipment is closed."
+    elif sync is None:
+        waiting = "At the next poll."
+    else:
+        next_poll_at = sync.next_due_at
+        if account.backoff_until and account.backoff_until > next_poll_at:
+            next_poll_at = account.backoff_until
+    synced_at = sync.last_synced_at if sync else None
+    since = synced_at or shipment.dispatched_at
+    stale = (
+        account.is_active
+        and not shipment.is_closed
+        and not (sync is not None and sync.is_done)
+        and since is not None
+        and since < now - stale_after
+    )
+    return CarrierPanel(
+        account=account,
+        sync=sync,
+        next_poll_at=next_poll_at,
+        waiting=waiting,
+        stale=stale,
+    )
+
+
+def carrier_stale(
+    queryset: QuerySet[Shipment], *, now: datetime, stale_after: timedelta
+) -> QuerySet[Shipment]:
+    """Shipments of a connected carrier whose carrier data is older than
+    `stale_after`: the last successful sync is older, or there was none and
+    the package was handed to the carrier before then. Done syncs (delivered,
+    given up) are not stale; closed shipments are the caller's to leave out."""
+    cutoff = now - stale_after
+    return queryset.filter(
+        Q(carrier_sync__isnull=True) | Q(carrier_sync__is_done=False),
+        Q(carrier_sync__last_synced_at__lt=cutoff)
+        | Q(carrier_sync__last_synced_at__isnull=True, dispatched_at__lt=cutoff),
+        carrier__account__is_active=True,
+        tracking_number__isnull=False,
+    )
 
 
 def monitor_queryset() -> QuerySet[Shipment]:

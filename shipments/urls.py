@@ -16,6 +16,7 @@ urlpatterns = [
     path("<str:code>/checkpoint/", views.checkpoint_create, name="checkpoint-create"),
     path("<str:code>/eta/", views.shipment_eta, name="shipment-eta"),
     path("<str:code>/cancel/", views.shipment_cancel, name="shipment-cancel"),
+    path("<str:code>/sync/", views.shipment_sync_now, name="shipment-sync-now"),
     path("<str:code>/events/<int:event_id>/void/", views.event_void, name="event-void"),
     path("<str:code>/inquiries/new/", views.inquiry_create, name="inquiry-create"),
     path(

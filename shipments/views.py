@@ -19,6 +19,7 @@ from django.core.paginator import Paginator
 from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import (
     require_GET,
     require_http_methods,
@@ -27,6 +28,8 @@ from django.views.decorators.http import (
 
 from shipments import selectors, services
 from shipments.access import access_log_write
+from shipments.carrier_sync import SyncRefused, carrier_sync_shipment
+from shipments.carrier_tracking import CarrierError
 from shipments.forms import (
     AnswerForm,
     BulkScanForm,
@@ -41,7 +44,13 @@ from shipments.forms import (
     ShipmentBoundForm,
     ShipmentForm,
 )
-from shipments.models import AccessLog, Inquiry, Shipment, TrackingEvent
+from shipments.models import (
+    AccessLog,
+    CarrierSync,
+    Inquiry,
+    Shipment,
+    TrackingEvent,
+)
 
 GET_POST = require_http_methods(["GET", "POST"])
 
@@ -394,6 +403,11 @@ def _detail_page(
     ]
     context = {
         "shipment": shipment,
+        "carrier_panel": selectors.carrier_panel(
+            shipment=shipment,
+            now=timezone.now(),
+            stale_after=settings.TRACKSOP_CARRIER_STALE_AFTER,
+        ),
         "timeline": timeline,
         "inquiry_rows": rows,
         "open_inquiries": sum(i.status == Inquiry.Status.OPEN for i in inquiries),
@@ -407,6 +421,42 @@ def _detail_page(
         ],
     }
     return render(request, "shipments/detail.html", context, status=status)
+
+
+# --- carrier tracking sync -----------------------------------------------------
+
+
+@staff_view("shipments.record_checkpoint")
+@require_POST
+def shipment_sync_now(request: HttpRequest, code: str) -> HttpResponse:
+    """*Sync now*: ask the carrier at once; the outcome as a message."""
+    shipment = selectors.shipment_get(user=request.user, code=code)
+    try:
+        sync = carrier_sync_shipment(shipment=shipment)
+    except SyncRefused as exc:
+        messages.error(request, exc.message)
+    except CarrierError as exc:  # the service records these; never a 500
+        messages.error(request, f"{shipment.carrier}: {exc.message}")
+    else:
+        level, text = _sync_outcome(sync, carrier=str(shipment.carrier))
+        messages.add_message(request, level, text)
+        if sync.flag:
+            messages.warning(request, sync.flag)
+    return redirect(shipment)
+
+
+def _sync_outcome(sync: CarrierSync, *, carrier: str) -> tuple[int, str]:
+    """The service's own summary ("2 new events; …") as staff read it."""
+    said = sync.last_message.rstrip(".")
+    if sync.last_result == CarrierSync.Result.OK:
+        return messages.SUCCESS, f"Synced with {carrier}: {said or 'nothing new'}."
+    level = (
+        messages.WARNING
+        if sync.last_result == CarrierSync.Result.UNKNOWN_NUMBER
+        else messages.ERROR
+    )
+    why = f": {said}." if said else "."
+    return level, f"Not synced with {carrier} — {sync.get_last_result_display()}{why}"
 
 
 # --- the customer service desk -------------------------------------------------

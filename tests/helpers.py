@@ -43,3 +43,27 @@ def real_clock_env() -> dict[str, str]:
         for name, value in os.environ.items()
         if name != "LD_PRELOAD" and not name.startswith("FAKETIME")
     }
+
+
+def karrio_warm_up() -> None:
+    """One tracking request to a throwaway fake carrier, so karrio has loaded
+    its plugins before a test's *Sync now* starts its clock: a process's first
+    request takes longer than Sync now waits for the carrier (15 s) on a busy
+    2-core machine."""
+    from django.test import override_settings
+
+    from shipments.carrier_tracking import Connection, track
+    from shipments.fake_carrier import FakeCarrier
+
+    with (
+        FakeCarrier() as fake,
+        override_settings(TRACKSOP_CARRIER_API_URLS=fake.api_urls()),
+    ):
+        track(
+            Connection(
+                account_id=0,
+                provider="ups",
+                credentials={"client_id": "warm", "client_secret": "up"},
+            ),
+            ["1Z999AA10123456793"],
+        )

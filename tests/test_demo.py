@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -14,8 +15,18 @@ from rest_framework.test import APIClient
 from exceptions_mgmt.models import UNRESOLVED, DeliveryException, ExceptionStatus
 from notifications.models import Kind, Notification, Status
 from notifications.selectors import failed_count
-from shipments.models import Feedback, Inquiry, Shipment, Source
-from shipments.status import MOVING
+from shipments.credentials import credentials_for
+from shipments.models import (
+    CarrierAccount,
+    CarrierSync,
+    Feedback,
+    Inquiry,
+    Shipment,
+    Source,
+)
+from shipments.status import MOVING, EventKind, ShipmentStatus
+from shipments.tasks import carrier_sync_due_task
+from tests.helpers import karrio_warm_up
 from tracksop.models import ApiKey
 
 pytestmark = pytest.mark.django_db
@@ -117,3 +128,44 @@ def test_the_demo_prints_an_api_key_and_a_curl_line_that_works() -> None:
     assert shipment.events.filter(source=Source.API).count() == 1
     # The key printed by the earlier run no longer works.
     assert ApiKey.objects.filter(revoked_at__isnull=True).count() == 1
+
+
+def test_the_demo_connects_ups_to_the_fake_carrier_and_the_beat_syncs_two_packages(
+    fake_carrier: Any,
+    eager_tasks: None,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    call_command("seed_demo", shipments=120, verbosity=0)
+    out = StringIO()
+    call_command("seed_demo_carriers", stdout=out)
+
+    account = CarrierAccount.objects.get(carrier__code="ups")
+    assert account.test_mode
+    assert credentials_for(stored=account.credentials, env_name="")["client_id"]
+    demo = Shipment.objects.filter(order_number__startswith="ORD-CARRIER-")
+    assert demo.count() == 2
+    assert "sync within a minute" in out.getvalue()
+    for code in demo.values_list("shipment_id", flat=True):
+        assert code in out.getvalue()
+
+    karrio_warm_up()
+    # The beat's task, as the worker runs it: the two packages are due now.
+    with django_capture_on_commit_callbacks(execute=True):
+        carrier_sync_due_task.delay()
+
+    for shipment in demo:
+        sync = CarrierSync.objects.get(shipment=shipment)
+        assert sync.last_result == CarrierSync.Result.OK, sync.last_message
+        carrier_scans = shipment.events.filter(source=Source.CARRIER)
+        assert carrier_scans.filter(kind=EventKind.PICKED_UP).exists()
+        # Handed over before the carrier's first scan: the scans move it on.
+        dispatched = shipment.events.get(kind=EventKind.DISPATCHED)
+        assert (
+            dispatched.occurred_at < carrier_scans.earliest("occurred_at").occurred_at
+        )
+        assert shipment.status != ShipmentStatus.DISPATCHED
+
+    # A second `make run` adds nothing.
+    call_command("seed_demo_carriers", stdout=StringIO())
+    assert Shipment.objects.filter(order_number__startswith="ORD-CARRIER-").count() == 2
+    assert CarrierAccount.objects.count() == 1

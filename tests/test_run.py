@@ -76,3 +76,18 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_make_run_starts_a_fake_carrier_where_the_demo_points_ups() -> None:
+    processes = dict(
+        line.split(":", 1)
+        for line in (ROOT / "Procfile.dev").read_text().splitlines()
+        if line.strip()
+    )
+    makefile = (ROOT / "Makefile").read_text()
+
+    assert "manage.py fake_carrier --port ${CARRIER_PORT:-8790}" in processes["carrier"]
+    assert "CARRIER_PORT ?= 8790" in makefile
+    assert "ups=$(CARRIER_FAKE)/ups" in makefile
+    assert "CARRIER_PORT=$(CARRIER_PORT) $(VENV)/honcho start" in makefile
+    assert "manage.py seed_demo_carriers" in makefile

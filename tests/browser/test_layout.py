@@ -288,6 +288,7 @@ NOT_PAGES = {
     "exception-reschedule",
     "exception-resolve",
     "notification-resend",
+    "shipment-sync-now",
     "logout",
     # A report's PDF, CSV or XLSX download.
     "report-file",

@@ -525,6 +525,16 @@ TRACKSOP_PUBLIC_URL = env.str("TRACKSOP_PUBLIC_URL", default="http://127.0.0.1:8
 TRACKSOP_PAGE_SIZE = env.int("TRACKSOP_PAGE_SIZE", default=50)
 # The name customers see in messages and on public pages.
 TRACKSOP_COMPANY_NAME = env.str("TRACKSOP_COMPANY_NAME", default="TrackSOP")
+# The monitor's "Carrier data stale" filter: a connected carrier's package
+# whose last successful carrier sync (or, never synced, its dispatch) is older.
+_stale_hours = env.float("TRACKSOP_CARRIER_STALE_AFTER_HOURS", default=6.0)
+if _stale_hours <= 0:
+    raise ImproperlyConfigured("TRACKSOP_CARRIER_STALE_AFTER_HOURS must be above 0.")
+TRACKSOP_CARRIER_STALE_AFTER = timedelta(hours=_stale_hours)
+# The key carrier account credentials are encrypted with in the database
+# (shipments.credentials); SECRET_KEY when empty. Changing it makes the stored
+# credentials unreadable: the admin then asks for them again.
+TRACKSOP_CREDENTIALS_KEY = env.str("TRACKSOP_CREDENTIALS_KEY", default="")
 
 # Exceptions: the sweep raises a delay exception for a package past its ETA and
 # for one in transit with no scan for TRACKSOP_STALL_HOURS.

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime, timedelta
@@ -41,6 +42,7 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.cache import cache as django_cache
 from django.core.exceptions import ValidationError
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F, Q
 from django.urls import NoReverseMatch, reverse
@@ -61,6 +63,7 @@ from shipments.carrier_tracking import (
     KarrioMissing,
     NotFound,
     Tracked,
+    karrio_warm_up,
     track,
 )
 from shipments.credentials import CredentialsUnavailable, credentials_for
@@ -1150,3 +1153,22 @@ def carrier_sync_shipment(
     )
     sync.refresh_from_db()
     return sync
+
+
+def karrio_warm_up_soon() -> threading.Thread | None:
+    """At a process's start (a Celery worker, a gunicorn worker): load
+    karrio in the background when some carrier account is on, so the first
+    sync does not wait for it. Never fails the process it runs in."""
+
+    def warm() -> None:
+        try:
+            if CarrierAccount.objects.filter(is_active=True).exists():
+                karrio_warm_up()
+        except Exception:
+            log.warning("Could not load karrio ahead of the first sync", exc_info=True)
+        finally:
+            db_connection.close()
+
+    thread = threading.Thread(target=warm, name="karrio-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -177,6 +177,16 @@ def karrio_sdk() -> Any:
     return sdk
 
 
+def karrio_warm_up() -> None:
+    """Load karrio's carrier plugins now. The first gateway a process asks
+    for makes karrio load them all: seconds of CPU (over 10 on a busy
+    2-core machine), which would otherwise fall inside the first request's
+    wait (Sync now's in the web process, the first batch's in a worker)."""
+    sdk = karrio_sdk()
+    for provider in CREDENTIAL_FIELDS:
+        sdk.gateway[provider]
+
+
 def _wrap_urlopen(urlopen: Callable[..., Any]) -> Callable[..., Any]:
     def tracksop_urlopen(request: Any, timeout: float | None = None, **kw: Any) -> Any:
         wait = timeout or float(getattr(settings, "TRACKSOP_CARRIER_TIMEOUT", 10))

@@ -4,7 +4,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 from django.db import close_old_connections
 
 from tracksop.broker import use_guarded_redis_transport
@@ -27,3 +27,21 @@ def _close_old_connections(task: Any = None, **_: Any) -> None:
     caller's transaction."""
     if task is not None and not getattr(task.request, "is_eager", False):
         close_old_connections()
+
+
+@worker_ready.connect
+def _warm_up_carriers(sender: Any = None, **_: Any) -> None:
+    # The threads and solo pools run tasks in this process; prefork children
+    # warm up themselves (below).
+    pool = getattr(sender, "pool", None)
+    if not type(pool).__module__.endswith("prefork"):
+        from shipments.carrier_sync import karrio_warm_up_soon
+
+        karrio_warm_up_soon()
+
+
+@worker_process_init.connect
+def _warm_up_carriers_in_child(**_: Any) -> None:
+    from shipments.carrier_sync import karrio_warm_up_soon
+
+    karrio_warm_up_soon()

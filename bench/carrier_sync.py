@@ -2,7 +2,8 @@
 local fake carrier answering in 100 ms, beside the ceiling.
 
 Run with `.venv/bin/python -m bench.carrier_sync [--small N] [--large N]
-[--concurrency N] [--provider ups]`.
+[--concurrency N] [--workers N] [--provider ups]` (or `python -m bench
+carrier_sync`).
 
 The fake carrier runs in a process of its own (`manage.py fake_carrier
 --delay-ms 100`). At each scale (5,000 and 50,000 tracking numbers):
@@ -13,12 +14,14 @@ The fake carrier runs in a process of its own (`manage.py fake_carrier
 - ceiling, adapter: the same loop through `carrier_tracking.track` (karrio's
   connector, its parsing, the token from the cache), still writing nothing:
   what karrio costs over the bare HTTP.
-- full loop: TODO (needs h-sync's `carrier_sync_batch`): 50,000 undelivered
-  external-carrier shipments seeded with their CarrierSync rows, one polling
-  cycle (`carrier_sync_due` queuing batches, a `celery worker --pool threads
-  --concurrency N` running `carrier_sync_batch`), the rate of shipments synced
-  per second and its ratio to the HTTP-only ceiling (target >= 70%), and the
-  cost per shipment at 5,000 and at 50,000 (target: flat).
+- full loop: `scale` undelivered shipments of a carrier connected through
+  `provider` in a fresh database (`tracksop_bench_carrier`), their sync rows
+  due now; `--workers` Celery worker processes (prefork) run
+  `carrier_sync_batch` while this process calls the beat's service
+  (`carrier_sync_due`) every second, until every shipment was asked about
+  and its answer recorded (events, notifications, ETA, sync row). Its rate
+  beside the HTTP-only ceiling (target >= 70%), and the seconds per 1,000
+  shipments at both scales (target: flat).
 
 Prints one table; exits 1 if a target fails.
 """
@@ -30,18 +33,21 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
-from bench.processes import free_port, wait_for
+from bench.processes import WorkerProcess, free_port, wait_for, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DELAY_MS = 100
 CONCURRENCY = 32
 SMALL, LARGE = 5_000, 50_000
 TARGET_RATIO = 0.70
+WORKERS = 2
 HEADER = ("metric", "scale", "value", "baseline", "target", "ok?")
 
 Row = tuple[str, ...]
@@ -173,29 +179,175 @@ def adapter_only(
     return time.monotonic() - started
 
 
-def full_loop_available() -> bool:
-    from shipments import carrier_sync
+# --- the full loop: seeded shipments, Celery workers, the beat's service -------
 
-    try:
-        carrier_sync.carrier_sync_batch(account_id=0, shipment_ids=[])
-    except NotImplementedError:
-        return False
-    except Exception:  # implemented (an empty batch may complain)
-        return True
-    return True
+DATABASE = "tracksop_bench_carrier"
+BROKER_URL = "redis://127.0.0.1:6379/10"
+CREDENTIALS_ENV = "TRACKSOP_BENCH_CARRIER_CREDENTIALS"
+CREDENTIALS = {
+    "ups": {"client_id": "bench", "client_secret": "bench"},
+    "fedex": {"track_api_key": "bench", "track_secret_key": "bench"},
+    "usps": {"client_id": "bench", "client_secret": "bench"},
+    "dhl_express": {"site_id": "bench", "password": "benchbench"},
+}
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    return (
+        f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:"
+        f"{s['PORT'] or 5432}/{s['NAME']}"
+    )
+
+
+def seed(provider: str, count: int) -> None:
+    """A fresh database: one carrier connected through `provider`, `count`
+    shipments dispatched two hours ago with their tracking numbers."""
+    from decimal import Decimal
+
+    from django.core.management import call_command
+    from django.db import connection
+    from django.utils import timezone
+
+    from bench import db
+    from shipments.models import Carrier, CarrierAccount, Shipment
+
+    connection.close()
+    db._admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    db._admin(f'CREATE DATABASE "{DATABASE}"')
+    db.use(DATABASE)
+    call_command("migrate", verbosity=0, interactive=False)
+    family = {"ups": "ups", "fedex": "fedex", "usps": "usps"}.get(provider, "s10")
+    carrier = Carrier.objects.create(
+        code=provider, name=provider.upper(), tracking_family=family
+    )
+    CarrierAccount.objects.create(
+        carrier=carrier,
+        provider=provider,
+        credentials_env=CREDENTIALS_ENV,
+        requests_per_minute=10**6,
+    )
+    now = timezone.now()
+    dispatched = now - timedelta(hours=2)
+    Shipment.objects.bulk_create(
+        (
+            Shipment(
+                shipment_id=f"SH-C{n:07d}",
+                order_number=f"ORD-{800000 + n}",
+                sender_name="TrackSOP Bench Warehouse",
+                sender_address="1 Dock Road, Newark, NJ",
+                recipient_name=f"Customer {n}",
+                recipient_email=f"customer{n}@example.net",
+                recipient_address=f"{n % 999 + 1} Main Street",
+                recipient_postcode="10001",
+                recipient_city="New York",
+                recipient_country="US",
+                weight_kg=Decimal("1.250"),
+                length_cm=Decimal(30),
+                width_cm=Decimal(20),
+                height_cm=Decimal(10),
+                contents="Books",
+                carrier=carrier,
+                tracking_number=number,
+                estimated_delivery=(now + timedelta(days=3)).date(),
+                dispatch_eta=(now + timedelta(days=3)).date(),
+                dispatched_at=dispatched,
+                status="dispatched",
+                status_changed_at=dispatched,
+                resume_status="dispatched",
+                last_event_at=dispatched,
+            )
+            for n, number in enumerate(numbers(count, provider))
+        ),
+        batch_size=5000,
+    )
+
+
+class Worker(WorkerProcess):
+    def __init__(
+        self, fake: FakeCarrierProcess, provider: str, n: int, log: Path
+    ) -> None:
+        env = worker_env(
+            database_url=_database_url(),
+            broker_url=BROKER_URL,
+            TRACKSOP_CARRIER_API_URLS=json.dumps(fake.api_urls()),
+            **{CREDENTIALS_ENV: json.dumps(CREDENTIALS[provider])},
+        )
+        command = [
+            *(sys.executable, "-m", "celery", "-A", "tracksop", "worker"),
+            *("--pool", "prefork", "--concurrency", str(n)),
+            *("--loglevel", "WARNING", "--hostname", "bench-carrier@%h"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ]
+        super().__init__(command, env, log)
+
+
+def full_loop(
+    fake: FakeCarrierProcess, provider: str, count: int, workers: int
+) -> tuple[float, dict[str, int]]:
+    """Seconds from the first beat until every shipment was asked about and
+    its answer recorded (events, ETA, sync row), and the results."""
+    import redis
+    from django.db.models import Count
+    from django.test import override_settings
+    from django.utils import timezone
+
+    from shipments import carrier_sync
+    from shipments.models import CarrierSync
+
+    seed(provider, count)
+    broker = redis.Redis.from_url(BROKER_URL)
+    with override_settings(CELERY_BROKER_URL=BROKER_URL):
+        from tracksop.celery import app
+
+        app.conf.broker_url = BROKER_URL
+        # The first beat makes the sync rows (first due times spread over the
+        # interval); one polling cycle asks about all of them: due now.
+        carrier_sync.carrier_sync_due()
+        broker.flushdb()
+        CarrierSync.objects.update(next_due_at=timezone.now(), queued_at=None)
+        log = Path(tempfile.gettempdir()) / "bench-carrier-worker.log"
+        worker = Worker(fake, provider, workers, log)
+        try:
+            # Ready once the children have loaded karrio (a warm-up thread).
+            time.sleep(2)
+            started = time.monotonic()
+            since = timezone.now()
+            while (
+                CarrierSync.objects.filter(last_attempt_at__gte=since).count() < count
+            ):
+                if not worker.alive():
+                    raise RuntimeError(f"The worker died: {log.read_text()[-2000:]}")
+                if time.monotonic() - started > 3600:
+                    raise RuntimeError("The polling cycle took over an hour")
+                carrier_sync.carrier_sync_due()
+                time.sleep(1)
+            seconds = time.monotonic() - started
+        finally:
+            worker.stop()
+            broker.flushdb()
+    results = dict(
+        CarrierSync.objects.values_list("last_result").annotate(n=Count("pk"))
+    )
+    return seconds, results
 
 
 def run(
-    small: int, large: int, concurrency: int, provider: str
+    small: int, large: int, concurrency: int, provider: str, workers: int
 ) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     notes: list[str] = []
+    ceilings: dict[int, float] = {}
+    costs: dict[int, float] = {}
     fake = FakeCarrierProcess(DELAY_MS)
     try:
         for scale in (small, large):
             items = numbers(scale, provider)
             bare = http_only(fake, provider, items, concurrency)
             via = adapter_only(fake, provider, items, concurrency)
+            ceilings[scale] = scale / bare
             rows.append(
                 (
                     f"ceiling, HTTP only ({provider}, {concurrency} threads): n/s",
@@ -216,38 +368,41 @@ def run(
                     "",
                 )
             )
-        notes.append(
-            f"Fake carrier answering in {DELAY_MS} ms; it served {fake.stats()}"
+        notes.append(f"Fake carrier answering in {DELAY_MS} ms")
+        # The full loop at each scale, against the same fake carrier.
+        for scale in (small, large):
+            print(f"full loop, {scale:,} shipments ...", flush=True)
+            seconds, results = full_loop(fake, provider, scale, workers)
+            bare = ceilings[scale]
+            rate = scale / seconds
+            ratio = rate / bare
+            rows.append(
+                (
+                    f"full loop ({workers} worker processes): n/s",
+                    f"{scale:,}",
+                    f"{rate:.0f}",
+                    f"{bare:.0f} (HTTP only)",
+                    f">= {TARGET_RATIO:.0%}",
+                    "ok" if ratio >= TARGET_RATIO else "FAIL",
+                )
+            )
+            costs[scale] = seconds / scale * 1000
+            notes.append(
+                f"full loop at {scale:,}: {ratio:.0%} of the ceiling; {results}"
+            )
+        small_cost, large_cost = costs[small], costs[large]
+        rows.append(
+            (
+                "full loop: s per 1,000 shipments",
+                f"{large:,}",
+                f"{large_cost:.2f}",
+                f"{small_cost:.2f} (at {small:,})",
+                "flat (within 25%)",
+                "ok" if large_cost <= small_cost * 1.25 else "FAIL",
+            )
         )
     finally:
         fake.stop()
-    # TODO(issue 14): the full loop (carrier_sync_batch landed with h-sync):
-    # seed `large` undelivered shipments of a carrier with a CarrierAccount
-    # (provider, credentials, requests_per_minute high enough) and due
-    # CarrierSync rows; start a worker (bench.processes.WorkerProcess,
-    # worker_env(TRACKSOP_CARRIER_API_URLS=json.dumps(fake.api_urls()), …),
-    # --pool threads --concurrency N); call carrier_sync_due(); wait until
-    # every CarrierSync has last_synced_at; rate = shipments / seconds,
-    # ratio to the HTTP-only ceiling >= TARGET_RATIO, and cost per
-    # shipment (worker CPU s / shipments) at small vs large: flat.
-    rows.append(
-        (
-            "full loop: shipments synced/s",
-            f"{large:,}",
-            "TODO",
-            "",
-            f">= {TARGET_RATIO:.0%} of ceiling",
-            "",
-        )
-    )
-    notes.append(
-        "Full loop: not measured by this bench yet"
-        + (
-            " (carrier_sync_batch is available: wire it as the TODO says)."
-            if full_loop_available()
-            else " (carrier_sync_batch is not implemented on this branch)."
-        )
-    )
     return rows, notes
 
 
@@ -259,6 +414,9 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=LARGE)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument(
+        "--workers", type=int, default=WORKERS, help="Celery worker processes"
+    )
+    parser.add_argument(
         "--provider", default="ups", choices=("ups", "fedex", "usps", "dhl_express")
     )
     args = parser.parse_args()
@@ -268,7 +426,9 @@ def main() -> int:
     django.setup()
     from bench.__main__ import print_table
 
-    rows, notes = run(args.small, args.large, args.concurrency, args.provider)
+    rows, notes = run(
+        args.small, args.large, args.concurrency, args.provider, args.workers
+    )
     print_table(rows, HEADER)
     print("\n".join(["", *notes]))
     return 1 if any(r[-1] == "FAIL" for r in rows) else 0

@@ -273,6 +273,7 @@ class Worker(WorkerProcess):
             database_url=_database_url(),
             broker_url=BROKER_URL,
             TRACKSOP_CARRIER_API_URLS=json.dumps(fake.api_urls()),
+            CELERY_WORKER_POOL="prefork",
             **{CREDENTIALS_ENV: json.dumps(CREDENTIALS[provider])},
         )
         command = [
@@ -302,7 +303,8 @@ def full_loop(
     with override_settings(CELERY_BROKER_URL=BROKER_URL):
         from tracksop.celery import app
 
-        app.conf.broker_url = BROKER_URL
+        # Celery reads CELERY_BROKER_URL from the environment before settings.
+        os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = BROKER_URL
         # The first beat makes the sync rows (first due times spread over the
         # interval); one polling cycle asks about all of them: due now.
         carrier_sync.carrier_sync_due()

@@ -192,33 +192,17 @@ CREDENTIALS = {
 }
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    s = connection.settings_dict
-    return (
-        f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:"
-        f"{s['PORT'] or 5432}/{s['NAME']}"
-    )
-
-
 def seed(provider: str, count: int) -> None:
     """A fresh database: one carrier connected through `provider`, `count`
     shipments dispatched two hours ago with their tracking numbers."""
     from decimal import Decimal
 
-    from django.core.management import call_command
-    from django.db import connection
     from django.utils import timezone
 
     from bench import db
     from shipments.models import Carrier, CarrierAccount, Shipment
 
-    connection.close()
-    db._admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    db._admin(f'CREATE DATABASE "{DATABASE}"')
-    db.use(DATABASE)
-    call_command("migrate", verbosity=0, interactive=False)
+    db.fresh(DATABASE)
     family = {"ups": "ups", "fedex": "fedex", "usps": "usps"}.get(provider, "s10")
     carrier = Carrier.objects.create(
         code=provider, name=provider.upper(), tracking_family=family
@@ -269,8 +253,10 @@ class Worker(WorkerProcess):
     def __init__(
         self, fake: FakeCarrierProcess, provider: str, n: int, log: Path
     ) -> None:
+        from bench.db import database_url
+
         env = worker_env(
-            database_url=_database_url(),
+            database_url=database_url(),
             broker_url=BROKER_URL,
             TRACKSOP_CARRIER_API_URLS=json.dumps(fake.api_urls()),
             CELERY_WORKER_POOL="prefork",

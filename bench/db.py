@@ -37,6 +37,24 @@ def _admin(sql: str, *params: object) -> list[tuple[object, ...]]:
         return cur.fetchall() if cur.description else []
 
 
+def database_url() -> str:
+    """The URL of the database Django uses now, for a worker's environment."""
+    s = connection.settings_dict
+    return (
+        f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:"
+        f"{s['PORT'] or 5432}/{s['NAME']}"
+    )
+
+
+def fresh(name: str) -> None:
+    """Drop and create database `name`, switch to it and migrate it."""
+    connection.close()
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{name}"')
+    use(name)
+    call_command("migrate", verbosity=0, interactive=False)
+
+
 def use(name: str) -> None:
     """Point Django's default connection at another database."""
     connection.close()

@@ -177,20 +177,12 @@ def worker_command(concurrency: int, prefetch: int) -> list[str]:
     ]
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    s = connection.settings_dict
-    return (
-        f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:"
-        f"{s['PORT'] or 5432}/{s['NAME']}"
-    )
-
-
 class Worker(WorkerProcess):
     def __init__(self, command: list[str], smtp_port: int, log: Path) -> None:
+        from bench.db import database_url
+
         env = worker_env(
-            database_url=_database_url(),
+            database_url=database_url(),
             broker_url=BROKER_URL,
             EMAIL_URL=f"smtp://127.0.0.1:{smtp_port}",
         )

@@ -111,21 +111,13 @@ def receiver_start(port: int, delay: float, target: int) -> StatsProcess:
 # --- The worker ------------------------------------------------------------------
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    s = connection.settings_dict
-    return (
-        f"postgres://{s['USER']}:{s['PASSWORD']}@{s['HOST'] or '127.0.0.1'}:"
-        f"{s['PORT'] or 5432}/{s['NAME']}"
-    )
-
-
 class Worker(WorkerProcess):
     def __init__(self, concurrency: int, log: Path) -> None:
+        from bench.db import database_url
+
         # The receiver is on this machine, so private addresses are allowed.
         env = worker_env(
-            database_url=_database_url(),
+            database_url=database_url(),
             broker_url=BROKER_URL,
             TRACKSOP_WEBHOOK_ALLOW_PRIVATE="true",
         )
@@ -144,17 +136,11 @@ class Worker(WorkerProcess):
 
 def prepare(messages: int) -> str:
     """A fresh database with `messages` dispatched shipments and no webhooks."""
-    from django.core.management import call_command
-    from django.db import connection
 
     from bench import db
 
     started = time.monotonic()
-    connection.close()
-    db._admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    db._admin(f'CREATE DATABASE "{DATABASE}"')
-    db.use(DATABASE)
-    call_command("migrate", verbosity=0, interactive=False)
+    db.fresh(DATABASE)
     _seed(messages)
     return (
         f"{DATABASE}: seeded {messages:,} dispatched shipments in "

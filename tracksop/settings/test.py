@@ -8,7 +8,15 @@ os.environ.setdefault("DJANGO_DEBUG", "true")
 os.environ.setdefault(
     "DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/tracksop"
 )
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+# The cache too: one Redis database per xdist worker (gw0 → 15, gw1 → 14),
+# because a test's cache.clear() empties the whole database, the other
+# worker's rate-limit counters and cached pages included. Chosen the same way
+# as the broker below; a REDIS_URL given from outside is kept.
+if "REDIS_URL" not in os.environ or os.environ.get("TRACKSOP_TEST_REDIS"):
+    os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/" + str(
+        15 - int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 2
+    )
+    os.environ["TRACKSOP_TEST_REDIS"] = "chosen by tracksop/settings/test.py"
 # One broker database per xdist worker (gw0 → 1, gw1 → 2, ...), so tests that
 # start a Celery worker never take each other's tasks. The variable goes into
 # the environment (Celery reads it there first). The pytest controller

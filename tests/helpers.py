@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -67,3 +68,10 @@ def karrio_warm_up() -> None:
             ),
             ["1Z999AA10123456793"],
         )
+
+
+def next_hour_start() -> datetime:
+    """One second into the next hour: a test that starts there has a whole
+    fixed rate-limit window (a minute, an hour) for its requests."""
+    now = datetime.now(UTC)
+    return now.replace(minute=0, second=1, microsecond=0) + timedelta(hours=1)

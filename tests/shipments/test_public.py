@@ -4,6 +4,7 @@ an account sees, and what nobody else can get out of them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -27,7 +28,7 @@ from tests.factories import (
     dispatched_shipment,
     roles,
 )
-from tests.helpers import race
+from tests.helpers import next_hour_start, race
 from tracksop.http import rate_limits_local_reset
 
 # Distinctive strings: none may appear on any public page.
@@ -64,10 +65,15 @@ DEAD_REDIS = {
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache() -> None:
+def _empty_cache() -> Iterator[None]:
     # Pages and rate-limit counters of one test must not leak into the next.
     cache.clear()
     rate_limits_local_reset()
+    # The limits count in fixed windows (per minute, per hour): each test
+    # starts just after an hour begins, the clock running, so no window ends
+    # halfway through its requests.
+    with time_machine.travel(next_hour_start(), tick=True):
+        yield
 
 
 @pytest.fixture

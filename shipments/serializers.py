@@ -14,7 +14,7 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from shipments.ingest import INGEST_LIMIT
-from shipments.models import Shipment
+from shipments.models import Carrier, Location, Shipment
 from shipments.services import DETAIL_FIELDS
 from shipments.status import CHECKPOINT_KINDS, ShipmentStatus
 
@@ -28,7 +28,9 @@ def form_data(form: forms.BaseForm) -> dict[str, Any]:
     if not form.is_valid():
         raise serializers.ValidationError(
             {
-                ("detail" if name == "__all__" else name): list(messages)
+                ("detail" if name == "__all__" else name): [
+                    str(message) for message in messages
+                ]
                 for name, messages in form.errors.items()
             }
         )
@@ -46,11 +48,11 @@ def as_form_value(value: Any) -> Any:
 class ShipmentSerializer(serializers.ModelSerializer[Shipment]):
     """A shipment as the API shows it."""
 
-    carrier = serializers.SlugRelatedField(
+    carrier: serializers.SlugRelatedField[Carrier] = serializers.SlugRelatedField(
         slug_field="code", read_only=True, allow_null=True
     )
-    current_location = serializers.SlugRelatedField(
-        slug_field="code", read_only=True, allow_null=True
+    current_location: serializers.SlugRelatedField[Location] = (
+        serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     )
     sender_phone = serializers.CharField(read_only=True)
     recipient_phone = serializers.CharField(read_only=True)
@@ -200,7 +202,8 @@ class ResultSerializer(serializers.Serializer[Any]):
     shipment_id = serializers.CharField(allow_blank=True)
     event_id = serializers.IntegerField(allow_null=True)
     reason = serializers.CharField(allow_blank=True)
-    errors = serializers.DictField(
+    # The API's field names; they shadow Serializer.errors and Field.label.
+    errors = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField())
     )
 
@@ -235,7 +238,7 @@ class PublicProblemSerializer(serializers.Serializer[Any]):
 
 
 class PublicStepSerializer(serializers.Serializer[Any]):
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     state = serializers.ChoiceField(choices=["done", "current", "todo"])
 
 

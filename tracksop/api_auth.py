@@ -73,11 +73,13 @@ class KeyRateThrottle(SimpleRateThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
         allowed = super().allow_request(request, view)
         if self.key is not None:
-            window = self.duration or 1
+            # SimpleRateThrottle sets these in allow_request; its stubs omit them.
+            limit: int = self.num_requests  # type: ignore[attr-defined]
+            window = self.duration or 1  # type: ignore[attr-defined]
             oldest = self.history[-1] if self.history else self.now
             request.rate_limit = (  # type: ignore[attr-defined]
-                self.num_requests,
-                max(0, self.num_requests - len(self.history)),
+                limit,
+                max(0, limit - len(self.history)),
                 max(1, int(window - (self.now - oldest))),
             )
         return allowed

@@ -26,7 +26,8 @@ class Channel(kombu_redis.Channel):
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection is None or self.connection.client is None:
             raise RedisConnectionError("the broker connection is already closed")
-        return super()._connparams(asynchronous=asynchronous)
+        # kombu-stubs leave out the private hook this wraps.
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
 
 
 class Transport(kombu_redis.Transport):

@@ -3,10 +3,12 @@
 `answers` holds statuses to give, one per request, before answering 200;
 `hang` makes it wait that long before answering; `stop()` and `start()` take
 it down and bring it back on the same port (connections are refused between).
+`tls`, a server-side SSL context, makes it an HTTPS receiver.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import Counter
@@ -34,12 +36,14 @@ class Receiver:
     answers: list[int] = field(default_factory=list)
     redirect_to: str = ""
     hang: float = 0.0
+    tls: ssl.SSLContext | None = None
     server: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/hooks"
 
     def start(self) -> None:
         receiver = self
@@ -74,6 +78,10 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(
+                self.server.socket, server_side=True
+            )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:

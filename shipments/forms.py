@@ -15,13 +15,10 @@ from django.utils import timezone
 
 from shipments import bounds, selectors
 from shipments import tracking_numbers as tn
+from shipments.checkpoints import BULK_SCAN_LIMIT
+from shipments.inquiries import INQUIRY_ANSWER_MAX, INQUIRY_QUESTION_MAX
 from shipments.models import Carrier, Inquiry, Location, Shipment, default_language
-from shipments.services import (
-    BULK_SCAN_LIMIT,
-    DETAIL_FIELDS,
-    INQUIRY_ANSWER_MAX,
-    INQUIRY_QUESTION_MAX,
-)
+from shipments.services import DETAIL_FIELDS
 from shipments.status import CHECKPOINT_KINDS, CLOSED, EventKind, ShipmentStatus
 from tracksop.filters import FilterBar
 from tracksop.forms import LocalDateTimeField

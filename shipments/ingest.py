@@ -13,7 +13,7 @@ references, locations, known external ids and shipments are read once, the
 shipments locked once, the events inserted in one statement and the shipments
 updated in one, and the other apps hear of every event in one announcement.
 `checkpoints_ingest_one_by_one` is the same contract through
-`services.checkpoint_record`, one item at a time: the reference the tests hold
+`checkpoints.checkpoint_record`, one item at a time: the reference the tests hold
 the batch to.
 """
 
@@ -32,10 +32,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from shipments import bounds
+from shipments.checkpoints import checkpoint_record
 from shipments.events import Recorded, publish_events_recorded
 from shipments.models import Location, Shipment, Source, TrackingEvent
 from shipments.selectors import shipments_by_codes
-from shipments.services import ADVANCED_FIELDS, checkpoint_record, shipment_advance
+from shipments.services import ADVANCED_FIELDS, shipment_advance
 from shipments.status import CHECKPOINT_KINDS, TransitionRefused
 from tracksop.bulk import bulk_set
 

@@ -31,19 +31,17 @@ from shipments.access import access_log_write
 from shipments.carrier_sync import SyncRefused, carrier_sync_shipment
 from shipments.carrier_tracking import CarrierError
 from shipments.forms import (
-    AnswerForm,
     BulkScanForm,
     CheckForm,
     CheckpointForm,
     DispatchForm,
     EtaForm,
-    InquiryFilter,
-    InquiryForm,
     MonitorFilter,
     ReasonForm,
     ShipmentBoundForm,
     ShipmentForm,
 )
+from shipments.inquiry_forms import AnswerForm, InquiryFilter, InquiryForm
 from shipments.models import (
     AccessLog,
     CarrierSync,

@@ -7,7 +7,7 @@ The desk's forms are in `shipments.inquiry_forms`, the public pages' in
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import django_filters
 from crispy_forms.helper import FormHelper
@@ -38,7 +38,15 @@ class VersionedForm(forms.Form):
     version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
 
-class ShipmentForm(forms.ModelForm):
+# ModelForm is generic in django-stubs only (no django_stubs_ext patch at run
+# time), so it is subscripted for the type checker alone.
+if TYPE_CHECKING:
+    ShipmentModelForm = forms.ModelForm[Shipment]
+else:
+    ShipmentModelForm = forms.ModelForm
+
+
+class ShipmentForm(ShipmentModelForm):
     version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
     class Meta:

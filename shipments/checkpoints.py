@@ -62,6 +62,15 @@ __all__ = [
 ]
 
 BULK_SCAN_LIMIT = 500
+# Kinds recorded through checkpoint_record by the exceptions and notifications apps.
+OTHER_APP_KINDS = frozenset(
+    {
+        EventKind.EXCEPTION_REPORTED,
+        EventKind.EXCEPTION_RESOLVED,
+        EventKind.EXCEPTION_UPDATED,
+        EventKind.ETA_CHANGED,
+    }
+)
 
 
 def checkpoint_record(
@@ -104,17 +113,6 @@ def checkpoint_record(
             external_id=external_id,
             data=data,
         )
-
-
-# Kinds recorded through checkpoint_record by the exceptions and notifications apps.
-OTHER_APP_KINDS = frozenset(
-    {
-        EventKind.EXCEPTION_REPORTED,
-        EventKind.EXCEPTION_RESOLVED,
-        EventKind.EXCEPTION_UPDATED,
-        EventKind.ETA_CHANGED,
-    }
-)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -150,7 +151,9 @@ DATA_TYPES: dict[str, Any] = {
 }
 
 
-def test_each_kinds_data_has_the_keys_its_typed_dict_declares(supervisor) -> None:
+def test_each_kinds_data_has_the_keys_its_typed_dict_declares(
+    supervisor: User,
+) -> None:
     shipment = dispatched_shipment()
     services.shipment_update(
         shipment=shipment, user=supervisor, details={"contents": "Globes"}
@@ -179,7 +182,7 @@ def test_each_kinds_data_has_the_keys_its_typed_dict_declares(supervisor) -> Non
         exception=exception, user=supervisor, notes="Roads open"
     )
 
-    seen = set()
+    seen: set[str] = set()
     for event in TrackingEvent.objects.filter(shipment=shipment):
         declared = DATA_TYPES.get(event.kind)
         if declared is None:

@@ -208,7 +208,7 @@ def _scan_everything() -> float:
     from django.utils import timezone
 
     from notifications import webhooks
-    from shipments import services
+    from shipments import checkpoints
     from shipments.models import Shipment, Source
     from shipments.status import EventKind
 
@@ -222,8 +222,8 @@ def _scan_everything() -> float:
                 .filter(pk__in=ids[start : start + BATCH])
                 .order_by("pk")
             )
-            services.checkpoints_append(
-                [services.Checkpoint(shipment=s) for s in locked],
+            checkpoints.checkpoints_append(
+                [checkpoints.Checkpoint(shipment=s) for s in locked],
                 kind=EventKind.IN_TRANSIT_SCAN,
                 user=None,
                 occurred_at=timezone.now(),

@@ -24,8 +24,8 @@ from exceptions_mgmt.models import (
     ExceptionNote,
     Severity,
 )
+from shipments.checkpoints import BULK_SCAN_LIMIT
 from shipments.models import Carrier
-from shipments.services import BULK_SCAN_LIMIT
 from tracksop import dates
 from tracksop.filters import FilterBar
 from tracksop.forms import LocalDateTimeField

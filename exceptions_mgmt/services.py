@@ -33,8 +33,8 @@ from exceptions_mgmt.models import (
 )
 from notifications.services import StaffAlert, queue_batched, staff_alerts_queue
 from shipments import selectors as shipment_selectors
-from shipments import services as shipment_services
 from shipments import tracking_numbers as tn
+from shipments.checkpoints import Checkpoint, checkpoint_record, checkpoints_append
 from shipments.models import Inquiry, Shipment, Source, TrackingEvent
 from shipments.services import TransitionRefused
 from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
@@ -381,9 +381,9 @@ def _open(
     # Part of the caller's transaction: no savepoint of its own to pay for.
     with transaction.atomic(savepoint=False):
         DeliveryException.objects.bulk_create(exceptions)
-        events = shipment_services.checkpoints_append(
+        events = checkpoints_append(
             [
-                shipment_services.Checkpoint(
+                Checkpoint(
                     shipment=exception.shipment,
                     notes=exception.cause_label
                     + (f": {exception.description}" if exception.description else ""),
@@ -504,7 +504,7 @@ def exception_reschedule(
         locked.expected_resolution = expected_resolution
         _acknowledge(locked, timezone.now())
         _save(locked)
-        shipment_services.checkpoint_record(
+        checkpoint_record(
             shipment=locked.shipment_id,
             kind=EventKind.EXCEPTION_UPDATED,
             user=user,
@@ -547,7 +547,7 @@ def exception_resolve(
         locked.resolution_notes = notes.strip()
         locked.escalate_after = None
         _save(locked)
-        shipment_services.checkpoint_record(
+        checkpoint_record(
             shipment=locked.shipment_id,
             kind=EventKind.EXCEPTION_RESOLVED,
             user=user,

@@ -41,9 +41,9 @@ from exceptions_mgmt.models import DeliveryException
 from exceptions_mgmt.services import SUPERVISE, WORK, ExceptionConflict
 from notifications.models import Channel, Status
 from shipments import selectors as shipment_selectors
-from shipments import services as shipment_services
 from shipments import views as shipment_views
 from shipments.access import access_log_write
+from shipments.inquiries import inquiry_answer
 from shipments.models import AccessLog, Inquiry, Shipment
 from shipments.services import TransitionRefused
 from shipments.views import GET_POST, staff_view
@@ -446,9 +446,7 @@ def _answer_with_report(
         + told.removeprefix("Exception reported. ")
     )
     try:
-        shipment_services.inquiry_answer(
-            inquiry=inquiry, user=_user(request), answer=answer
-        )
+        inquiry_answer(inquiry=inquiry, user=_user(request), answer=answer)
     except TransitionRefused as exc:
         messages.warning(request, f"{exc} The exception is reported all the same.")
 

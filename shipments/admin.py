@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
@@ -31,9 +31,19 @@ from shipments.models import (
     TrackingProvider,
 )
 
+# ModelAdmin and ModelForm are generic in django-stubs only; at run time they
+# are not (no django_stubs_ext patch in production), so they are subscripted
+# for the type checker alone.
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[Any]
+    AccountModelForm = forms.ModelForm[CarrierAccount]
+else:
+    ModelAdmin = admin.ModelAdmin
+    AccountModelForm = forms.ModelForm
+
 
 @admin.register(Carrier)
-class CarrierAdmin(admin.ModelAdmin):
+class CarrierAdmin(ModelAdmin):
     list_display = [
         "name",
         "code",
@@ -47,13 +57,13 @@ class CarrierAdmin(admin.ModelAdmin):
 
 
 @admin.register(Location)
-class LocationAdmin(admin.ModelAdmin):
+class LocationAdmin(ModelAdmin):
     list_display = ["name", "code", "kind", "city", "country", "timezone", "is_active"]
     list_filter = ["kind", "country", "is_active"]
     search_fields = ["name", "code", "city"]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ModelAdmin):
     """Shipments and events change only through the services (staff pages)."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -131,7 +141,7 @@ class SecretTextarea(forms.Textarea):
         return None
 
 
-class CarrierAccountForm(forms.ModelForm):
+class CarrierAccountForm(AccountModelForm):
     credentials_json = forms.CharField(
         label=CREDENTIALS_LABEL,
         required=False,
@@ -260,7 +270,7 @@ def credentials_changed_at(account: CarrierAccount) -> LogEntry | None:
 
 
 @admin.register(CarrierAccount)
-class CarrierAccountAdmin(admin.ModelAdmin):
+class CarrierAccountAdmin(ModelAdmin):
     """The company's carrier API accounts. Only superusers (no role has the
     model's permissions): credentials are the company's keys to its carriers."""
 

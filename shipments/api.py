@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from notifications.links import tracking_url
 from shipments import services
+from shipments.dispatch import shipment_check, shipment_dispatch
 from shipments.forms import DispatchForm, ShipmentForm
 from shipments.ingest import CheckpointIn, IngestResult, checkpoints_ingest
 from shipments.models import Carrier, Shipment, Source
@@ -223,7 +224,7 @@ class DispatchView(ApiView):
             shipment=shipment,
         )
         cleaned = form_data(form)
-        dispatched = services.shipment_dispatch(
+        dispatched = shipment_dispatch(
             shipment=shipment,
             user=None,
             carrier=cleaned["carrier"],
@@ -243,7 +244,7 @@ class CheckView(ApiView):
     def post(self, request: Request, reference: str) -> Response:
         shipment = shipment_by_reference(reference)
         data = valid(CheckSerializer, request)
-        checked = services.shipment_check(
+        checked = shipment_check(
             shipment=shipment,
             user=None,
             quality_ok=data["quality_ok"],

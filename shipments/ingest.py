@@ -13,7 +13,7 @@ references, locations, known external ids and shipments are read once, the
 shipments locked once, the events inserted in one statement and the shipments
 updated in one, and the other apps hear of every event in one announcement.
 `checkpoints_ingest_one_by_one` is the same contract through
-`services.checkpoint_record`, one item at a time: the reference the tests hold
+`checkpoints.checkpoint_record`, one item at a time: the reference the tests hold
 the batch to.
 """
 
@@ -32,10 +32,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from shipments import bounds
+from shipments.checkpoints import checkpoint_record
 from shipments.events import Recorded, publish_events_recorded
 from shipments.models import Location, Shipment, Source, TrackingEvent
 from shipments.selectors import shipments_by_codes
-from shipments.services import ADVANCED_FIELDS, checkpoint_record, shipment_advance
+from shipments.services import ADVANCED_FIELDS, shipment_advance
 from shipments.status import CHECKPOINT_KINDS, TransitionRefused
 from tracksop.bulk import bulk_set
 
@@ -209,18 +210,9 @@ def checkpoints_ingest(
             if item.external_id and seen is not None:
                 duplicates.append((index, shipment, seen))
                 continue
-            if item.kind not in CHECKPOINT_KINDS:
-                results[index] = _refused({"kind": [BAD_KIND]})
-                continue
             location = locations.get(item.location) if item.location else None
-            if item.location and location is None:
-                results[index] = _unknown_location(item.location)
-                continue
-            problem = bounds.event_time_error(
-                item.occurred_at, created_at=shipment.created_at, now=now
-            )
-            if problem:
-                results[index] = _refused({"occurred_at": [problem]})
+            if refusal := _refusal(item, shipment, location, now):
+                results[index] = refusal
                 continue
             latest = latest_located.get(shipment.pk)
             if (earlier := holding.get(shipment.pk)) is not None:
@@ -261,6 +253,32 @@ def checkpoints_ingest(
             }
             bulk_set(list(changed.values()), ADVANCED_FIELDS)
             publish_events_recorded([r for _, r in created])
+    return _answers(results, created, duplicates)
+
+
+def _refusal(
+    item: CheckpointIn, shipment: Shipment, location: Location | None, now: datetime
+) -> IngestResult | None:
+    """Why an item that names a known shipment cannot go to the state machine:
+    a kind machines may not post, an unknown location, an impossible time."""
+    if item.kind not in CHECKPOINT_KINDS:
+        return _refused({"kind": [BAD_KIND]})
+    if item.location and location is None:
+        return _unknown_location(item.location)
+    problem = bounds.event_time_error(
+        item.occurred_at, created_at=shipment.created_at, now=now
+    )
+    if problem:
+        return _refused({"occurred_at": [problem]})
+    return None
+
+
+def _answers(
+    results: list[IngestResult | None],
+    created: Sequence[tuple[int, Recorded]],
+    duplicates: Sequence[tuple[int, Shipment, TrackingEvent | int]],
+) -> list[IngestResult]:
+    """The batch's results in the order given, once its events have ids."""
     for index, recorded in created:
         results[index] = IngestResult(
             "created",

@@ -17,7 +17,8 @@ from django.utils.translation import get_language
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
-from shipments import public, services
+from shipments import public
+from shipments.feedback import FeedbackRefused, feedback_record
 from shipments.models import Feedback, Shipment
 from shipments.public_forms import FeedbackForm, LookupForm
 from shipments.status import ShipmentStatus
@@ -110,13 +111,13 @@ def feedback(request: HttpRequest, token: str) -> HttpResponse:
     status = 400
     if form.is_valid():
         try:
-            services.feedback_record(
+            feedback_record(
                 shipment=shipment,
                 rating=form.cleaned_data["rating"],
                 comment=form.cleaned_data["comment"],
                 language=get_language() or "",
             )
-        except services.FeedbackRefused as exc:
+        except FeedbackRefused as exc:
             form.add_error(None, str(exc))
             status = 409 if exc.already else 400
             given = given or exc.already

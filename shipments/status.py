@@ -2,9 +2,9 @@
 
 Status is derived from the event log: every event kind maps to the status it
 moves the shipment to (or to none), and `next_status` decides whether that move
-is allowed. `services.checkpoint_record` uses it for each new event and
-`services.status_replay` folds the whole log with it after a correction, so the
-stored status and the log can never disagree.
+is allowed. `checkpoints.checkpoint_record` uses it for each new event
+and `checkpoints.status_replay` folds the whole log with it after a correction,
+so the stored status and the log can never disagree.
 """
 
 from __future__ import annotations

@@ -26,24 +26,22 @@ from django.views.decorators.http import (
     require_POST,
 )
 
-from shipments import selectors, services
+from shipments import checkpoints, dispatch, inquiries, selectors, services
 from shipments.access import access_log_write
 from shipments.carrier_sync import SyncRefused, carrier_sync_shipment
 from shipments.carrier_tracking import CarrierError
 from shipments.forms import (
-    AnswerForm,
     BulkScanForm,
     CheckForm,
     CheckpointForm,
     DispatchForm,
     EtaForm,
-    InquiryFilter,
-    InquiryForm,
     MonitorFilter,
     ReasonForm,
     ShipmentBoundForm,
     ShipmentForm,
 )
+from shipments.inquiry_forms import AnswerForm, InquiryFilter, InquiryForm
 from shipments.models import (
     AccessLog,
     CarrierSync,
@@ -217,7 +215,7 @@ def shipment_check(request: HttpRequest, code: str) -> HttpResponse:
         _versioned(CheckForm, request, shipment),
         title=f"Quality and quantity check — {shipment.shipment_id}",
         intro="Check the package against the order before it may be dispatched.",
-        perform=lambda data: services.shipment_check(
+        perform=lambda data: dispatch.shipment_check(
             shipment=shipment,
             user=request.user,
             quality_ok=data["quality"] == "pass",
@@ -242,7 +240,7 @@ def shipment_dispatch(request: HttpRequest, code: str) -> HttpResponse:
         shipment,
         _versioned(DispatchForm, request, shipment),
         title=f"Dispatch {shipment.shipment_id}",
-        perform=lambda data: services.shipment_dispatch(
+        perform=lambda data: dispatch.shipment_dispatch(
             shipment=shipment,
             user=request.user,
             carrier=data["carrier"],
@@ -263,7 +261,7 @@ def checkpoint_create(request: HttpRequest, code: str) -> HttpResponse:
         shipment,
         _versioned(CheckpointForm, request, shipment),
         title=f"Log checkpoint — {shipment.shipment_id}",
-        perform=lambda data: services.checkpoint_record(
+        perform=lambda data: checkpoints.checkpoint_record(
             shipment=shipment,
             kind=data["kind"],
             user=request.user,
@@ -332,7 +330,7 @@ def event_void(request: HttpRequest, code: str, event_id: int) -> HttpResponse:
         _versioned(ReasonForm, request, shipment, submit="Void event"),
         title=f"Void “{event.get_kind_display()}” on {shipment.shipment_id}",
         intro="The event stays in the log, marked void; the status is derived again.",
-        perform=lambda data: services.event_void(
+        perform=lambda data: checkpoints.event_void(
             event=event,
             user=request.user,
             reason=data["reason"],
@@ -477,7 +475,7 @@ def inquiry_create(request: HttpRequest, code: str) -> HttpResponse:
         data = form.cleaned_data
         inquiry, status = _run(
             form,
-            lambda: services.inquiry_log(
+            lambda: inquiries.inquiry_log(
                 shipment=shipment,
                 user=_person(request),
                 channel=data["channel"],
@@ -507,7 +505,7 @@ def inquiry_answer(request: HttpRequest, code: str, pk: int) -> HttpResponse:
     if form.is_valid():
         answered, status = _run(
             form,
-            lambda: services.inquiry_answer(
+            lambda: inquiries.inquiry_answer(
                 inquiry=inquiry,
                 user=_person(request),
                 answer=form.cleaned_data["answer"],
@@ -556,7 +554,7 @@ def bulk_scan(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             result, status = _run(
                 form,
-                lambda: services.bulk_scan_record(
+                lambda: checkpoints.bulk_scan_record(
                     user=request.user,
                     kind=data["kind"],
                     location=data["location"],

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from notifications.models import Audience, Channel, Kind, Notification, Status
 from shipments import services
+from shipments.dispatch import shipment_check, shipment_dispatch
 from shipments.models import Carrier, Location, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tracksop import roles
@@ -109,7 +110,7 @@ class ShipmentFactory(factory.django.DjangoModelFactory):
 
 def ready_shipment(**kwargs: object) -> Shipment:
     shipment = ShipmentFactory(**kwargs)
-    return services.shipment_check(
+    return shipment_check(
         shipment=shipment,
         user=None,
         quality_ok=True,
@@ -121,7 +122,7 @@ def dispatched_shipment(
     *, carrier: Carrier | None = None, tracking_number: str = "", **kwargs: object
 ) -> Shipment:
     shipment = ready_shipment(**kwargs)
-    return services.shipment_dispatch(
+    return shipment_dispatch(
         shipment=shipment,
         user=None,
         carrier=carrier or OwnFleetFactory(),

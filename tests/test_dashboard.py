@@ -14,7 +14,8 @@ from django.utils import timezone
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import Cause, DeliveryException, Severity
 from notifications.models import Status
-from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
+from shipments.inquiries import inquiry_log
 from shipments.models import Shipment
 from shipments.status import EventKind
 from tests.factories import (
@@ -37,9 +38,7 @@ def _a_bit_of_everything(cs_agent: User) -> None:
     ShipmentFactory()
     ready_shipment()
     on_time = dispatched_shipment()
-    shipment_services.checkpoint_record(
-        shipment=on_time, kind=EventKind.OUT_FOR_DELIVERY, user=None
-    )
+    checkpoint_record(shipment=on_time, kind=EventKind.OUT_FOR_DELIVERY, user=None)
     late = dispatched_shipment()
     Shipment.objects.filter(pk=late.pk).update(
         estimated_delivery=timezone.localdate() - timedelta(days=2)
@@ -68,10 +67,8 @@ def _a_bit_of_everything(cs_agent: User) -> None:
         expected_resolution=timezone.now() - timedelta(hours=1)
     )
     for question in ("Where is it?", "Can I change the address?"):
-        shipment_services.inquiry_log(
-            shipment=on_time, user=cs_agent, channel="phone", question=question
-        )
-    shipment_services.inquiry_log(
+        inquiry_log(shipment=on_time, user=cs_agent, channel="phone", question=question)
+    inquiry_log(
         shipment=on_time,
         user=cs_agent,
         channel="phone",

@@ -24,8 +24,9 @@ from exceptions_mgmt.models import DeliveryException
 from notifications.models import Channel, Status
 from reports import services as report_services
 from reports.models import ReportRun
-from shipments import services
 from shipments.access import access_log_write
+from shipments.checkpoints import checkpoint_record
+from shipments.inquiries import inquiry_log
 from shipments.models import Shipment
 from shipments.status import EventKind
 from tests.browser.conftest import PASSWORD
@@ -109,7 +110,7 @@ def data(escalation_rules: None) -> Data:
         EventKind.NOTE,
     ]
     for i in range(40):
-        services.checkpoint_record(
+        checkpoint_record(
             shipment=long.pk,
             kind=kinds[i % len(kinds)],
             user=worker if i % 3 else None,
@@ -143,7 +144,7 @@ def data(escalation_rules: None) -> Data:
         subject="",
         body_text=f"Your order is on its way. Track & manage: {LONG_URL}",
     )
-    services.inquiry_log(
+    inquiry_log(
         shipment=long,
         user=boss,
         channel="phone",
@@ -151,7 +152,7 @@ def data(escalation_rules: None) -> Data:
         "at number 130 because nobody is home during the day this week.",
         answer="Told her we add a note for the driver; the carrier decides.",
     )
-    services.inquiry_log(
+    inquiry_log(
         shipment=long,
         user=boss,
         channel="email",

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from exceptions_mgmt.services import exception_report
 from notifications.models import Channel, Kind, Notification
-from shipments import services
+from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment
 from shipments.status import EventKind
 from tests.browser.conftest import axe_serious
@@ -67,15 +67,13 @@ def shipment() -> Shipment:
         country="ES",
         timezone="Europe/Madrid",
     )
-    services.checkpoint_record(
+    checkpoint_record(
         shipment=s,
         kind=EventKind.ARRIVED_HUB,
         user=None,
         location=hub,
     )
-    services.checkpoint_record(
-        shipment=s, kind=EventKind.DEPARTED_HUB, user=None, location=hub
-    )
+    checkpoint_record(shipment=s, kind=EventKind.DEPARTED_HUB, user=None, location=hub)
     return s
 
 
@@ -140,7 +138,7 @@ def test_a_customer_looks_their_package_up_without_javascript(
 def test_a_customer_rates_the_delivery_once_it_has_arrived(
     no_js_phone: Page, shipment: Shipment, live_server: Any
 ) -> None:
-    services.checkpoint_record(shipment=shipment, kind=EventKind.DELIVERED, user=None)
+    checkpoint_record(shipment=shipment, kind=EventKind.DELIVERED, user=None)
     page = no_js_phone
     page.goto(f"{live_server.url}/t/{shipment.public_token}/")
     expect(page.get_by_test_id("status")).to_have_text("Delivered")
@@ -173,7 +171,7 @@ def test_the_public_pages_pass_an_accessibility_audit(
         expected_resolution=timezone.now() + timedelta(days=1),
     )
     delivered = dispatched_shipment()
-    services.checkpoint_record(shipment=delivered, kind=EventKind.DELIVERED, user=None)
+    checkpoint_record(shipment=delivered, kind=EventKind.DELIVERED, user=None)
     base = live_server.url
     pages = {
         "tracking page with a problem": f"{base}/t/{shipment.public_token}/",

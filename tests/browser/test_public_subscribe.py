@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from notifications import links
 from notifications.models import Audience, Channel, Kind, Notification, Subscription
 from notifications.subscriptions import subscription_confirm, subscription_request
-from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
 from shipments.status import EventKind
 from tests.browser.conftest import axe_serious
 from tests.factories import dispatched_shipment
@@ -90,9 +90,7 @@ def test_customer_subscribes_by_email_confirms_gets_the_next_update_and_stops_it
     subscription.refresh_from_db()
     assert subscription.is_active
 
-    shipment_services.checkpoint_record(
-        shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
-    )
+    checkpoint_record(shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None)
 
     update = Notification.objects.get(
         kind=Kind.OUT_FOR_DELIVERY, audience=Audience.SUBSCRIBER

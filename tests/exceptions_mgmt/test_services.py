@@ -31,6 +31,7 @@ from exceptions_mgmt.services import ExceptionConflict
 from notifications.models import Audience, Channel, Kind, Notification
 from notifications.services import queue_now
 from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record, event_void
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import ShipmentFactory, UserFactory, dispatched_shipment
@@ -52,7 +53,7 @@ def _later(hours: float = 6) -> datetime:
 
 
 def _scan(shipment: Shipment, kind: str) -> TrackingEvent:
-    return shipment_services.checkpoint_record(shipment=shipment, kind=kind, user=None)
+    return checkpoint_record(shipment=shipment, kind=kind, user=None)
 
 
 def _in_transit() -> Shipment:
@@ -598,7 +599,7 @@ def test_voiding_the_report_voids_the_exception_with_who_when_and_why(
         exception = _report(shipment, staff)
         assert exception.report_event is not None
 
-        shipment_services.event_void(
+        event_void(
             event=exception.report_event,
             user=supervisor,
             reason="Reported on the wrong package",
@@ -628,9 +629,7 @@ def test_a_voided_exception_leaves_the_queue_and_the_dashboard_counts(
     voided = _report(_in_transit(), staff)
     assert voided.report_event is not None
 
-    shipment_services.event_void(
-        event=voided.report_event, user=supervisor, reason="Duplicate report"
-    )
+    event_void(event=voided.report_event, user=supervisor, reason="Duplicate report")
 
     assert list(selectors.exception_queue()) == [kept]
     assert services.queue_counts()["open"] == 1
@@ -643,7 +642,7 @@ def test_the_sweep_never_escalates_a_voided_exception(
     with time_machine.travel(timezone.now(), tick=False) as clock:
         exception = _report(_in_transit(), staff, severity=Severity.CRITICAL)
         assert exception.report_event is not None
-        shipment_services.event_void(
+        event_void(
             event=exception.report_event, user=supervisor, reason="Wrong package"
         )
         clock.shift(timedelta(days=5))  # past every critical rule
@@ -667,7 +666,7 @@ def test_voiding_the_report_tells_neither_customer_nor_subscriber_it_was_resolve
     assert exception.report_event is not None
     before = Notification.objects.count()
 
-    correction = shipment_services.event_void(
+    correction = event_void(
         event=exception.report_event, user=supervisor, reason="Wrong package"
     )
 
@@ -686,7 +685,7 @@ def test_voiding_the_report_of_a_package_out_for_delivery_sends_nothing_again(
     exception = _report(shipment, staff)
     assert exception.report_event is not None
 
-    correction = shipment_services.event_void(
+    correction = event_void(
         event=exception.report_event, user=supervisor, reason="Wrong package"
     )
 
@@ -700,9 +699,7 @@ def test_a_voided_exception_can_no_longer_be_worked(
 ) -> None:
     exception = _report(_in_transit(), staff)
     assert exception.report_event is not None
-    shipment_services.event_void(
-        event=exception.report_event, user=supervisor, reason="Wrong package"
-    )
+    event_void(event=exception.report_event, user=supervisor, reason="Wrong package")
 
     with pytest.raises(ExceptionConflict, match="voided by"):
         services.exception_resolve(exception=exception, user=staff, notes="Done")
@@ -724,9 +721,7 @@ def test_voiding_the_report_of_a_resolved_exception_keeps_its_resolution(
     assert exception.report_event is not None
     services.exception_resolve(exception=exception, user=staff, notes="Dried out")
 
-    shipment_services.event_void(
-        event=exception.report_event, user=supervisor, reason="Wrong package"
-    )
+    event_void(event=exception.report_event, user=supervisor, reason="Wrong package")
 
     exception.refresh_from_db()
     assert (exception.status, exception.resolved_by) == (
@@ -748,9 +743,7 @@ def test_voiding_the_report_while_someone_resolves_it_leaves_one_story() -> None
     report = exception.report_event
 
     voided, resolved = race(
-        lambda: shipment_services.event_void(
-            event=report, user=supervisor, reason="Wrong package"
-        ),
+        lambda: event_void(event=report, user=supervisor, reason="Wrong package"),
         lambda: services.exception_resolve(
             exception=exception, user=agent, notes="Dried out"
         ),

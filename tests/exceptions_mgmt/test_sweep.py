@@ -29,6 +29,7 @@ from exceptions_mgmt.models import (
 from notifications.models import Audience, Channel, Kind, Notification
 from notifications.services import queue_now
 from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import UserFactory, dispatched_shipment
@@ -306,9 +307,7 @@ def test_a_shipment_past_its_eta_gets_one_late_exception(scanned: bool) -> None:
         eta = shipment.estimated_delivery
         clock.shift(timedelta(days=2))
         if scanned:
-            shipment_services.checkpoint_record(
-                shipment=shipment, kind=K.ARRIVED_HUB, user=None
-            )
+            checkpoint_record(shipment=shipment, kind=K.ARRIVED_HUB, user=None)
         clock.shift(timedelta(days=1))  # the day of its ETA: not late yet
         assert services.exceptions_detect() == 0
 
@@ -371,9 +370,7 @@ def test_an_in_transit_shipment_without_a_scan_gets_one_no_scan_exception(
     settings.TRACKSOP_STALL_HOURS = 6
     with time_machine.travel(timezone.now(), tick=False) as clock:
         moving = dispatched_shipment()
-        shipment_services.checkpoint_record(
-            shipment=moving, kind=K.PICKED_UP, user=None
-        )
+        checkpoint_record(shipment=moving, kind=K.PICKED_UP, user=None)
         waiting = dispatched_shipment()  # not picked up yet: not stalled
         clock.shift(timedelta(hours=5))
         assert services.exceptions_detect() == 0
@@ -396,9 +393,7 @@ def test_an_in_transit_shipment_without_a_scan_gets_one_no_scan_exception(
 def test_a_delivered_shipment_past_its_eta_gets_nothing() -> None:
     with time_machine.travel(timezone.now(), tick=False) as clock:
         shipment = dispatched_shipment()
-        shipment_services.checkpoint_record(
-            shipment=shipment, kind=K.DELIVERED, user=None
-        )
+        checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
         clock.shift(timedelta(days=10))
         assert services.exceptions_detect() == 0
 
@@ -408,9 +403,7 @@ def test_a_delivered_shipment_past_its_eta_gets_nothing() -> None:
 def test_a_shipment_with_an_open_exception_gets_nothing_more() -> None:
     with time_machine.travel(timezone.now(), tick=False) as clock:
         shipment = dispatched_shipment()
-        shipment_services.checkpoint_record(
-            shipment=shipment, kind=K.PICKED_UP, user=None
-        )
+        checkpoint_record(shipment=shipment, kind=K.PICKED_UP, user=None)
         open_one = _report(shipment, cause=Cause.DAMAGED)
         clock.shift(timedelta(days=10))  # past its ETA and long silent
         assert services.exceptions_detect() == 0

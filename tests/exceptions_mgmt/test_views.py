@@ -32,7 +32,7 @@ from exceptions_mgmt.models import (
     Severity,
 )
 from notifications.models import Audience, Kind, Notification, Status
-from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
@@ -710,9 +710,7 @@ def test_resolving_over_someone_elses_change_is_refused_with_409(
 def test_working_an_exception_of_a_delivered_shipment_is_refused_with_409(
     client: Client, staff: User, exception: DeliveryException
 ) -> None:
-    shipment_services.checkpoint_record(
-        shipment=exception.shipment, kind=K.DELIVERED, user=staff
-    )
+    checkpoint_record(shipment=exception.shipment, kind=K.DELIVERED, user=staff)
     assert _fresh(exception).status == E.RESOLVED  # closed with the record
 
     for name, data in [
@@ -1050,9 +1048,7 @@ def test_the_shipment_page_offers_a_report_button_only_for_a_moving_package(
     recorded = ShipmentFactory()
     held = _report().shipment
     delivered = dispatched_shipment()
-    shipment_services.checkpoint_record(
-        shipment=delivered, kind=K.DELIVERED, user=staff
-    )
+    checkpoint_record(shipment=delivered, kind=K.DELIVERED, user=staff)
     _as(client, staff)
 
     def offers(shipment: Shipment) -> bool:

@@ -28,7 +28,8 @@ from kombu.utils.collections import eqhash
 from notifications import services
 from notifications.models import Channel, Kind, Notification, Status
 from notifications.tasks import notification_send
-from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
+from shipments.dispatch import shipment_dispatch
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import OwnFleetFactory, dispatched_shipment, ready_shipment
@@ -94,7 +95,7 @@ def _wait_idle(worker: Worker, *, received: int) -> None:
 
 
 def _dispatch(shipment: Shipment) -> Shipment:
-    return shipment_services.shipment_dispatch(
+    return shipment_dispatch(
         shipment=shipment,
         user=None,
         carrier=OwnFleetFactory(),
@@ -279,7 +280,7 @@ def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
 
     broker.stop()
     started = time.monotonic()
-    event = shipment_services.checkpoint_record(
+    event = checkpoint_record(
         shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
     )
     elapsed = time.monotonic() - started

@@ -25,7 +25,7 @@ from notifications.models import (
     MessageTemplate,
     Notification,
 )
-from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
 from shipments.forms import ShipmentForm
 from shipments.models import Location, Shipment, TrackingEvent
 from shipments.status import EventKind
@@ -100,7 +100,7 @@ def test_an_english_recipient_is_told_in_english() -> None:
 def test_the_cause_is_worded_in_the_recipients_language() -> None:
     shipment = _shipment("es")
 
-    shipment_services.checkpoint_record(
+    checkpoint_record(
         shipment=shipment,
         kind=EventKind.EXCEPTION_REPORTED,
         user=None,
@@ -128,9 +128,7 @@ def test_a_subscriber_reads_the_language_of_the_page_they_subscribed_on() -> Non
     subscription.confirmed_at = timezone.now()
     subscription.save(update_fields=["confirmed_at"])
 
-    shipment_services.checkpoint_record(
-        shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
-    )
+    checkpoint_record(shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None)
 
     fan = _rows(shipment, Kind.OUT_FOR_DELIVERY, Audience.SUBSCRIBER)[Channel.EMAIL]
     assert "sale hoy para entrega" in fan.subject
@@ -160,9 +158,7 @@ def test_an_admins_override_applies_to_messages_in_the_default_language_only() -
     )
     english, spanish = _shipment("en"), _shipment("es", "1Z999AA10123456793")
     for shipment in (english, spanish):
-        shipment_services.checkpoint_record(
-            shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
-        )
+        checkpoint_record(shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None)
 
     assert _rows(english, Kind.OUT_FOR_DELIVERY)[Channel.EMAIL].subject == (
         "Today: ORD-77001"

@@ -21,9 +21,9 @@ from django.utils import timezone
 from notifications import gateways, services
 from notifications.models import Audience, Channel, Kind, Notification, Preference
 from notifications.models import Status as St
+from shipments.checkpoints import checkpoint_record
 from shipments.events import Recorded
 from shipments.models import Shipment
-from shipments.services import checkpoint_record
 from shipments.status import EventKind
 from tests.factories import NotificationFactory, dispatched_shipment
 from tests.notifications.conftest import SmtpSink

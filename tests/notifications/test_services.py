@@ -36,6 +36,8 @@ from notifications.models import (
 )
 from notifications.selectors import failed_notifications
 from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
+from shipments.dispatch import shipment_dispatch, tracking_number_generate
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
@@ -65,9 +67,7 @@ def _rows(shipment: Shipment, kind: str) -> dict[tuple[str, str], Notification]:
 
 
 def _scan(shipment: Shipment, kind: str, **kwargs: Any) -> TrackingEvent:
-    return shipment_services.checkpoint_record(
-        shipment=shipment, kind=kind, user=None, **kwargs
-    )
+    return checkpoint_record(shipment=shipment, kind=kind, user=None, **kwargs)
 
 
 def _queued(callbacks: list[Callable[[], Any]]) -> list[int]:
@@ -119,7 +119,7 @@ def test_a_rolled_back_dispatch_leaves_no_message() -> None:
 
     def dispatch_then_fail() -> None:
         with transaction.atomic():
-            shipment_services.shipment_dispatch(
+            shipment_dispatch(
                 shipment=shipment,
                 user=None,
                 carrier=OwnFleetFactory(),
@@ -146,7 +146,7 @@ def test_dispatch_hands_the_messages_to_the_broker_only_on_commit(
     shipment = ready_shipment(recipient_phone="")
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        shipment = shipment_services.shipment_dispatch(
+        shipment = shipment_dispatch(
             shipment=shipment,
             user=None,
             carrier=OwnFleetFactory(),
@@ -464,7 +464,7 @@ def test_a_dispatch_message_without_the_eta_is_suppressed_naming_it(
     # leave one out, and the customer must not get a message that lacks it.
     shipment = ready_shipment()
     shipment.carrier = OwnFleetFactory()
-    shipment.tracking_number = shipment_services.tracking_number_generate()
+    shipment.tracking_number = tracking_number_generate()
     shipment.dispatched_at = timezone.now()
     shipment.estimated_delivery = None
     shipment.status = S.DISPATCHED

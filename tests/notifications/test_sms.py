@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from notifications import services
 from notifications.models import Channel, Kind, Notification, Status
-from shipments import services as shipment_services
+from shipments.dispatch import shipment_dispatch
 from shipments.models import Shipment
 from tests.factories import OwnFleetFactory, dispatched_shipment, ready_shipment
 from tests.notifications.conftest import TWILIO_SETTINGS, FakeTwilio, wait_for
@@ -173,7 +173,7 @@ def test_an_invalid_phone_on_the_shipment_suppresses_the_text(
     shipment = ready_shipment(recipient_phone=PHONE)
     # Stored before validation existed, or by an import that skipped it.
     Shipment.objects.filter(pk=shipment.pk).update(recipient_phone="+1 555 01")
-    shipment = shipment_services.shipment_dispatch(
+    shipment = shipment_dispatch(
         shipment=shipment,
         user=None,
         carrier=OwnFleetFactory(),

@@ -36,6 +36,7 @@ from notifications.models import (
 )
 from notifications.subscriptions import SubscriptionError
 from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import CarrierFactory, ShipmentFactory, dispatched_shipment
@@ -95,7 +96,7 @@ def _confirmed(shipment: Shipment, address: str, channel: str = EMAIL) -> Any:
 
 
 def _scan(shipment: Shipment, kind: str) -> Any:
-    return shipment_services.checkpoint_record(shipment=shipment, kind=kind, user=None)
+    return checkpoint_record(shipment=shipment, kind=kind, user=None)
 
 
 def _subscriber_rows(shipment: Shipment, kind: str) -> list[Notification]:

@@ -24,7 +24,7 @@ from notifications.models import (
     Preference,
     Status,
 )
-from shipments import services as shipment_services
+from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import NotificationFactory, dispatched_shipment
@@ -842,9 +842,7 @@ def test_a_customer_who_stopped_updates_gets_no_further_messages(
 ) -> None:
     client.post(_unsubscribe(private))
 
-    shipment_services.checkpoint_record(
-        shipment=private, kind=EventKind.OUT_FOR_DELIVERY, user=None
-    )
+    checkpoint_record(shipment=private, kind=EventKind.OUT_FOR_DELIVERY, user=None)
 
     private.refresh_from_db()
     assert private.status == ShipmentStatus.OUT_FOR_DELIVERY

@@ -21,6 +21,8 @@ from notifications.models import (
 )
 from notifications.tasks import webhooks_sweep
 from shipments import services
+from shipments.checkpoints import checkpoint_record
+from shipments.dispatch import shipment_check
 from shipments.status import EventKind
 from tests.factories import ShipmentFactory, dispatched_shipment
 from tests.notifications.conftest import wait_for
@@ -54,7 +56,7 @@ def test_events_reach_the_receiver_signed_with_the_endpoint_secret(
     start_worker(**WORKER_ENV)
 
     shipment = dispatched_shipment(order_number="ORD-4242")
-    services.checkpoint_record(
+    checkpoint_record(
         shipment=shipment,
         kind=EventKind.PICKED_UP,
         user=None,
@@ -117,9 +119,7 @@ def test_a_receiver_down_for_a_while_gets_every_event_once_when_it_is_back(
     receiver.stop()
 
     for shipment in shipments:
-        services.shipment_check(
-            shipment=shipment, user=None, quality_ok=True, quantity_ok=True
-        )
+        shipment_check(shipment=shipment, user=None, quality_ok=True, quantity_ok=True)
         services.shipment_cancel(
             shipment=shipment, user=None, reason="Customer changed their mind"
         )

@@ -18,6 +18,7 @@ from exceptions_mgmt.models import Cause
 from notifications import webhooks
 from notifications.models import WebhookEndpoint, WebhookEventType, WebhookMessage
 from shipments import services
+from shipments.checkpoints import Checkpoint, checkpoint_record, checkpoints_append
 from shipments.events import Recorded, events_recorded
 from shipments.models import Shipment
 from shipments.status import EventKind
@@ -63,9 +64,7 @@ def test_a_delivery_scan_is_a_checkpoint_a_status_change_and_a_delivery(
     _endpoint(integration)
     shipment = dispatched_shipment()
 
-    event = services.checkpoint_record(
-        shipment=shipment, kind=EventKind.DELIVERED, user=None
-    )
+    event = checkpoint_record(shipment=shipment, kind=EventKind.DELIVERED, user=None)
 
     assert _types(event.pk) == sorted(
         [T.CHECKPOINT_RECORDED, T.SHIPMENT_STATUS_CHANGED, T.SHIPMENT_DELIVERED]
@@ -85,9 +84,7 @@ def test_an_endpoint_gets_only_the_types_it_subscribed_to(
     everything = _endpoint(integration, n=2)
     shipment = dispatched_shipment()
 
-    event = services.checkpoint_record(
-        shipment=shipment, kind=EventKind.DELIVERED, user=None
-    )
+    event = checkpoint_record(shipment=shipment, kind=EventKind.DELIVERED, user=None)
 
     mine = WebhookMessage.objects.filter(endpoint=only_delivered)
     assert list(mine.values_list("event_type", flat=True)) == [T.SHIPMENT_DELIVERED]
@@ -177,9 +174,7 @@ def test_an_event_rolled_back_leaves_no_webhook(integration: Integration) -> Non
 
     def scan_then_fail() -> None:
         with transaction.atomic():
-            services.checkpoint_record(
-                shipment=shipment, kind=EventKind.PICKED_UP, user=None
-            )
+            checkpoint_record(shipment=shipment, kind=EventKind.PICKED_UP, user=None)
             assert WebhookMessage.objects.count() == before + 2
             raise RuntimeError("the request failed after the scan")
 
@@ -222,8 +217,8 @@ def _scan_all(shipments: list[Shipment]) -> None:
             .filter(pk__in=[s.pk for s in shipments])
             .order_by("pk")
         )
-        services.checkpoints_append(
-            [services.Checkpoint(shipment=s) for s in locked],
+        checkpoints_append(
+            [Checkpoint(shipment=s) for s in locked],
             kind=EventKind.IN_TRANSIT_SCAN,
             user=None,
             occurred_at=timezone.now(),

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from reports.models import Archive
-from shipments import services
+from shipments.checkpoints import checkpoint_record
 from shipments.models import Carrier, Shipment, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import dispatched_shipment
@@ -29,9 +29,7 @@ def purged(archives: Path) -> tuple[list[int], Archive]:
         pks = []
         for _ in range(2):
             shipment = dispatched_shipment()
-            services.checkpoint_record(
-                shipment=shipment.pk, kind=EventKind.DELIVERED, user=None
-            )
+            checkpoint_record(shipment=shipment.pk, kind=EventKind.DELIVERED, user=None)
             pks.append(shipment.pk)
     call_command("retention_purge")
     assert not Shipment.objects.filter(pk__in=pks).exists()

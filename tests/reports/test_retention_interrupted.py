@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from reports import retention
 from reports.models import Archive, PeriodAggregate, RetentionPurge
-from shipments import services
+from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import dispatched_shipment
@@ -38,9 +38,7 @@ def delivered_long_ago(archives: Path, monkeypatch: pytest.MonkeyPatch) -> list[
     with time_machine.travel(LONG_AGO, tick=False):
         for _ in range(5):
             shipment = dispatched_shipment()
-            services.checkpoint_record(
-                shipment=shipment.pk, kind=EventKind.DELIVERED, user=None
-            )
+            checkpoint_record(shipment=shipment.pk, kind=EventKind.DELIVERED, user=None)
             pks.append(shipment.pk)
     return sorted(pks)
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from notifications.rendering import message_context
 from shipments import services
+from shipments.checkpoints import bulk_scan_record, checkpoint_record
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import LocationFactory, dispatched_shipment
@@ -100,7 +101,7 @@ def test_the_service_refuses_a_checkpoint_before_the_shipment_existed(
     settings.TRACKSOP_PAST_TOLERANCE_DAYS = 2
     shipment = dispatched_shipment()
     with pytest.raises(ValidationError) as caught:
-        services.checkpoint_record(
+        checkpoint_record(
             shipment=shipment.pk,
             kind=K.IN_TRANSIT_SCAN,
             user=None,
@@ -116,7 +117,7 @@ def test_a_bulk_scan_dated_year_one_is_listed_as_a_problem(
     staff: User, hub: Any
 ) -> None:
     shipment = dispatched_shipment()
-    result = services.bulk_scan_record(
+    result = bulk_scan_record(
         user=staff,
         kind=K.ARRIVED_HUB,
         location=hub,

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Kind, Notification
-from shipments import services
 from shipments.carrier_sync import carrier_sync_batch
+from shipments.checkpoints import checkpoint_record
 from shipments.fake_carrier import FakeCarrier
 from shipments.models import (
     CarrierAccount,
@@ -570,7 +570,7 @@ def test_a_carrier_delivery_after_staff_closed_it_as_returned_is_kept_and_flagge
         shipment.tracking_number,
         events=journey(("picked_up", 5, ATLANTA), ("delivered", 0.5, ATLANTA)),
     )
-    services.checkpoint_record(
+    checkpoint_record(
         shipment=shipment,
         kind=EventKind.RETURNED,
         user=None,

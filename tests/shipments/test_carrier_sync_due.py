@@ -16,8 +16,9 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from shipments import carrier_sync, services
+from shipments import carrier_sync
 from shipments.carrier_sync import carrier_sync_due, rate_take
+from shipments.checkpoints import checkpoint_record
 from shipments.models import CarrierAccount, CarrierSync, Shipment, TrackingProvider
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import CarrierFactory, dispatched_shipment, ready_shipment
@@ -90,7 +91,7 @@ def test_only_dispatched_shipments_of_a_connected_carrier_are_followed(
     own_fleet = dispatched_shipment()
     not_dispatched = ready_shipment(carrier=ups.carrier)
     delivered = shipments_with(ups)[0]
-    services.checkpoint_record(
+    checkpoint_record(
         shipment=delivered, kind=EventKind.DELIVERED, user=None, occurred_at=NOW
     )
     off = connect(TrackingProvider.FEDEX, is_active=False)
@@ -231,7 +232,7 @@ def test_a_shipment_staff_closed_meanwhile_is_no_longer_followed(
 ) -> None:
     ups = connect()
     [shipment] = followed(ups, due=NOW - timedelta(minutes=1))
-    services.checkpoint_record(
+    checkpoint_record(
         shipment=shipment,
         kind=EventKind.DELIVERED,
         user=None,

@@ -13,7 +13,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from shipments import services
+from shipments.checkpoints import checkpoint_record
+from shipments.dispatch import shipment_dispatch
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus, initial_state, next_state
 from tests.factories import CarrierFactory, dispatched_shipment, ready_shipment
@@ -40,13 +41,13 @@ def test_two_scans_of_one_package_are_serialised_by_the_row_lock() -> None:
     now = timezone.now()
 
     outcomes = race(
-        lambda: services.checkpoint_record(
+        lambda: checkpoint_record(
             shipment=shipment.pk,
             kind=K.OUT_FOR_DELIVERY,
             user=None,
             occurred_at=now - timedelta(minutes=1),
         ),
-        lambda: services.checkpoint_record(
+        lambda: checkpoint_record(
             shipment=shipment.pk, kind=K.DELIVERED, user=None, occurred_at=now
         ),
     )
@@ -70,7 +71,7 @@ def test_two_clerks_cannot_dispatch_with_the_same_tracking_number() -> None:
     eta = timezone.localdate() + timedelta(days=2)
 
     def dispatch(shipment: Shipment) -> Callable[[], Shipment]:
-        return lambda: services.shipment_dispatch(
+        return lambda: shipment_dispatch(
             shipment=shipment,
             user=None,
             carrier=ups,
@@ -104,7 +105,7 @@ def test_one_carrier_event_delivered_twice_at_once_is_logged_once() -> None:
     version = shipment.version
 
     def deliver() -> TrackingEvent:
-        return services.checkpoint_record(
+        return checkpoint_record(
             shipment=shipment.pk,
             kind=K.DELIVERED,
             user=None,

@@ -4,14 +4,32 @@ transaction that records it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from exceptions_mgmt import services as exception_services
+from exceptions_mgmt.models import Cause
 from shipments import services
-from shipments.events import events_recorded
+from shipments.checkpoints import (
+    Checkpoint,
+    checkpoint_record,
+    checkpoints_append,
+    event_void,
+)
+from shipments.events import (
+    CheckData,
+    CorrectionData,
+    DetailsChangedData,
+    DispatchedData,
+    EtaChangedData,
+    ExceptionData,
+    events_recorded,
+)
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import dispatched_shipment
@@ -34,7 +52,7 @@ def received() -> Iterator[list[dict[str, Any]]]:
 def test_each_checkpoint_announces_itself_with_the_previous_status(received) -> None:
     shipment = dispatched_shipment()
     received.clear()
-    event = services.checkpoint_record(
+    event = checkpoint_record(
         shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
     )
     assert len(received) == 1
@@ -53,9 +71,7 @@ def test_a_failing_listener_rolls_the_checkpoint_back() -> None:
     events_recorded.connect(broken, weak=False)
     try:
         with pytest.raises(RuntimeError):
-            services.checkpoint_record(
-                shipment=shipment, kind=EventKind.PICKED_UP, user=None
-            )
+            checkpoint_record(shipment=shipment, kind=EventKind.PICKED_UP, user=None)
     finally:
         events_recorded.disconnect(broken)
     assert not TrackingEvent.objects.filter(kind=EventKind.PICKED_UP).exists()
@@ -74,9 +90,9 @@ def test_checkpoints_on_many_shipments_are_one_announcement(received) -> None:
                 pk__in=[s.pk for s in shipments]
             )
         )
-        events = services.checkpoints_append(
+        events = checkpoints_append(
             [
-                services.Checkpoint(shipment=s, notes=f"note {s.pk}", data={"n": s.pk})
+                Checkpoint(shipment=s, notes=f"note {s.pk}", data={"n": s.pk})
                 for s in locked
             ],
             kind=EventKind.EXCEPTION_REPORTED,
@@ -108,8 +124,8 @@ def test_checkpoints_on_many_shipments_need_them_locked_in_a_transaction() -> No
     shipment = dispatched_shipment()
 
     with pytest.raises(RuntimeError, match="locked in a transaction"):
-        services.checkpoints_append(
-            [services.Checkpoint(shipment=shipment)],
+        checkpoints_append(
+            [Checkpoint(shipment=shipment)],
             kind=EventKind.EXCEPTION_REPORTED,
             user=None,
             occurred_at=timezone.now(),
@@ -120,3 +136,61 @@ def test_checkpoints_on_many_shipments_need_them_locked_in_a_transaction() -> No
         EventKind.CHECK_PASSED,
         EventKind.DISPATCHED,
     ]
+
+
+# The data each kind's writers give, as `shipments.events` declares it.
+DATA_TYPES: dict[str, Any] = {
+    EventKind.DETAILS_CHANGED: DetailsChangedData,
+    EventKind.CHECK_PASSED: CheckData,
+    EventKind.DISPATCHED: DispatchedData,
+    EventKind.ETA_CHANGED: EtaChangedData,
+    EventKind.CORRECTION: CorrectionData,
+    EventKind.EXCEPTION_REPORTED: ExceptionData,
+    EventKind.EXCEPTION_UPDATED: ExceptionData,
+    EventKind.EXCEPTION_RESOLVED: ExceptionData,
+}
+
+
+def test_each_kinds_data_has_the_keys_its_typed_dict_declares(
+    supervisor: User,
+) -> None:
+    shipment = dispatched_shipment()
+    services.shipment_update(
+        shipment=shipment, user=supervisor, details={"contents": "Globes"}
+    )
+    services.shipment_eta_change(
+        shipment=shipment,
+        user=supervisor,
+        estimated_delivery=timezone.localdate() + timedelta(days=9),
+        reason="Storm",
+    )
+    scan = checkpoint_record(shipment=shipment, kind=EventKind.PICKED_UP, user=None)
+    event_void(event=scan, user=supervisor, reason="Wrong parcel")
+    exception = exception_services.exception_report(
+        shipment=shipment,
+        user=supervisor,
+        cause=Cause.WEATHER,
+        expected_resolution=timezone.now() + timedelta(days=1),
+    )
+    exception_services.exception_reschedule(
+        exception=exception,
+        user=supervisor,
+        expected_resolution=timezone.now() + timedelta(days=2),
+        reason="Roads closed",
+    )
+    exception_services.exception_resolve(
+        exception=exception, user=supervisor, notes="Roads open"
+    )
+
+    seen: set[str] = set()
+    for event in TrackingEvent.objects.filter(shipment=shipment):
+        declared = DATA_TYPES.get(event.kind)
+        if declared is None:
+            continue
+        seen.add(event.kind)
+        keys = set(event.data)
+        assert declared.__required_keys__ <= keys, event.kind
+        assert keys <= declared.__required_keys__ | declared.__optional_keys__, (
+            event.kind
+        )
+    assert seen == set(DATA_TYPES)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import Cause, DeliveryException, ExceptionChange
 from notifications.models import Notification
-from shipments import services
+from shipments.checkpoints import checkpoint_record
 from shipments.ingest import (
     INGEST_LIMIT,
     CheckpointIn,
@@ -346,7 +346,7 @@ def test_a_refused_batch_item_leaves_a_concurrent_single_scan_alone() -> None:
                 CheckpointIn(shipment.shipment_id, K.PICKED_UP, now, external_id="p"),
             ]
         ),
-        lambda: services.checkpoint_record(
+        lambda: checkpoint_record(
             shipment=shipment.pk,
             kind=K.PICKED_UP,
             user=None,

@@ -21,7 +21,9 @@ from django.utils import timezone
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Notification
-from shipments import selectors, services
+from shipments import selectors
+from shipments.checkpoints import checkpoint_record
+from shipments.inquiries import InquiryAlreadyAnswered, inquiry_answer, inquiry_log
 from shipments.models import Inquiry, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
@@ -43,7 +45,7 @@ def _log(
     shipment: Shipment, user: User, question: str = "Where is my parcel?", **kw: Any
 ) -> Inquiry:
     kw.setdefault("channel", PHONE)
-    return services.inquiry_log(shipment=shipment, user=user, question=question, **kw)
+    return inquiry_log(shipment=shipment, user=user, question=question, **kw)
 
 
 def _as(client: Client, user: User) -> Client:
@@ -57,7 +59,7 @@ def _page(response: Any) -> str:
 
 def _delivered() -> Shipment:
     shipment = dispatched_shipment()
-    services.checkpoint_record(shipment=shipment, kind=EventKind.DELIVERED, user=None)
+    checkpoint_record(shipment=shipment, kind=EventKind.DELIVERED, user=None)
     shipment.refresh_from_db()
     return shipment
 
@@ -108,7 +110,7 @@ def test_logging_and_answering_leave_the_event_log_and_the_shipment_alone(
     version = shipment.version
 
     inquiry = _log(shipment, cs_agent)
-    services.inquiry_answer(inquiry=inquiry, user=cs_agent, answer="Friday.")
+    inquiry_answer(inquiry=inquiry, user=cs_agent, answer="Friday.")
 
     shipment.refresh_from_db()
     assert TrackingEvent.objects.count() == events
@@ -144,7 +146,7 @@ def test_answering_records_the_answer_who_and_when(
 ) -> None:
     inquiry = _log(ShipmentFactory(), cs_agent)
 
-    answered = services.inquiry_answer(
+    answered = inquiry_answer(
         inquiry=inquiry, user=supervisor, answer=" It left the hub today. "
     )
 
@@ -161,7 +163,7 @@ def test_an_empty_answer_is_refused_and_the_inquiry_stays_open(
     inquiry = _log(ShipmentFactory(), cs_agent)
 
     with pytest.raises(ValidationError) as refused:
-        services.inquiry_answer(inquiry=inquiry, user=cs_agent, answer="  ")
+        inquiry_answer(inquiry=inquiry, user=cs_agent, answer="  ")
 
     assert refused.value.message_dict == {
         "answer": ["Write what the customer was told."]
@@ -176,10 +178,10 @@ def test_answering_twice_says_who_answered_first_and_changes_nothing(
     supervisor.first_name, supervisor.last_name = "Grace", "Hopper"
     supervisor.save()
     inquiry = _log(ShipmentFactory(), cs_agent)
-    services.inquiry_answer(inquiry=inquiry, user=supervisor, answer="First.")
+    inquiry_answer(inquiry=inquiry, user=supervisor, answer="First.")
 
-    with pytest.raises(services.InquiryAlreadyAnswered) as refused:
-        services.inquiry_answer(inquiry=inquiry, user=cs_agent, answer="Second.")
+    with pytest.raises(InquiryAlreadyAnswered) as refused:
+        inquiry_answer(inquiry=inquiry, user=cs_agent, answer="Second.")
 
     assert "already answered by Grace Hopper" in str(refused.value)
     inquiry.refresh_from_db()
@@ -193,12 +195,12 @@ def test_two_agents_answering_at_once_one_wins_and_the_other_is_told(
     inquiry = _log(ShipmentFactory(), cs_agent)
 
     outcomes = race(
-        lambda: services.inquiry_answer(inquiry=inquiry, user=cs_agent, answer="A"),
-        lambda: services.inquiry_answer(inquiry=inquiry, user=supervisor, answer="B"),
+        lambda: inquiry_answer(inquiry=inquiry, user=cs_agent, answer="A"),
+        lambda: inquiry_answer(inquiry=inquiry, user=supervisor, answer="B"),
     )
 
     won = [o for o in outcomes if isinstance(o, Inquiry)]
-    lost = [o for o in outcomes if isinstance(o, services.InquiryAlreadyAnswered)]
+    lost = [o for o in outcomes if isinstance(o, InquiryAlreadyAnswered)]
     assert (len(won), len(lost)) == (1, 1), outcomes
     inquiry.refresh_from_db()
     assert inquiry.answer == won[0].answer
@@ -214,7 +216,7 @@ def test_the_staff_timeline_interleaves_inquiries_with_events_by_time(
 ) -> None:
     shipment = ShipmentFactory()
     first = _log(shipment, cs_agent, "First call")
-    note = services.checkpoint_record(
+    note = checkpoint_record(
         shipment=shipment, kind=EventKind.NOTE, user=staff, notes="Seen"
     )
     second = _log(shipment, cs_agent, "Second call")
@@ -491,7 +493,7 @@ def test_an_empty_answer_answers_400_at_the_field_and_keeps_it_open(
 def test_an_answer_after_a_colleagues_answers_409_and_keeps_both_texts_visible(
     client: Client, cs_agent: User, supervisor: User, inquiry: Inquiry
 ) -> None:
-    services.inquiry_answer(inquiry=inquiry, user=supervisor, answer="Theirs.")
+    inquiry_answer(inquiry=inquiry, user=supervisor, answer="Theirs.")
     url = reverse("inquiry-answer", args=[inquiry.shipment.shipment_id, inquiry.pk])
 
     response = _as(client, cs_agent).post(url, {"answer": "Mine."})
@@ -577,7 +579,7 @@ def test_the_shipment_page_costs_the_same_queries_for_3_or_30_inquiries(
     for i in range(n):
         inquiry = _log(shipment, cs_agent, f"Call {i}")
         if i % 2:
-            services.inquiry_answer(inquiry=inquiry, user=supervisor, answer="Done")
+            inquiry_answer(inquiry=inquiry, user=supervisor, answer="Done")
         if i % 3 == 0:  # some led to an exception, each shown with its link
             reported = exception_services.exception_report(
                 shipment=shipment,
@@ -659,7 +661,7 @@ def test_the_list_costs_the_same_queries_for_3_or_30_inquiries(
     hub = LocationFactory()
     for i in range(n):
         shipment = dispatched_shipment()
-        services.checkpoint_record(
+        checkpoint_record(
             shipment=shipment, kind=EventKind.ARRIVED_HUB, user=None, location=hub
         )
         _log(shipment, cs_agent if i % 2 else supervisor, f"Call {i}")

@@ -10,6 +10,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from shipments import selectors, services
+from shipments.checkpoints import checkpoint_record, event_void
+from shipments.dispatch import shipment_dispatch
 from shipments.models import Carrier, Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
@@ -222,10 +224,8 @@ def test_the_timeline_marks_voided_events_and_keeps_time_order(
     with time_machine.travel(start, tick=False) as clock:
         shipment = dispatched_shipment()
         clock.move_to(start + timedelta(minutes=10))
-        wrong = services.checkpoint_record(
-            shipment=shipment, kind=K.DELIVERED, user=None
-        )
-        late = services.checkpoint_record(
+        wrong = checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
+        late = checkpoint_record(
             shipment=shipment,
             kind=K.ARRIVED_HUB,
             user=None,
@@ -233,7 +233,7 @@ def test_the_timeline_marks_voided_events_and_keeps_time_order(
             occurred_at=start + timedelta(minutes=5),
         )
         clock.move_to(start + timedelta(minutes=20))
-        correction = services.event_void(
+        correction = event_void(
             event=wrong, user=supervisor, reason="Scanned the wrong parcel"
         )
 
@@ -259,7 +259,7 @@ def test_the_timeline_marks_voided_events_and_keeps_time_order(
 
 
 def dispatched_due(days: int, **kwargs: object) -> Shipment:
-    return services.shipment_dispatch(
+    return shipment_dispatch(
         shipment=ready_shipment(**kwargs),
         user=None,
         carrier=OwnFleetFactory(),
@@ -276,9 +276,9 @@ def overdue_shipment(days_late: int) -> Shipment:
 
 def closed_shipments(staff: User) -> list[Shipment]:
     delivered = dispatched_due(1)
-    services.checkpoint_record(shipment=delivered, kind=K.DELIVERED, user=None)
+    checkpoint_record(shipment=delivered, kind=K.DELIVERED, user=None)
     returned = dispatched_due(1)
-    services.checkpoint_record(shipment=returned, kind=K.RETURNED, user=None)
+    checkpoint_record(shipment=returned, kind=K.RETURNED, user=None)
     cancelled = services.shipment_cancel(
         shipment=ShipmentFactory(), user=staff, reason="Customer withdrew the order"
     )
@@ -292,7 +292,7 @@ def test_the_monitor_lists_open_shipments_by_eta_without_eta_last(
     soon = dispatched_due(1)
     soon_too = dispatched_due(1)  # same ETA: the earlier dispatch first
     stuck = dispatched_due(3)
-    services.checkpoint_record(shipment=stuck, kind=K.EXCEPTION_REPORTED, user=None)
+    checkpoint_record(shipment=stuck, kind=K.EXCEPTION_REPORTED, user=None)
     late = overdue_shipment(days_late=2)
     waiting = ShipmentFactory()
     ready = ready_shipment()
@@ -317,11 +317,11 @@ def test_the_dashboard_counts_open_shipments_by_status_and_overdue(
     ready_shipment()
     dispatched_due(2)
     moving = dispatched_due(4)
-    services.checkpoint_record(shipment=moving, kind=K.PICKED_UP, user=None)
+    checkpoint_record(shipment=moving, kind=K.PICKED_UP, user=None)
     overdue_shipment(days_late=1)
     overdue_shipment(days_late=3)
     late_but_delivered = overdue_shipment(days_late=1)
-    services.checkpoint_record(shipment=late_but_delivered, kind=K.DELIVERED, user=None)
+    checkpoint_record(shipment=late_but_delivered, kind=K.DELIVERED, user=None)
     closed_shipments(staff)
 
     with django_assert_num_queries(2):

@@ -8,6 +8,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from shipments import services
+from shipments.checkpoints import checkpoint_record, event_void
+from shipments.dispatch import shipment_dispatch
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
@@ -35,7 +37,7 @@ def test_it_refuses_dispatch_before_the_check(own_fleet) -> None:
     with pytest.raises(
         services.TransitionRefused, match="Created cannot become Dispatched"
     ):
-        services.shipment_dispatch(
+        shipment_dispatch(
             shipment=shipment,
             user=None,
             carrier=own_fleet,
@@ -58,7 +60,7 @@ def test_it_generates_a_valid_s10_number_for_the_own_fleet(own_fleet) -> None:
 def test_it_rejects_a_wrong_ups_check_digit() -> None:
     shipment = ready_shipment()
     with pytest.raises(ValidationError) as exc:
-        services.shipment_dispatch(
+        shipment_dispatch(
             shipment=shipment,
             user=None,
             carrier=CarrierFactory(),
@@ -73,7 +75,7 @@ def test_it_refuses_a_tracking_number_another_shipment_has() -> None:
     first = dispatched_shipment(carrier=ups, tracking_number="1Z999AA10123456784")
     second = ready_shipment()
     with pytest.raises(ValidationError) as exc:
-        services.shipment_dispatch(
+        shipment_dispatch(
             shipment=second,
             user=None,
             carrier=ups,
@@ -86,10 +88,10 @@ def test_it_refuses_a_tracking_number_another_shipment_has() -> None:
 def test_a_late_scan_joins_the_timeline_without_moving_status_back(hub) -> None:
     shipment = dispatched_shipment()
     now = timezone.now()
-    services.checkpoint_record(
+    checkpoint_record(
         shipment=shipment, kind=K.OUT_FOR_DELIVERY, user=None, occurred_at=now
     )
-    late = services.checkpoint_record(
+    late = checkpoint_record(
         shipment=shipment,
         kind=K.ARRIVED_HUB,
         user=None,
@@ -103,20 +105,18 @@ def test_a_late_scan_joins_the_timeline_without_moving_status_back(hub) -> None:
 
 def test_it_refuses_out_for_delivery_after_delivery() -> None:
     shipment = dispatched_shipment()
-    services.checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
+    checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
     with pytest.raises(services.TransitionRefused, match="Delivered"):
-        services.checkpoint_record(
-            shipment=shipment, kind=K.OUT_FOR_DELIVERY, user=None
-        )
+        checkpoint_record(shipment=shipment, kind=K.OUT_FOR_DELIVERY, user=None)
     assert TrackingEvent.objects.filter(shipment=shipment).count() == 4
 
 
 def test_a_repeated_external_id_is_harmless() -> None:
     shipment = dispatched_shipment()
-    first = services.checkpoint_record(
+    first = checkpoint_record(
         shipment=shipment, kind=K.PICKED_UP, user=None, external_id="carrier-1"
     )
-    again = services.checkpoint_record(
+    again = checkpoint_record(
         shipment=shipment, kind=K.PICKED_UP, user=None, external_id="carrier-1"
     )
     assert again.pk == first.pk
@@ -125,8 +125,8 @@ def test_a_repeated_external_id_is_harmless() -> None:
 
 def test_voiding_an_event_rederives_the_status(supervisor) -> None:
     shipment = dispatched_shipment()
-    wrong = services.checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
-    services.event_void(event=wrong, user=supervisor, reason="Scanned the wrong parcel")
+    wrong = checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
+    event_void(event=wrong, user=supervisor, reason="Scanned the wrong parcel")
     shipment.refresh_from_db()
     assert shipment.status == S.DISPATCHED
     assert shipment.delivered_at is None
@@ -161,7 +161,7 @@ def test_a_stale_version_is_refused(staff) -> None:
 def test_voiding_the_dispatch_frees_the_tracking_number(supervisor) -> None:
     shipment = dispatched_shipment()
     dispatch = shipment.events.get(kind=K.DISPATCHED)
-    services.event_void(event=dispatch, user=supervisor, reason="Wrong parcel")
+    event_void(event=dispatch, user=supervisor, reason="Wrong parcel")
     shipment.refresh_from_db()
     assert shipment.status == S.READY
     assert shipment.tracking_number is None

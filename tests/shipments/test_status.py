@@ -15,7 +15,12 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shipments import services
+from shipments.checkpoints import (
+    OTHER_APP_KINDS,
+    checkpoint_record,
+    event_void,
+    status_replay,
+)
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import (
     ALWAYS_ALLOWED,
@@ -299,7 +304,7 @@ def test_any_sequence_keeps_the_machine_invariants(
 
 # --- the same, through the services and the database -------------------------
 
-DB_KINDS = sorted(set(CHECKPOINT_KINDS) | set(services._OTHER_APP_KINDS))
+DB_KINDS = sorted(set(CHECKPOINT_KINDS) | set(OTHER_APP_KINDS))
 
 
 @dataclass(frozen=True)
@@ -343,7 +348,7 @@ def replayed(shipment: Shipment) -> tuple[object, ...]:
     """What `status_replay` derives from the log, without keeping its write."""
     with transaction.atomic():
         copy = Shipment.objects.get(pk=shipment.pk)
-        services.status_replay(copy)
+        status_replay(copy)
         transaction.set_rollback(True)
     return derived(copy)
 
@@ -379,7 +384,7 @@ def test_the_stored_status_is_always_the_replay_of_the_log(
         count = TrackingEvent.objects.filter(shipment=shipment).count()
         try:
             if isinstance(step, Scan):
-                services.checkpoint_record(
+                checkpoint_record(
                     shipment=shipment,
                     kind=step.kind,
                     user=None,
@@ -394,7 +399,7 @@ def test_the_stored_status_is_always_the_replay_of_the_log(
                 )
                 if not voidable:
                     continue
-                services.event_void(
+                event_void(
                     event=voidable[step.pick % len(voidable)],
                     user=None,  # type: ignore[arg-type]
                     reason="Scanned the wrong parcel",

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from shipments import services
 from shipments import tracking_numbers as tn
+from shipments.checkpoints import checkpoint_record, event_void
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
@@ -651,7 +652,7 @@ def test_a_checkpoint_after_delivery_is_refused_with_409(
     client: Client, staff: User
 ) -> None:
     shipment = dispatched_shipment()
-    services.checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
+    checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
     shipment.refresh_from_db()
     events = shipment.events.count()
     response = _checkpoint(
@@ -676,7 +677,7 @@ def _edit_details(shipment: Shipment, user: User) -> None:
 
 
 def _log_scan(shipment: Shipment, user: User) -> None:
-    services.checkpoint_record(shipment=shipment, kind=K.IN_TRANSIT_SCAN, user=user)
+    checkpoint_record(shipment=shipment, kind=K.IN_TRANSIT_SCAN, user=user)
 
 
 # Each versioned form, a shipment it applies to, what it posts, and what
@@ -899,7 +900,7 @@ def _shipments(n: int) -> list[Shipment]:
             made.append(ShipmentFactory(recipient_name=f"Pat Example {i}"))
             continue
         shipment = dispatched_shipment(carrier=fleet, recipient_name=f"Pat Example {i}")
-        services.checkpoint_record(
+        checkpoint_record(
             shipment=shipment, kind=K.ARRIVED_HUB, user=None, location=hub
         )
         made.append(shipment)
@@ -942,12 +943,12 @@ def test_the_detail_page_costs_the_same_queries_for_3_or_30_events(
     # Recorded, a located note by a person, and a supervisor's correction of
     # it: every kind of join the timeline shows, then plain notes up to n.
     shipment = ShipmentFactory()
-    wrong = services.checkpoint_record(
+    wrong = checkpoint_record(
         shipment=shipment, kind=K.NOTE, user=staff, location=hub, notes="Wrong"
     )
-    services.event_void(event=wrong, user=supervisor, reason="Scanned by mistake")
+    event_void(event=wrong, user=supervisor, reason="Scanned by mistake")
     while shipment.events.count() < n:
-        services.checkpoint_record(
+        checkpoint_record(
             shipment=shipment, kind=K.NOTE, user=staff, location=hub, notes="Seen"
         )
     _as(client, supervisor)

@@ -478,7 +478,10 @@ class Command(BaseCommand):
 
 def _random_number(rng: random.Random, family: tn.Family) -> str:
     """A random number of the family's main format with a correct check digit."""
-    digits = lambda k: "".join(rng.choices("0123456789", k=k))  # noqa: E731
+
+    def digits(k: int) -> str:
+        return "".join(rng.choices("0123456789", k=k))
+
     if family == tn.Family.S10:
         return tn.s10_generate(prefix="TS", serial=rng.randrange(10**8), country="US")
     body = {

@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandParser
 from django.urls import reverse
 
-from shipments import services
+from shipments.inquiries import inquiry_log
 from shipments.models import Feedback, Inquiry, Shipment
 from shipments.status import MOVING, ShipmentStatus
 
@@ -63,7 +63,7 @@ class Command(BaseCommand):
             delivered = recent.filter(status=ShipmentStatus.DELIVERED)[:half]
             for shipment in [*moving, *delivered]:
                 on_its_way = shipment.status in MOVING
-                services.inquiry_log(
+                inquiry_log(
                     shipment=shipment,
                     user=agent,
                     channel=rng.choice(["phone", "phone", "email", "chat"]),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifications import services, webhooks
+from notifications import outbox, webhooks
 from shipments.events import Recorded
 
 
 def on_events_recorded(*, records: list[Recorded], **_: Any) -> None:
     # Inside the events' transaction: the outbox rows commit with them.
-    services.notifications_for_events(records)
+    outbox.notifications_for_events(records)
 
 
 def on_events_recorded_webhooks(*, records: list[Recorded], **_: Any) -> None:

@@ -8,12 +8,12 @@ import contextlib
 from celery import shared_task
 from django.conf import settings
 
-from notifications import services, webhooks
+from notifications import delivery, webhooks
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def notification_send(notification_id: int) -> None:
-    retries = services.notification_deliver_batch(
+    retries = delivery.notification_deliver_batch(
         notification_id=notification_id, size=settings.TRACKSOP_NOTIFY_BATCH_SIZE
     )
     for pk, retry_in in retries.items():
@@ -25,7 +25,7 @@ def notification_send(notification_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def notifications_sweep() -> int:
-    return services.notifications_sweep()
+    return delivery.notifications_sweep()
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from notifications import subscriptions, webhooks
+from notifications import subscriptions
 from notifications.forms import MessageTemplateForm
 from notifications.models import (
     MessageTemplate,
@@ -21,6 +21,8 @@ from notifications.models import (
     WebhookEventType,
     WebhookMessage,
 )
+from notifications.webhooks import endpoints
+from notifications.webhooks import outbox as webhook_outbox
 
 
 @admin.register(MessageTemplate)
@@ -167,14 +169,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     ) -> None:
         data = form.cleaned_data
         if change:
-            webhooks.webhook_endpoint_update(
+            endpoints.webhook_endpoint_update(
                 endpoint=obj,
                 url=data["url"],
                 event_types=data["event_types"],
                 description=data["description"],
             )
             return
-        endpoint = webhooks.webhook_endpoint_create(
+        endpoint = endpoints.webhook_endpoint_create(
             integration=data["integration"],
             url=data["url"],
             event_types=data["event_types"],
@@ -197,7 +199,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]
     ) -> None:
         for endpoint in queryset:
-            rotated = webhooks.webhook_secret_rotate(endpoint=endpoint)
+            rotated = endpoints.webhook_secret_rotate(endpoint=endpoint)
             messages.warning(
                 request, f"New signing secret of {rotated.url}: {rotated.secret}"
             )
@@ -205,7 +207,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     @admin.action(description="Enable the selected endpoints")
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint in queryset:
-            webhooks.webhook_endpoint_enable(endpoint=endpoint)
+            endpoints.webhook_endpoint_enable(endpoint=endpoint)
         self.message_user(request, f"{len(queryset)} endpoint(s) enabled.")
 
     @admin.action(description="Disable the selected endpoints")
@@ -213,7 +215,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]
     ) -> None:
         for endpoint in queryset:
-            webhooks.webhook_endpoint_disable(
+            endpoints.webhook_endpoint_disable(
                 endpoint=endpoint,
                 reason=f"Disabled in the admin by {request.user}.",
                 notify=False,
@@ -234,7 +236,7 @@ def _send_test_events(
 ) -> None:
     for endpoint in endpoints:
         try:
-            webhooks.webhook_test_send(endpoint=endpoint)
+            webhook_outbox.webhook_test_send(endpoint=endpoint)
         except ValidationError as exc:
             messages.error(request, f"{endpoint.url}: {' '.join(exc.messages)}")
         else:
@@ -322,7 +324,7 @@ class WebhookMessageAdmin(admin.ModelAdmin):
         done = 0
         for message in queryset:
             try:
-                webhooks.webhook_message_replay(message=message)
+                webhook_outbox.webhook_message_replay(message=message)
             except ValidationError as exc:
                 messages.error(
                     request, f"{message.message_id}: {' '.join(exc.messages)}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifications import outbox, webhooks
+from notifications import outbox
+from notifications.webhooks import outbox as webhook_outbox
 from shipments.events import Recorded
 
 
@@ -15,4 +16,4 @@ def on_events_recorded(*, records: list[Recorded], **_: Any) -> None:
 
 def on_events_recorded_webhooks(*, records: list[Recorded], **_: Any) -> None:
     # Likewise: a webhook exists exactly when its event does.
-    webhooks.webhooks_for_events(records)
+    webhook_outbox.webhooks_for_events(records)

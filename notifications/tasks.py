@@ -8,7 +8,9 @@ import contextlib
 from celery import shared_task
 from django.conf import settings
 
-from notifications import delivery, webhooks
+from notifications import delivery
+from notifications.webhooks import delivery as webhook_delivery
+from notifications.webhooks import endpoints, purge
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -30,8 +32,8 @@ def notifications_sweep() -> int:
 
 @shared_task(acks_late=True, ignore_result=True)
 def webhook_send(message_id: int, *more: int) -> None:
-    """One message, or several of one endpoint in turn (see webhooks.batches)."""
-    retries = webhooks.webhooks_deliver(message_ids=[message_id, *more])
+    """One message, or several of one endpoint in turn (see webhook_outbox.batches)."""
+    retries = webhook_delivery.webhooks_deliver(message_ids=[message_id, *more])
     for pk, retry_in in retries.items():
         # Long waits are left to the sweeper: the database remembers them,
         # and the broker would hand a task held that long to a second worker.
@@ -42,14 +44,14 @@ def webhook_send(message_id: int, *more: int) -> None:
 
 @shared_task(ignore_result=True)
 def webhooks_sweep() -> int:
-    return webhooks.webhooks_sweep()
+    return webhook_delivery.webhooks_sweep()
 
 
 @shared_task(ignore_result=True)
 def webhook_log_purge() -> int:
-    return webhooks.webhook_log_purge()
+    return purge.webhook_log_purge()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def webhook_disabled_mail(endpoint_id: int) -> None:
-    webhooks.webhook_disabled_mail_send(endpoint_id=endpoint_id)
+    endpoints.webhook_disabled_mail_send(endpoint_id=endpoint_id)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -24,9 +24,21 @@ from notifications.models import (
 from notifications.webhooks import endpoints
 from notifications.webhooks import outbox as webhook_outbox
 
+# ModelAdmin, TabularInline and ModelForm are generic in django-stubs only; at
+# run time they are not (no django_stubs_ext patch in production), so they are
+# subscripted for the type checker alone.
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[Any]
+    TabularInline = admin.TabularInline[Any, Any]
+    EndpointModelForm = forms.ModelForm[WebhookEndpoint]
+else:
+    ModelAdmin = admin.ModelAdmin
+    TabularInline = admin.TabularInline
+    EndpointModelForm = forms.ModelForm
+
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
+class MessageTemplateAdmin(ModelAdmin):
     form = MessageTemplateForm
     list_display = ["__str__", "updated_at", "preview"]
     list_filter = ["kind", "channel"]
@@ -43,7 +55,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ModelAdmin):
     """Read only: the record of what was sent is not edited by hand."""
 
     list_display = [
@@ -79,7 +91,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ModelAdmin):
     """Addresses customers added on the tracking page. Read only but for
     stopping: only the address's owner confirms it, by the code."""
 
@@ -117,7 +129,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
 # --- Outbound webhooks ------------------------------------------------------
 
 
-class WebhookEndpointForm(forms.ModelForm):
+class WebhookEndpointForm(EndpointModelForm):
     event_types = forms.MultipleChoiceField(
         choices=WebhookEventType.choices, widget=forms.CheckboxSelectMultiple
     )
@@ -128,7 +140,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(ModelAdmin):
     """An integration's receivers. The secret is shown on the endpoint's page
     (the receiver needs it to verify); rotating keeps the old one signing
     for TRACKSOP_WEBHOOK_ROTATION_OVERLAP_HOURS."""
@@ -245,7 +257,7 @@ def _send_test_events(
             )
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(TabularInline):
     model = WebhookAttempt
     fk_name = "message"
     extra = 0
@@ -266,7 +278,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookMessage)
-class WebhookMessageAdmin(admin.ModelAdmin):
+class WebhookMessageAdmin(ModelAdmin):
     """The delivery log: each message with every attempt made at it. Read
     only but for replaying and for a test event to the same endpoint."""
 

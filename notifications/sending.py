@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -65,7 +65,7 @@ class Path(Protocol):
         """Drop the marks; whether there was any."""
 
 
-def _lease() -> tuple[Any, Any]:
+def _lease() -> tuple[datetime, datetime]:
     """Now and the end of a claim made now."""
     now = timezone.now()
     return now, now + timedelta(seconds=settings.TRACKSOP_NOTIFY_LEASE_SECONDS)

@@ -97,6 +97,15 @@ _counter_lock = threading.Lock()
 _counter_client: redis.Redis | None = None
 
 
+def _admin(sql: str, *params: object) -> list[tuple[object, ...]]:
+    """One statement on the maintenance database (CREATE/DROP DATABASE)."""
+    from bench import db
+
+    with db.admin_connection() as conn:
+        cur = conn.execute(sql, params)  # type: ignore[arg-type]  # psycopg wants LiteralString
+        return cur.fetchall() if cur.description else []
+
+
 def _counter() -> redis.Redis:
     global _counter_client
     with _counter_lock:
@@ -220,8 +229,8 @@ def prepare(messages: int) -> str:
 
     started = time.monotonic()
     name = database_name(messages)
-    if not db._admin("SELECT 1 FROM pg_database WHERE datname = %s", name):
-        db._admin(f'CREATE DATABASE "{name}"')
+    if not _admin("SELECT 1 FROM pg_database WHERE datname = %s", name):
+        _admin(f'CREATE DATABASE "{name}"')
     db.use(name)
     call_command("migrate", verbosity=0, interactive=False)
     # Rows written before emails were built at write time have no bytes.
@@ -231,8 +240,8 @@ def prepare(messages: int) -> str:
     from django.db import connection
 
     connection.close()
-    db._admin(f'DROP DATABASE "{name}" WITH (FORCE)')
-    db._admin(f'CREATE DATABASE "{name}"')
+    _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{name}"')
     db.use(name)
     call_command("migrate", verbosity=0, interactive=False)
     _seed(messages)
@@ -255,7 +264,7 @@ def _seed(count: int) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from notifications import services
+    from notifications import outbox
     from shipments import tracking_numbers as tn
     from shipments.management.commands.seed_demo import _insert
     from shipments.models import (
@@ -377,11 +386,11 @@ def _seed(count: int) -> None:
         "pk"
     )
     # The benchmark queues the rows itself, timed; nothing goes out now.
-    with mock.patch.object(services, "queue_now", return_value=0):
+    with mock.patch.object(outbox, "queue_now", return_value=0):
         for chunk in batched(dispatch_events.iterator(chunk_size=1000), 500):
             with transaction.atomic():
                 for event in chunk:
-                    services.notifications_for_event(
+                    outbox.notifications_for_event(
                         event=event,
                         shipment=by_id[event.shipment_id],
                         previous_status=ShipmentStatus.READY,
@@ -510,7 +519,7 @@ def _phase(
     logs: Path,
 ) -> Result:
     """One fresh sink and worker; publish, wait for the last message, drain."""
-    from notifications import services
+    from notifications import outbox
 
     redis.Redis.from_url(BROKER_URL).flushdb()
     _counter().flushdb()
@@ -530,7 +539,7 @@ def _phase(
                     noop.apply_async((NOOP_COUNTER, messages), producer=producer)
             published = messages
         else:
-            published = services.queue_now(ids)
+            published = outbox.queue_now(ids)
         publish_seconds = time.monotonic() - started
         assert published == messages, f"the broker took {published} of {messages}"
 
@@ -637,8 +646,8 @@ def _alone() -> Iterator[None]:
 
 
 def _build_ms(sample: int = 200) -> float:
-    """CPU ms to build one stored email, as _write does, on bench rows."""
-    from notifications import gateways, services
+    """CPU ms to build one stored email, as outbox.write does, on bench rows."""
+    from notifications import gateways
     from notifications.models import Channel, Notification
 
     rows = list(
@@ -648,7 +657,7 @@ def _build_ms(sample: int = 200) -> float:
     )
     started = time.process_time()
     for row in rows:
-        gateways.email_bytes(services._email(row))
+        gateways.email_bytes(gateways.email_for(row))
     return (time.process_time() - started) * 1000 / len(rows)
 
 

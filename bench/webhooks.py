@@ -207,7 +207,7 @@ def _scan_everything() -> float:
     from django.db import transaction
     from django.utils import timezone
 
-    from notifications import webhooks
+    from notifications.webhooks import outbox as webhook_outbox
     from shipments import checkpoints
     from shipments.models import Shipment, Source
     from shipments.status import EventKind
@@ -215,7 +215,7 @@ def _scan_everything() -> float:
     started = time.monotonic()
     ids = list(Shipment.objects.order_by("pk").values_list("pk", flat=True))
     for start in range(0, len(ids), BATCH):
-        with mock.patch.object(webhooks, "queue_now"), transaction.atomic():
+        with mock.patch.object(webhook_outbox, "queue_now"), transaction.atomic():
             locked = list(
                 Shipment.objects.select_for_update(of=("self",))
                 .select_related("carrier")
@@ -243,8 +243,9 @@ def run(
     import redis
     from django.db.models import Count
 
-    from notifications import webhooks
     from notifications.models import WebhookEventType, WebhookMessage, WebhookStatus
+    from notifications.webhooks import endpoints
+    from notifications.webhooks import outbox as webhook_outbox
     from tracksop.celery import app
     from tracksop.models import Integration
 
@@ -255,7 +256,7 @@ def run(
     redis.Redis.from_url(BROKER_URL).flushdb()
     port = free_port()
     receiver = receiver_start(port, RECEIVER_SECONDS, messages)
-    webhooks.webhook_endpoint_create(
+    endpoints.webhook_endpoint_create(
         integration=Integration.objects.create(name="Bench shop"),
         url=f"http://127.0.0.1:{port}/hooks",
         event_types=[WebhookEventType.CHECKPOINT_RECORDED],
@@ -279,7 +280,9 @@ def run(
         started = time.monotonic()
         # What the scans' commits do: one pipelined publish per scan batch.
         for start in range(0, len(pairs), BATCH):
-            webhooks.queue_now(webhooks.batches(pairs[start : start + BATCH]))
+            webhook_outbox.queue_now(
+                webhook_outbox.batches(pairs[start : start + BATCH])
+            )
         finished = True
         try:
             wait_for(

@@ -31,7 +31,7 @@ from exceptions_mgmt.models import (
     Level,
     Severity,
 )
-from notifications.services import StaffAlert, queue_batched, staff_alerts_queue
+from notifications.outbox import StaffAlert, queue_batched, staff_alerts_queue
 from shipments import selectors as shipment_selectors
 from shipments import tracking_numbers as tn
 from shipments.checkpoints import Checkpoint, checkpoint_record, checkpoints_append

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from notifications import subscriptions, webhooks
+from notifications import subscriptions
 from notifications.forms import MessageTemplateForm
 from notifications.models import (
     MessageTemplate,
@@ -21,10 +21,24 @@ from notifications.models import (
     WebhookEventType,
     WebhookMessage,
 )
+from notifications.webhooks import endpoints
+from notifications.webhooks import outbox as webhook_outbox
+
+# ModelAdmin, TabularInline and ModelForm are generic in django-stubs only; at
+# run time they are not (no django_stubs_ext patch in production), so they are
+# subscripted for the type checker alone.
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[Any]
+    TabularInline = admin.TabularInline[Any, Any]
+    EndpointModelForm = forms.ModelForm[WebhookEndpoint]
+else:
+    ModelAdmin = admin.ModelAdmin
+    TabularInline = admin.TabularInline
+    EndpointModelForm = forms.ModelForm
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
+class MessageTemplateAdmin(ModelAdmin):
     form = MessageTemplateForm
     list_display = ["__str__", "updated_at", "preview"]
     list_filter = ["kind", "channel"]
@@ -41,7 +55,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ModelAdmin):
     """Read only: the record of what was sent is not edited by hand."""
 
     list_display = [
@@ -77,7 +91,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ModelAdmin):
     """Addresses customers added on the tracking page. Read only but for
     stopping: only the address's owner confirms it, by the code."""
 
@@ -115,7 +129,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
 # --- Outbound webhooks ------------------------------------------------------
 
 
-class WebhookEndpointForm(forms.ModelForm):
+class WebhookEndpointForm(EndpointModelForm):
     event_types = forms.MultipleChoiceField(
         choices=WebhookEventType.choices, widget=forms.CheckboxSelectMultiple
     )
@@ -126,7 +140,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(ModelAdmin):
     """An integration's receivers. The secret is shown on the endpoint's page
     (the receiver needs it to verify); rotating keeps the old one signing
     for TRACKSOP_WEBHOOK_ROTATION_OVERLAP_HOURS."""
@@ -167,14 +181,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     ) -> None:
         data = form.cleaned_data
         if change:
-            webhooks.webhook_endpoint_update(
+            endpoints.webhook_endpoint_update(
                 endpoint=obj,
                 url=data["url"],
                 event_types=data["event_types"],
                 description=data["description"],
             )
             return
-        endpoint = webhooks.webhook_endpoint_create(
+        endpoint = endpoints.webhook_endpoint_create(
             integration=data["integration"],
             url=data["url"],
             event_types=data["event_types"],
@@ -197,7 +211,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]
     ) -> None:
         for endpoint in queryset:
-            rotated = webhooks.webhook_secret_rotate(endpoint=endpoint)
+            rotated = endpoints.webhook_secret_rotate(endpoint=endpoint)
             messages.warning(
                 request, f"New signing secret of {rotated.url}: {rotated.secret}"
             )
@@ -205,7 +219,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     @admin.action(description="Enable the selected endpoints")
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint in queryset:
-            webhooks.webhook_endpoint_enable(endpoint=endpoint)
+            endpoints.webhook_endpoint_enable(endpoint=endpoint)
         self.message_user(request, f"{len(queryset)} endpoint(s) enabled.")
 
     @admin.action(description="Disable the selected endpoints")
@@ -213,7 +227,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]
     ) -> None:
         for endpoint in queryset:
-            webhooks.webhook_endpoint_disable(
+            endpoints.webhook_endpoint_disable(
                 endpoint=endpoint,
                 reason=f"Disabled in the admin by {request.user}.",
                 notify=False,
@@ -234,7 +248,7 @@ def _send_test_events(
 ) -> None:
     for endpoint in endpoints:
         try:
-            webhooks.webhook_test_send(endpoint=endpoint)
+            webhook_outbox.webhook_test_send(endpoint=endpoint)
         except ValidationError as exc:
             messages.error(request, f"{endpoint.url}: {' '.join(exc.messages)}")
         else:
@@ -243,7 +257,7 @@ def _send_test_events(
             )
 
 
-class WebhookAttemptInline(admin.TabularInline):
+class WebhookAttemptInline(TabularInline):
     model = WebhookAttempt
     fk_name = "message"
     extra = 0
@@ -264,7 +278,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookMessage)
-class WebhookMessageAdmin(admin.ModelAdmin):
+class WebhookMessageAdmin(ModelAdmin):
     """The delivery log: each message with every attempt made at it. Read
     only but for replaying and for a test event to the same endpoint."""
 
@@ -322,7 +336,7 @@ class WebhookMessageAdmin(admin.ModelAdmin):
         done = 0
         for message in queryset:
             try:
-                webhooks.webhook_message_replay(message=message)
+                webhook_outbox.webhook_message_replay(message=message)
             except ValidationError as exc:
                 messages.error(
                     request, f"{message.message_id}: {' '.join(exc.messages)}"

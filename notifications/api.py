@@ -17,7 +17,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from notifications import webhooks
 from notifications.models import WebhookEndpoint, WebhookMessage, WebhookStatus
 from notifications.serializers import (
     WebhookEndpointInputSerializer,
@@ -26,6 +25,8 @@ from notifications.serializers import (
     WebhookMessageDetailSerializer,
     WebhookMessageSerializer,
 )
+from notifications.webhooks import endpoints
+from notifications.webhooks import outbox as webhook_outbox
 from tracksop.api import ApiView
 from tracksop.models import ApiKey, Scope
 
@@ -78,7 +79,7 @@ class WebhookEndpointListView(_ManageView):
     def post(self, request: Request) -> Response:
         data = WebhookEndpointInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        endpoint = webhooks.webhook_endpoint_create(
+        endpoint = endpoints.webhook_endpoint_create(
             integration=_key(request).integration,
             url=data.validated_data["url"],
             event_types=data.validated_data["event_types"],
@@ -104,7 +105,7 @@ class WebhookEndpointDetailView(_ManageView):
         endpoint = _endpoint(request, code)
         data = WebhookEndpointInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        endpoint = webhooks.webhook_endpoint_update(
+        endpoint = endpoints.webhook_endpoint_update(
             endpoint=endpoint,
             url=data.validated_data.get("url"),
             event_types=data.validated_data.get("event_types"),
@@ -114,7 +115,7 @@ class WebhookEndpointDetailView(_ManageView):
 
     @extend_schema(tags=TAGS, responses={204: None})
     def delete(self, request: Request, code: str) -> Response:
-        webhooks.webhook_endpoint_delete(endpoint=_endpoint(request, code))
+        endpoints.webhook_endpoint_delete(endpoint=_endpoint(request, code))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -127,21 +128,21 @@ class WebhookSecretRotateView(_ManageView):
         "signature) until `previous_secret_expires_at`.",
     )
     def post(self, request: Request, code: str) -> Response:
-        endpoint = webhooks.webhook_secret_rotate(endpoint=_endpoint(request, code))
+        endpoint = endpoints.webhook_secret_rotate(endpoint=_endpoint(request, code))
         return Response(WebhookEndpointSecretSerializer(endpoint).data)
 
 
 class WebhookEndpointEnableView(_ManageView):
     @extend_schema(tags=TAGS, request=None, responses=WebhookEndpointSerializer)
     def post(self, request: Request, code: str) -> Response:
-        endpoint = webhooks.webhook_endpoint_enable(endpoint=_endpoint(request, code))
+        endpoint = endpoints.webhook_endpoint_enable(endpoint=_endpoint(request, code))
         return Response(WebhookEndpointSerializer(endpoint).data)
 
 
 class WebhookTestView(_ManageView):
     @extend_schema(tags=TAGS, request=None, responses={202: WebhookMessageSerializer})
     def post(self, request: Request, code: str) -> Response:
-        message = webhooks.webhook_test_send(endpoint=_endpoint(request, code))
+        message = webhook_outbox.webhook_test_send(endpoint=_endpoint(request, code))
         return Response(
             WebhookMessageSerializer(message).data, status=status.HTTP_202_ACCEPTED
         )
@@ -195,7 +196,9 @@ class WebhookMessageReplayView(_ManageView):
         "and body, as a new attempt.",
     )
     def post(self, request: Request, code: str, ref: str) -> Response:
-        message = webhooks.webhook_message_replay(message=_message(request, code, ref))
+        message = webhook_outbox.webhook_message_replay(
+            message=_message(request, code, ref)
+        )
         return Response(
             WebhookMessageSerializer(message).data, status=status.HTTP_202_ACCEPTED
         )

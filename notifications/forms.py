@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.template import Engine, TemplateSyntaxError
@@ -85,7 +85,15 @@ class PreviewForm(forms.Form):
         return data
 
 
-class MessageTemplateForm(forms.ModelForm):
+# ModelForm is generic in django-stubs only (no django_stubs_ext patch at run
+# time), so it is subscripted for the type checker alone.
+if TYPE_CHECKING:
+    TemplateModelForm = forms.ModelForm[MessageTemplate]
+else:
+    TemplateModelForm = forms.ModelForm
+
+
+class MessageTemplateForm(TemplateModelForm):
     """Admin form: a template that does not compile is refused at its field."""
 
     class Meta:

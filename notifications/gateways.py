@@ -30,13 +30,16 @@ from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from notifications import sms
+from notifications import links, sms
+from notifications.models import Audience, Notification
 from notifications.sms import PermanentError, TemporaryError
 
 _local = threading.local()
 
 
-def _mailer():  # type: ignore[no-untyped-def]
+def _mailer() -> Any:
+    # Any: whichever backend MAILERS names; send_email reaches SMTP's own
+    # attributes only once sends_bytes() says it is Django's SMTP backend.
     connection = getattr(_local, "mailer", None)
     if connection is None:
         connection = mail.mailers.default
@@ -72,7 +75,8 @@ def _settings_changed(*, setting: str, **_: Any) -> None:
         _drop_mailer()
 
 
-def _classify(exc: Exception) -> Exception:
+def classify(exc: Exception) -> Exception:
+    """The PermanentError or TemporaryError a mail backend's error stands for."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         if codes and all(code >= 500 for code in codes):
@@ -140,6 +144,31 @@ def email_message(
     return message
 
 
+def email_for(row: Notification) -> EmailMultiAlternatives:
+    """The email an outbox row stands for (needs its shipment's public token;
+    a report's email carries its PDF, read from the report's storage)."""
+    token = row.shipment.public_token if row.shipment is not None else ""
+    unsubscribe = ""
+    if row.audience == Audience.SUBSCRIBER:
+        if row.subscription_id is not None:
+            unsubscribe = links.stop_one_click_url(token, row.subscription_id)
+    elif row.audience != Audience.STAFF:
+        unsubscribe = links.unsubscribe_url(token, row.audience)
+    message = email_message(
+        notification_id=row.pk,
+        to=row.to,
+        subject=row.subject,
+        text=row.body_text,
+        html=row.body_html,
+        unsubscribe_url=unsubscribe,
+    )
+    report = row.report if row.report_id is not None else None
+    if report is not None:
+        with report.pdf.open("rb") as pdf:
+            message.attach(report.pdf_filename, pdf.read(), "application/pdf")
+    return message
+
+
 def email_bytes(message: EmailMultiAlternatives) -> bytes:
     """The message as Django's SMTP backend puts it on the wire."""
     try:
@@ -191,10 +220,10 @@ def send_email(
         except smtplib.SMTPServerDisconnected as exc:
             _drop_mailer()
             if attempt == 2:
-                raise _classify(exc) from exc
+                raise classify(exc) from exc
         except Exception as exc:
             _drop_mailer()
-            raise _classify(exc) from exc
+            raise classify(exc) from exc
     raise AssertionError("unreachable")
 
 

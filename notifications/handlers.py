@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifications import services, webhooks
+from notifications import outbox
+from notifications.webhooks import outbox as webhook_outbox
 from shipments.events import Recorded
 
 
 def on_events_recorded(*, records: list[Recorded], **_: Any) -> None:
     # Inside the events' transaction: the outbox rows commit with them.
-    services.notifications_for_events(records)
+    outbox.notifications_for_events(records)
 
 
 def on_events_recorded_webhooks(*, records: list[Recorded], **_: Any) -> None:
     # Likewise: a webhook exists exactly when its event does.
-    webhooks.webhooks_for_events(records)
+    webhook_outbox.webhooks_for_events(records)

@@ -43,7 +43,7 @@ def manage_audience(public_token: str, code: str) -> str | None:
 
 
 def absolute(path: str) -> str:
-    return settings.TRACKSOP_PUBLIC_URL.rstrip("/") + path
+    return str(settings.TRACKSOP_PUBLIC_URL).rstrip("/") + path
 
 
 def manage_url(public_token: str, audience: str) -> str:

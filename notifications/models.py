@@ -3,7 +3,7 @@
 A row is written in the transaction of the event that causes it, so a message
 exists exactly when its event does. The unique `idempotency_key` (event +
 channel + address) makes a second attempt to write it a no-op, and the
-conditional claim in `services.notification_deliver` makes a second delivery
+conditional claim in `delivery.notification_deliver` makes a second delivery
 of its task a no-op: at-least-once Celery looks exactly-once to the customer.
 """
 

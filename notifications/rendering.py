@@ -311,11 +311,13 @@ def _names(name: str) -> list[str]:
 
 
 def _render_file(name: str, context: dict[str, Any], *, html: bool) -> str:
+    rendered: str
     if html:
-        return loader.select_template(_names(name), using="django").render(context)
-    return _TEXT.select_template(_names(name)).render(
-        Context(context, autoescape=False)
-    )
+        rendered = loader.select_template(_names(name), using="django").render(context)
+    else:
+        template = _TEXT.select_template(_names(name))
+        rendered = template.render(Context(context, autoescape=False))
+    return rendered
 
 
 def message_language(shipment: Shipment, subscription: Subscription | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from notifications.models import Notification, Status
+from notifications.models import Notification, Preference, Status
 from shipments.models import Shipment
 
 HISTORY_LIMIT = 200
@@ -32,3 +32,14 @@ def failed_notifications() -> QuerySet[Notification]:
 
 def failed_count() -> int:
     return failed_notifications().count()
+
+
+def preference_for(shipment: Shipment | int, audience: str) -> str:
+    """A party's channel choice (`Preference.Choice`), BOTH when never set."""
+    pk = shipment if isinstance(shipment, int) else shipment.pk
+    return (
+        Preference.objects.filter(shipment_id=pk, audience=audience)
+        .values_list("channels", flat=True)
+        .first()
+        or Preference.Choice.BOTH
+    )

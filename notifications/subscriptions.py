@@ -27,7 +27,8 @@ from django.utils.translation import ngettext
 
 from notifications import links
 from notifications.models import Audience, Channel, Kind, Status, Subscription
-from notifications.services import _queue_on_commit, _write, address_problem
+from notifications.outbox import queue_on_commit, write
+from notifications.rules import address_problem
 from shipments.models import Shipment
 
 # Addresses one shipment may have: confirmed ones and those with a live code.
@@ -51,16 +52,18 @@ class SubscriptionError(ValidationError):
         self.field = field
 
 
-def _code_hash(code: str, salt: str = "") -> str:
-    # A random salt per code: equal codes never show as equal hashes.
+def hash_code(code: str, salt: str = "") -> str:
+    """What is stored of a code. A random salt per code: equal codes never
+    show as equal hashes."""
     salt = salt or secrets.token_hex(8)
     mac = salted_hmac(_CODE_SALT, f"{salt}:{code}", algorithm="sha256").hexdigest()
     return f"{salt}${mac}"
 
 
-def _code_matches(code_hash: str, code: str) -> bool:
-    salt, dollar, _mac = code_hash.partition("$")
-    return bool(dollar) and constant_time_compare(code_hash, _code_hash(code, salt))
+def code_matches(stored: str, code: str) -> bool:
+    """Whether `code` is the one `stored` (from hash_code) was made of."""
+    salt, dollar, _mac = stored.partition("$")
+    return bool(dollar) and constant_time_compare(stored, hash_code(code, salt))
 
 
 def _language(language: str) -> str:
@@ -190,13 +193,13 @@ def subscription_request(
         elif subscription.stopped_at is not None:
             subscription.stopped_at = subscription.confirmed_at = None
         code = f"{secrets.randbelow(10**6):06d}"
-        subscription.code_hash = _code_hash(code)
+        subscription.code_hash = hash_code(code)
         subscription.code_sent_at = now
         subscription.failed_tries = 0
         subscription.language = language
         subscription.save()
         with translation.override(language):
-            row = _write(
+            row = write(
                 shipment=locked,
                 kind=Kind.SUBSCRIPTION_CONFIRM,
                 channel=channel,
@@ -208,9 +211,9 @@ def subscription_request(
             )
         if row.status != Status.PENDING:
             # A broken template: say so now rather than let them wait for a
-            # code that never comes (_write has logged why).
+            # code that never comes (write has logged why).
             raise SubscriptionError(_("We cannot send codes just now. Try later."))
-        _queue_on_commit([row])
+        queue_on_commit([row])
     return subscription
 
 
@@ -244,7 +247,7 @@ def subscription_confirm(*, subscription: Subscription, code: str) -> Subscripti
             error = _("This code no longer works. Ask for a new one.")
         elif locked.code_sent_at <= now - CODE_TTL:
             error = _("This code has expired. Ask for a new one.")
-        elif _code_matches(locked.code_hash, code):
+        elif code_matches(locked.code_hash, code):
             locked.confirmed_at, locked.code_hash, locked.failed_tries = now, "", 0
             locked.save(update_fields=["confirmed_at", "code_hash", "failed_tries"])
             return locked

@@ -8,12 +8,14 @@ import contextlib
 from celery import shared_task
 from django.conf import settings
 
-from notifications import services, webhooks
+from notifications import delivery
+from notifications.webhooks import delivery as webhook_delivery
+from notifications.webhooks import endpoints, purge
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def notification_send(notification_id: int) -> None:
-    retries = services.notification_deliver_batch(
+    retries = delivery.notification_deliver_batch(
         notification_id=notification_id, size=settings.TRACKSOP_NOTIFY_BATCH_SIZE
     )
     for pk, retry_in in retries.items():
@@ -25,13 +27,13 @@ def notification_send(notification_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def notifications_sweep() -> int:
-    return services.notifications_sweep()
+    return delivery.notifications_sweep()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def webhook_send(message_id: int, *more: int) -> None:
-    """One message, or several of one endpoint in turn (see webhooks.batches)."""
-    retries = webhooks.webhooks_deliver(message_ids=[message_id, *more])
+    """One message, or several of one endpoint in turn (see webhook_outbox.batches)."""
+    retries = webhook_delivery.webhooks_deliver(message_ids=[message_id, *more])
     for pk, retry_in in retries.items():
         # Long waits are left to the sweeper: the database remembers them,
         # and the broker would hand a task held that long to a second worker.
@@ -42,14 +44,14 @@ def webhook_send(message_id: int, *more: int) -> None:
 
 @shared_task(ignore_result=True)
 def webhooks_sweep() -> int:
-    return webhooks.webhooks_sweep()
+    return webhook_delivery.webhooks_sweep()
 
 
 @shared_task(ignore_result=True)
 def webhook_log_purge() -> int:
-    return webhooks.webhook_log_purge()
+    return purge.webhook_log_purge()
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def webhook_disabled_mail(endpoint_id: int) -> None:
-    webhooks.webhook_disabled_mail_send(endpoint_id=endpoint_id)
+    endpoints.webhook_disabled_mail_send(endpoint_id=endpoint_id)

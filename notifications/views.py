@@ -22,7 +22,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from notifications import links, rendering, selectors, services, subscriptions
+from notifications import delivery, links, outbox, rendering, selectors, subscriptions
 from notifications.forms import (
     PreferenceForm,
     PreviewForm,
@@ -58,7 +58,7 @@ def _back(request: HttpRequest, fallback: str) -> HttpResponse:
 def resend(request: HttpRequest, pk: int) -> HttpResponse:
     original = get_object_or_404(Notification.objects.select_related("shipment"), pk=pk)
     try:
-        row = services.notification_resend(
+        row = delivery.notification_resend(
             notification=original, user=cast(User, request.user)
         )
     except ValidationError as exc:
@@ -85,7 +85,7 @@ def failed_list(request: HttpRequest) -> HttpResponse:
         sent, refused = 0, []
         for row in chosen:
             try:
-                services.notification_resend(
+                delivery.notification_resend(
                     notification=row, user=cast(User, request.user)
                 )
                 sent += 1
@@ -209,7 +209,7 @@ def _party(token: str, code: str) -> tuple[Shipment, str]:
 @GET_POST
 def manage(request: HttpRequest, token: str, code: str) -> HttpResponse:
     shipment, audience = _party(token, code)
-    current = services.preference_for(shipment, audience)
+    current = selectors.preference_for(shipment, audience)
     form = PreferenceForm(
         request.POST if request.method == "POST" else None,
         initial={"channels": current},
@@ -218,12 +218,12 @@ def manage(request: HttpRequest, token: str, code: str) -> HttpResponse:
     saved = False
     if request.method == "POST":
         if "stop" in request.POST:
-            services.preference_set(
+            outbox.preference_set(
                 shipment=shipment, audience=audience, channels=Preference.Choice.NONE
             )
             current, saved = Preference.Choice.NONE, True
         elif form.is_valid():
-            services.preference_set(
+            outbox.preference_set(
                 shipment=shipment,
                 audience=audience,
                 channels=form.cleaned_data["channels"],
@@ -259,7 +259,7 @@ def unsubscribe(request: HttpRequest, token: str, code: str) -> HttpResponse:
     if request.method == "GET":
         # Link scanners fetch URLs in mail: a GET never unsubscribes.
         return redirect("notification-manage", token=token, code=code)
-    services.preference_set(
+    outbox.preference_set(
         shipment=shipment, audience=audience, channels=Preference.Choice.NONE
     )
     return HttpResponse(_("You will get no more updates about this shipment."))

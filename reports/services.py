@@ -22,7 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from notifications.services import ReportEmail, report_emails_queue
+from notifications.outbox import ReportEmail, report_emails_queue
 from reports import render, schedules
 from reports.models import ACTIVE, ReportKind, ReportRun, ReportSchedule, RunStatus
 from reports.periods import Filters, Period, iso_week, month_of

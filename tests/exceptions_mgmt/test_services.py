@@ -29,7 +29,7 @@ from exceptions_mgmt.models import (
 )
 from exceptions_mgmt.services import ExceptionConflict
 from notifications.models import Audience, Channel, Kind, Notification
-from notifications.services import queue_now
+from notifications.outbox import queue_now
 from shipments import services as shipment_services
 from shipments.checkpoints import checkpoint_record, event_void
 from shipments.models import Shipment, TrackingEvent

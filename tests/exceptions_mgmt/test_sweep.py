@@ -27,7 +27,7 @@ from exceptions_mgmt.models import (
     Severity,
 )
 from notifications.models import Audience, Channel, Kind, Notification
-from notifications.services import queue_now
+from notifications.outbox import queue_now
 from shipments import services as shipment_services
 from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment

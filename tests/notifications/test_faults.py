@@ -25,7 +25,7 @@ from kombu import Exchange, Queue, pools
 from kombu.common import ignore_errors
 from kombu.utils.collections import eqhash
 
-from notifications import services
+from notifications import delivery
 from notifications.models import Channel, Kind, Notification, Status
 from notifications.tasks import notification_send
 from shipments.checkpoints import checkpoint_record
@@ -179,8 +179,9 @@ def _publish_to(url: str) -> None:
     celery_app.conf.broker_url = url
     # Dropped, not closed: kombu keeps pools in a global registry keyed by the
     # connection, and closing them would break the next user of the old URL.
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    # (Celery has no public way to drop them.)
+    celery_app._pool = None  # noqa: SLF001
+    celery_app.amqp._producer_pool = None  # noqa: SLF001
 
 
 def _forget_pools(url: str) -> None:
@@ -213,8 +214,8 @@ def private_broker(tmp_path: Path, settings: Any) -> Iterator[RedisServer]:
         else:
             os.environ["CELERY_BROKER_URL"] = saved_env
         celery_app.conf["broker_url"] = saved_conf
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
+        celery_app._pool = None  # noqa: SLF001
+        celery_app.amqp._producer_pool = None  # noqa: SLF001
         server.stop()
 
 
@@ -245,9 +246,11 @@ def test_closing_a_broker_connection_after_redis_died_mid_poll_is_not_a_crash(
     )
     listener.consume()
     channel = consumer.channel
-    channel._brpop_start()  # the event loop's poll, waiting for the next task
+    # The event loop's poll, waiting for the next task (kombu's internals:
+    # the state this test is about has no public handle).
+    channel._brpop_start()  # noqa: SLF001
     assert received
-    assert channel.qos._delivered
+    assert channel.qos._delivered  # noqa: SLF001
 
     private_broker.kill()
     connection.collect(socket_timeout=1)
@@ -303,7 +306,7 @@ def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
     )
     assert broker.client().llen("celery") == 0  # nothing was queued while down
     settings.TRACKSOP_NOTIFY_STALE_SECONDS = 0
-    assert services.notifications_sweep() == 2
+    assert delivery.notifications_sweep() == 2
 
     email = _row(shipment, Kind.OUT_FOR_DELIVERY)
     _until(
@@ -311,7 +314,7 @@ def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
         "the swept email and SMS to be sent",
         worker,
     )
-    assert services.notifications_sweep() == 0
+    assert delivery.notifications_sweep() == 0
     _wait_idle(worker, received=4)
     out_for_delivery = [
         m for m in smtp_sink.to(address) if "out for delivery" in m["Subject"].lower()
@@ -373,7 +376,7 @@ def test_ten_redis_crashes_under_a_sending_worker_send_every_message_once(
 
     def all_sent() -> bool:
         if rows.exclude(status=Status.SENT).exists():
-            services.notifications_sweep()
+            delivery.notifications_sweep()
             time.sleep(0.5)
             return False
         return True
@@ -507,7 +510,7 @@ def test_worker_killed_mid_send_the_message_goes_out_once(
     # is gone. The SMS row comes along if the kill caught its task before it
     # ran (pending rows are queued at once with a stale time of 0).
     settings.TRACKSOP_NOTIFY_STALE_SECONDS = 0
-    swept = services.notifications_sweep()
+    swept = delivery.notifications_sweep()
     assert swept in (1, 2)
 
     _until(lambda: smtp_sink.to(address), "the email from the second worker", second)
@@ -524,8 +527,8 @@ def test_worker_killed_mid_send_the_message_goes_out_once(
     # does nothing, in the worker and in this process alike.
     notification_send.delay(row.pk)
     notification_send.delay(row.pk)
-    assert services.notification_deliver(notification_id=row.pk) is None
-    assert services.notification_deliver(notification_id=row.pk) is None
+    assert delivery.notification_deliver(notification_id=row.pk) is None
+    assert delivery.notification_deliver(notification_id=row.pk) is None
     assert mail.outbox == []
     _wait_idle(second, received=swept + 2)
 

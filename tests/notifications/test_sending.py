@@ -18,7 +18,7 @@ from celery import shared_task
 from django.core import mail
 from django.utils import timezone
 
-from notifications import gateways, services
+from notifications import delivery, gateways, outbox, sending
 from notifications.models import Audience, Channel, Kind, Notification, Preference
 from notifications.models import Status as St
 from shipments.checkpoints import checkpoint_record
@@ -45,9 +45,9 @@ def mail_server(settings: Any, smtp_sink: SmtpSink) -> SmtpSink:
 @pytest.fixture(autouse=True)
 def _no_marks() -> Iterator[None]:
     """Marks are per process; each test starts and ends without any."""
-    services._taken.clear()
+    sending.FAST.taken.clear()
     yield
-    services._taken.clear()
+    sending.FAST.taken.clear()
 
 
 def _email(shipment: Shipment) -> Notification:
@@ -84,7 +84,7 @@ def test_an_email_is_built_when_its_row_is_written_and_sent_byte_for_byte(
     assert message["List-Unsubscribe"].endswith("/unsubscribe/>")
     assert b"\r\nList-Unsubscribe: <http" in stored
 
-    assert services.notification_deliver(notification_id=row.pk) is None
+    assert delivery.notification_deliver(notification_id=row.pk) is None
 
     # The record holds exactly what the mail server got.
     assert mail_server.raw == [stored]
@@ -109,7 +109,7 @@ def test_an_email_row_written_without_its_bytes_is_built_once_when_sent(
     assert bytes(row.mime) == b""
     mail_server.defer.add("old@example.net")
 
-    assert services.notification_deliver(notification_id=row.pk)
+    assert delivery.notification_deliver(notification_id=row.pk)
 
     # Kept from the first attempt: the retry sends the same bytes.
     stored = bytes(_reload(row).mime)
@@ -120,7 +120,7 @@ def test_an_email_row_written_without_its_bytes_is_built_once_when_sent(
     retry_at = _reload(row).next_attempt_at
     assert retry_at is not None
     with time_machine.travel(retry_at + timedelta(seconds=1), tick=True):
-        assert services.notification_deliver(notification_id=row.pk) is None
+        assert delivery.notification_deliver(notification_id=row.pk) is None
     assert mail_server.raw == [stored]
     assert _reload(row).status == St.SENT
 
@@ -129,7 +129,7 @@ def test_an_email_row_written_without_its_bytes_is_built_once_when_sent(
 def _alert_from_a_task(shipment_id: int, user_id: int) -> int:
     from django.contrib.auth.models import User
 
-    [row] = services.staff_alert_queue(
+    [row] = outbox.staff_alert_queue(
         shipment=Shipment.objects.get(pk=shipment_id),
         users=[User.objects.get(pk=user_id)],
         key="from-a-task",
@@ -147,7 +147,7 @@ def test_an_email_written_by_a_task_is_built_by_the_worker_that_sends_it(
     pk = _alert_from_a_task.apply(args=(shipment.pk, user.pk)).get()
     assert bytes(Notification.objects.get(pk=pk).mime) == b""
 
-    assert services.notification_deliver(notification_id=pk) is None
+    assert delivery.notification_deliver(notification_id=pk) is None
 
     [message] = mail_server.to("supervisor@example.com")
     assert message["Message-ID"] == gateways.message_id(pk)
@@ -158,7 +158,7 @@ def test_a_backend_other_than_smtp_gets_the_message_built_from_the_row() -> None
     # The test settings' locmem backend stands for console, file or an API.
     row = _email(dispatched_shipment(recipient_email="api@example.net"))
 
-    assert services.notification_deliver(notification_id=row.pk) is None
+    assert delivery.notification_deliver(notification_id=row.pk) is None
 
     [message] = mail.outbox
     assert message.to == ["api@example.net"]
@@ -174,7 +174,7 @@ def test_a_staff_alert_is_built_without_an_unsubscribe_header() -> None:
     staff_user = _staff_user()
     shipment = dispatched_shipment()
 
-    [row] = services.staff_alert_queue(
+    [row] = outbox.staff_alert_queue(
         shipment=shipment,
         users=[staff_user],
         key="test-alert",
@@ -200,7 +200,7 @@ def test_a_task_sends_other_due_emails_over_its_connection_and_their_tasks_do_no
 ) -> None:
     first, *others = _emails(4)
 
-    retries = services.notification_deliver_batch(notification_id=first.pk, size=10)
+    retries = delivery.notification_deliver_batch(notification_id=first.pk, size=10)
 
     assert retries == {}
     assert len(mail_server.messages) == 4
@@ -213,12 +213,12 @@ def test_a_task_sends_other_due_emails_over_its_connection_and_their_tasks_do_no
     for row in others:
         with django_assert_num_queries(0):
             assert (
-                services.notification_deliver_batch(notification_id=row.pk, size=10)
+                delivery.notification_deliver_batch(notification_id=row.pk, size=10)
                 == {}
             )
     # A task delivered twice (Celery is at-least-once) claims, and finds it sent.
     with django_assert_num_queries(1):
-        services.notification_deliver_batch(notification_id=others[0].pk, size=10)
+        delivery.notification_deliver_batch(notification_id=others[0].pk, size=10)
     assert len(mail_server.messages) == 4
 
 
@@ -227,12 +227,12 @@ def test_a_batch_takes_the_newest_due_emails_up_to_its_size(
 ) -> None:
     first, *others = _emails(5)
 
-    services.notification_deliver_batch(notification_id=first.pk, size=3)
+    delivery.notification_deliver_batch(notification_id=first.pk, size=3)
 
     # Its own and the two newest: the tasks of the oldest are next in line.
     sent = {row.pk for row in Notification.objects.filter(status=St.SENT)}
     assert sent == {first.pk, others[-1].pk, others[-2].pk}
-    assert set(services._taken) == {others[-1].pk, others[-2].pk}
+    assert set(sending.FAST.taken) == {others[-1].pk, others[-2].pk}
 
 
 def test_a_batch_leaves_texts_rows_not_due_and_rows_another_worker_has(
@@ -247,7 +247,7 @@ def test_a_batch_leaves_texts_rows_not_due_and_rows_another_worker_has(
         status=St.SENDING, attempts=1, next_attempt_at=lease
     )
 
-    services.notification_deliver_batch(notification_id=first.pk, size=10)
+    delivery.notification_deliver_batch(notification_id=first.pk, size=10)
 
     assert [m["To"] for m in mail_server.messages] == [first.to]
     assert _reload(later).status == St.PENDING
@@ -262,7 +262,7 @@ def test_a_sms_task_sends_its_text_alone(mail_server: SmtpSink) -> None:
         shipment=shipment, kind=Kind.DISPATCHED, channel=Channel.SMS
     )
 
-    assert services.notification_deliver_batch(notification_id=sms.pk, size=10) == {}
+    assert delivery.notification_deliver_batch(notification_id=sms.pk, size=10) == {}
 
     assert _reload(sms).status == St.SENT
     assert mail_server.messages == []
@@ -274,7 +274,7 @@ def test_a_deferred_address_in_a_batch_is_retried_alone_and_the_rest_go(
     first, busy, last = _emails(3)
     mail_server.defer.add(busy.to)
 
-    retries = services.notification_deliver_batch(notification_id=first.pk, size=10)
+    retries = delivery.notification_deliver_batch(notification_id=first.pk, size=10)
 
     assert list(retries) == [busy.pk]
     assert retries[busy.pk] > 0
@@ -287,7 +287,7 @@ def test_a_deferred_address_in_a_batch_is_retried_alone_and_the_rest_go(
     assert row.next_attempt_at is not None
     with time_machine.travel(row.next_attempt_at + timedelta(seconds=1), tick=True):
         assert (
-            services.notification_deliver_batch(notification_id=busy.pk, size=10) == {}
+            delivery.notification_deliver_batch(notification_id=busy.pk, size=10) == {}
         )
     assert (_reload(busy).status, _reload(busy).attempts) == (St.SENT, 2)
     assert [m["To"] for m in mail_server.to(busy.to)] == [busy.to]
@@ -299,7 +299,7 @@ def test_a_refused_address_in_a_batch_fails_and_the_rest_go(
     first, refused, last = _emails(3)
     mail_server.refuse.add(refused.to)
 
-    assert services.notification_deliver_batch(notification_id=first.pk, size=10) == {}
+    assert delivery.notification_deliver_batch(notification_id=first.pk, size=10) == {}
 
     assert _reload(refused).status == St.FAILED
     assert {m["To"] for m in mail_server.messages} == {first.to, last.to}
@@ -309,13 +309,13 @@ def test_a_preference_changed_after_writing_suppresses_a_batched_email(
     mail_server: SmtpSink,
 ) -> None:
     first, declined = _emails(2)
-    services.preference_set(
+    outbox.preference_set(
         shipment=declined.shipment,
         audience=Audience.RECIPIENT,
         channels=Preference.Choice.SMS,
     )
 
-    services.notification_deliver_batch(notification_id=first.pk, size=10)
+    delivery.notification_deliver_batch(notification_id=first.pk, size=10)
 
     row = _reload(declined)
     assert row.status == St.SUPPRESSED
@@ -331,7 +331,7 @@ def test_a_slow_server_makes_a_batch_hand_back_the_rest_untried(
     mail_server.delay = 0.3
     first, *rest = _emails(3)
 
-    retries = services.notification_deliver_batch(notification_id=first.pk, size=10)
+    retries = delivery.notification_deliver_batch(notification_id=first.pk, size=10)
 
     assert _reload(first).status == St.SENT
     assert set(retries) == {row.pk for row in rest}
@@ -342,7 +342,7 @@ def test_a_slow_server_makes_a_batch_hand_back_the_rest_untried(
         assert row.next_attempt_at is not None
         assert row.next_attempt_at > timezone.now()
     assert len(mail_server.messages) == 1
-    assert services._taken == {}
+    assert sending.FAST.taken == {}
 
 
 def test_a_large_batch_leaves_building_the_emails_to_the_workers(
@@ -362,7 +362,7 @@ def test_a_large_batch_leaves_building_the_emails_to_the_workers(
     assert len(rows) == 2
     assert all(bytes(r.mime) for r in rows)
     Notification.objects.filter(event__in=events).delete()
-    built = services.notifications_for_events(
+    built = outbox.notifications_for_events(
         [Recorded(e, e.shipment, "in_transit") for e in events]
     )
     emails = [r for r in built if r.channel == "email"]

@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from notifications import rendering, services
+from notifications import delivery, outbox, rendering, rules
 from notifications.models import (
     Audience,
     Channel,
@@ -75,7 +75,7 @@ def _queued(callbacks: list[Callable[[], Any]]) -> list[int]:
     return sorted(
         pk
         for callback in callbacks
-        if getattr(callback, "func", None) is services.queue_now
+        if getattr(callback, "func", None) is outbox.queue_now
         for pk in callback.args[0]  # type: ignore[attr-defined]
     )
 
@@ -413,7 +413,7 @@ def test_the_recipients_preference_suppresses_the_channels_they_turned_off(
     choice: str, suppressed: set[str]
 ) -> None:
     shipment = dispatched_shipment()
-    services.preference_set(shipment=shipment, audience=RECIPIENT, channels=choice)
+    outbox.preference_set(shipment=shipment, audience=RECIPIENT, channels=choice)
 
     _scan(shipment, K.OUT_FOR_DELIVERY)
 
@@ -433,14 +433,14 @@ def test_a_preference_changed_after_queuing_is_honoured_at_delivery(
 ) -> None:
     shipment = dispatched_shipment()
     rows = _rows(shipment, Kind.DISPATCHED)
-    services.preference_set(
+    outbox.preference_set(
         shipment=shipment, audience=RECIPIENT, channels=Preference.Choice.SMS
     )
 
-    email_retry = services.notification_deliver(
+    email_retry = delivery.notification_deliver(
         notification_id=rows[RECIPIENT, EMAIL].pk
     )
-    sms_retry = services.notification_deliver(notification_id=rows[RECIPIENT, SMS].pk)
+    sms_retry = delivery.notification_deliver(notification_id=rows[RECIPIENT, SMS].pk)
 
     assert email_retry is None
     assert sms_retry is None
@@ -474,7 +474,7 @@ def test_a_dispatch_message_without_the_eta_is_suppressed_naming_it(
     )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        rows = services.notifications_for_event(
+        rows = outbox.notifications_for_event(
             event=event, shipment=shipment, previous_status=S.READY
         )
 
@@ -580,7 +580,7 @@ def _reload(row: Notification) -> Notification:
 def test_a_pending_email_is_sent_and_marked_sent(
     mail_server: SmtpSink, pending_email: Notification
 ) -> None:
-    retry = services.notification_deliver(notification_id=pending_email.pk)
+    retry = delivery.notification_deliver(notification_id=pending_email.pk)
 
     assert retry is None
     [message] = mail_server.to("jane@example.net")
@@ -599,7 +599,7 @@ def test_an_address_the_mail_server_refuses_fails_at_once_without_retry(
 ) -> None:
     mail_server.refuse.add("jane@example.net")
 
-    retry = services.notification_deliver(notification_id=pending_email.pk)
+    retry = delivery.notification_deliver(notification_id=pending_email.pk)
 
     assert retry is None
     row = _reload(pending_email)
@@ -617,7 +617,7 @@ def test_a_mail_server_that_is_down_leaves_the_email_pending_until_it_is_back(
 ) -> None:
     mail_server.stop()
 
-    retry = services.notification_deliver(notification_id=pending_email.pk)
+    retry = delivery.notification_deliver(notification_id=pending_email.pk)
 
     assert retry is not None
     assert retry > 0
@@ -628,12 +628,12 @@ def test_a_mail_server_that_is_down_leaves_the_email_pending_until_it_is_back(
     assert row.next_attempt_at > timezone.now()
     assert "Connection refused" in row.last_error
     # Not due yet: a second task for it does nothing.
-    assert services.notification_deliver(notification_id=row.pk) is None
+    assert delivery.notification_deliver(notification_id=row.pk) is None
     assert _reload(row).attempts == 1
 
     mail_server.start()
     with time_machine.travel(row.next_attempt_at + timedelta(seconds=1), tick=True):
-        assert services.notification_deliver(notification_id=row.pk) is None
+        assert delivery.notification_deliver(notification_id=row.pk) is None
 
     row = _reload(row)
     assert row.status == Status.SENT
@@ -649,7 +649,7 @@ def test_an_email_that_keeps_failing_is_failed_after_the_last_attempt(
     Notification.objects.filter(pk=pending_email.pk).update(attempts=last - 1)
     mail_server.stop()
 
-    retry = services.notification_deliver(notification_id=pending_email.pk)
+    retry = delivery.notification_deliver(notification_id=pending_email.pk)
 
     assert retry is None
     row = _reload(pending_email)
@@ -662,8 +662,8 @@ def test_an_email_that_keeps_failing_is_failed_after_the_last_attempt(
 def test_a_message_delivered_twice_is_sent_once(
     mail_server: SmtpSink, pending_email: Notification
 ) -> None:
-    first = services.notification_deliver(notification_id=pending_email.pk)
-    second = services.notification_deliver(notification_id=pending_email.pk)
+    first = delivery.notification_deliver(notification_id=pending_email.pk)
+    second = delivery.notification_deliver(notification_id=pending_email.pk)
 
     assert first is None
     assert second is None
@@ -679,7 +679,7 @@ def test_a_message_another_worker_is_sending_is_left_alone(
         status=Status.SENDING, attempts=1, next_attempt_at=lease
     )
 
-    assert services.notification_deliver(notification_id=pending_email.pk) is None
+    assert delivery.notification_deliver(notification_id=pending_email.pk) is None
 
     row = _reload(pending_email)
     assert (row.status, row.attempts, row.next_attempt_at) == (
@@ -691,7 +691,7 @@ def test_a_message_another_worker_is_sending_is_left_alone(
 
 
 def test_a_message_that_is_gone_is_ignored(mail_server: SmtpSink) -> None:
-    assert services.notification_deliver(notification_id=987654321) is None
+    assert delivery.notification_deliver(notification_id=987654321) is None
     assert mail_server.messages == []
 
 
@@ -708,7 +708,7 @@ def test_the_retry_delay_doubles_with_each_attempt_up_to_the_cap(
     settings.TRACKSOP_NOTIFY_RETRY_BASE_SECONDS = 30.0
     settings.TRACKSOP_NOTIFY_RETRY_MAX_SECONDS = 3600.0
 
-    delays = [services.retry_delay(attempts) for _ in range(200)]
+    delays = [rules.retry_delay(attempts) for _ in range(200)]
 
     # Jitter spreads retries of many messages over the upper half.
     assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
@@ -765,12 +765,12 @@ def test_the_sweeper_queues_messages_left_pending_longer_than_the_stale_time(
     # Just queued by its commit hook: in the broker already.
     fresh = _unsent(quiet_shipment, status=Status.PENDING, due=now)
 
-    assert services.notifications_sweep() == 1
+    assert delivery.notifications_sweep() == 1
 
     assert broker() == [forgotten.pk]
     # Pushed forward, so the next sweep does not queue it a second time.
     assert _reload(forgotten).next_attempt_at >= now  # type: ignore[operator]
-    assert services.notifications_sweep() == 0
+    assert delivery.notifications_sweep() == 0
     assert broker() == [forgotten.pk]
     assert _reload(fresh).status == Status.PENDING
 
@@ -792,7 +792,7 @@ def test_the_sweeper_returns_a_message_whose_worker_died_to_pending(
         attempts=1,
     )
 
-    assert services.notifications_sweep() == 1
+    assert delivery.notifications_sweep() == 1
 
     row = _reload(lapsed)
     assert row.status == Status.PENDING
@@ -813,7 +813,7 @@ def test_the_sweeper_fails_a_message_whose_worker_died_on_every_attempt(
         attempts=settings.TRACKSOP_NOTIFY_MAX_ATTEMPTS,
     )
 
-    services.notifications_sweep()
+    delivery.notifications_sweep()
 
     row = _reload(exhausted)
     assert row.status == Status.FAILED
@@ -841,7 +841,7 @@ def test_a_resend_is_a_new_message_to_the_current_address(
     )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        row = services.notification_resend(notification=sent_email, user=cs_agent)
+        row = delivery.notification_resend(notification=sent_email, user=cs_agent)
 
     assert row.pk != sent_email.pk
     assert row.to == "jane.new@example.net"
@@ -866,7 +866,7 @@ def test_a_message_still_being_sent_cannot_be_resent(cs_agent: User) -> None:
     before = Notification.objects.count()
 
     with pytest.raises(ValidationError, match="still being sent"):
-        services.notification_resend(notification=pending, user=cs_agent)
+        delivery.notification_resend(notification=pending, user=cs_agent)
 
     assert Notification.objects.count() == before
 
@@ -875,13 +875,13 @@ def test_a_message_on_a_channel_the_customer_turned_off_cannot_be_resent(
     cs_agent: User, quiet_shipment: Shipment
 ) -> None:
     sms = _rows(quiet_shipment, Kind.DISPATCHED)[RECIPIENT, SMS]
-    services.preference_set(
+    outbox.preference_set(
         shipment=quiet_shipment, audience=RECIPIENT, channels=Preference.Choice.EMAIL
     )
     before = Notification.objects.count()
 
     with pytest.raises(ValidationError, match="turned off SMS updates"):
-        services.notification_resend(notification=sms, user=cs_agent)
+        delivery.notification_resend(notification=sms, user=cs_agent)
 
     assert Notification.objects.count() == before
 
@@ -893,7 +893,7 @@ def test_a_message_to_an_address_since_removed_cannot_be_resent(
     Shipment.objects.filter(pk=quiet_shipment.pk).update(recipient_phone="")
 
     with pytest.raises(ValidationError, match="No phone number on the shipment"):
-        services.notification_resend(notification=sms, user=cs_agent)
+        delivery.notification_resend(notification=sms, user=cs_agent)
 
 
 def test_resending_a_failed_message_takes_it_off_the_failed_list(
@@ -904,7 +904,7 @@ def test_resending_a_failed_message_takes_it_off_the_failed_list(
     )
     assert list(failed_notifications()) == [sent_email]
 
-    row = services.notification_resend(notification=sent_email, user=cs_agent)
+    row = delivery.notification_resend(notification=sent_email, user=cs_agent)
 
     assert list(failed_notifications()) == []
     original = _reload(sent_email)
@@ -923,7 +923,7 @@ def test_a_staff_alert_emails_each_user_once(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        rows = services.staff_alert_queue(
+        rows = outbox.staff_alert_queue(
             shipment=quiet_shipment,
             users=[supervisor, staff],
             key="escalation:7:2",
@@ -956,7 +956,7 @@ def test_a_staff_alert_for_the_same_occasion_writes_nothing_new(
     supervisor: User, quiet_shipment: Shipment
 ) -> None:
     def alert(key: str) -> list[Notification]:
-        return services.staff_alert_queue(
+        return outbox.staff_alert_queue(
             shipment=quiet_shipment, users=[supervisor], key=key, context={}
         )
 
@@ -976,7 +976,7 @@ def test_a_staff_alert_to_a_user_without_email_is_suppressed(
     supervisor.email = ""
     supervisor.save()
 
-    [row] = services.staff_alert_queue(
+    [row] = outbox.staff_alert_queue(
         shipment=quiet_shipment, users=[supervisor], key="escalation:8:1", context={}
     )
 
@@ -999,7 +999,7 @@ def test_handling_the_same_event_twice_writes_no_second_message() -> None:
     event = shipment.events.get(kind=EventKind.DISPATCHED)
     before = Notification.objects.filter(event=event).count()
 
-    again = services.notifications_for_event(
+    again = outbox.notifications_for_event(
         event=event, shipment=shipment, previous_status=ShipmentStatus.READY
     )
 

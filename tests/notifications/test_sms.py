@@ -1,6 +1,6 @@
 """SMS: the Twilio backend against a local server that speaks Twilio's
 Messages API (no remote calls), and the file and console backends. Messages
-go through `services.notification_deliver`, the path the worker takes."""
+go through `delivery.notification_deliver`, the path the worker takes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from notifications import services
+from notifications import delivery
 from notifications.models import Channel, Kind, Notification, Status
 from shipments.dispatch import shipment_dispatch
 from shipments.models import Shipment
@@ -33,7 +33,7 @@ def _sms(shipment: Shipment) -> Notification:
 
 
 def _deliver(row: Notification) -> float | None:
-    result = services.notification_deliver(notification_id=row.pk)
+    result = delivery.notification_deliver(notification_id=row.pk)
     row.refresh_from_db()
     return result
 

@@ -18,13 +18,14 @@ from urllib.parse import urlsplit
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from notifications import links, rendering, services, subscriptions
+from notifications import delivery, links, outbox, rendering, subscriptions
 from notifications.models import (
     CUSTOMER_KINDS,
     Audience,
@@ -167,14 +168,14 @@ def test_an_unknown_language_falls_back_to_the_default(shipment: Shipment) -> No
 
 def test_two_codes_are_not_the_same_hash() -> None:
     first, second = (
-        subscriptions._code_hash("123456"),
-        subscriptions._code_hash("123456"),
+        subscriptions.hash_code("123456"),
+        subscriptions.hash_code("123456"),
     )
 
     assert first != second
-    assert subscriptions._code_matches(first, "123456")
-    assert not subscriptions._code_matches(first, "123457")
-    assert not subscriptions._code_matches("", "123456")
+    assert subscriptions.code_matches(first, "123456")
+    assert not subscriptions.code_matches(first, "123457")
+    assert not subscriptions.code_matches("", "123456")
 
 
 @pytest.mark.parametrize(
@@ -545,7 +546,7 @@ def test_handling_an_event_twice_writes_nothing_new_for_subscribers(
     _confirmed(shipment, "fan@example.org")
     event = _scan(shipment, EventKind.OUT_FOR_DELIVERY)
 
-    again = services.notifications_for_event(
+    again = outbox.notifications_for_event(
         event=event, shipment=shipment, previous_status=ShipmentStatus.DISPATCHED
     )
 
@@ -571,7 +572,7 @@ def test_a_subscribers_email_goes_out_with_a_one_click_stop_header(
     _scan(shipment, EventKind.OUT_FOR_DELIVERY)
     [row] = _subscriber_rows(shipment, Kind.OUT_FOR_DELIVERY)
 
-    assert services.notification_deliver(notification_id=row.pk) is None
+    assert delivery.notification_deliver(notification_id=row.pk) is None
 
     [message] = mail_server.to("fan@example.org")
     one_click = links.stop_one_click_url(shipment.public_token, subscription.pk)
@@ -585,7 +586,7 @@ def test_the_code_email_goes_out_too(mail_server: SmtpSink, shipment: Shipment) 
     subscription = _request(shipment, "fan@example.org")
     [row] = _codes(subscription)
 
-    services.notification_deliver(notification_id=row.pk)
+    delivery.notification_deliver(notification_id=row.pk)
 
     [message] = mail_server.to("fan@example.org")
     assert _code(subscription) in message["Subject"]
@@ -599,7 +600,7 @@ def test_a_message_written_before_the_stop_is_not_sent_after_it(
     [row] = _subscriber_rows(shipment, Kind.OUT_FOR_DELIVERY)
     subscriptions.subscription_stop(subscription=subscription)
 
-    assert services.notification_deliver(notification_id=row.pk) is None
+    assert delivery.notification_deliver(notification_id=row.pk) is None
 
     assert mail_server.to("fan@example.org") == []
     row.refresh_from_db()
@@ -645,7 +646,7 @@ def test_staff_resend_a_subscribers_message_to_the_subscriber(
         status=Status.FAILED, next_attempt_at=None
     )
 
-    copy = services.notification_resend(notification=row, user=cs_agent)
+    copy = delivery.notification_resend(notification=row, user=cs_agent)
 
     assert copy.to == "fan@example.org"
     assert copy.audience == Audience.SUBSCRIBER
@@ -655,14 +656,14 @@ def test_staff_resend_a_subscribers_message_to_the_subscriber(
     Notification.objects.filter(pk=copy.pk).update(
         status=Status.SENT, next_attempt_at=None
     )
-    with pytest.raises(services.ValidationError):
-        services.notification_resend(notification=row, user=cs_agent)
+    with pytest.raises(ValidationError):
+        delivery.notification_resend(notification=row, user=cs_agent)
     code_row = _codes(subscription)[0]
     Notification.objects.filter(pk=code_row.pk).update(
         status=Status.SENT, next_attempt_at=None
     )
-    with pytest.raises(services.ValidationError):
-        services.notification_resend(notification=code_row, user=cs_agent)
+    with pytest.raises(ValidationError):
+        delivery.notification_resend(notification=code_row, user=cs_agent)
 
 
 # --- message texts ---------------------------------------------------------------

@@ -10,7 +10,6 @@ from django.test import Client
 from django.urls import reverse
 from standardwebhooks import Webhook
 
-from notifications import webhooks
 from notifications.models import (
     WebhookAttempt,
     WebhookEndpoint,
@@ -18,6 +17,7 @@ from notifications.models import (
     WebhookMessage,
     WebhookStatus,
 )
+from notifications.webhooks import delivery, endpoints
 from tests.factories import ShipmentFactory, UserFactory
 from tests.notifications.webhook_receiver import Receiver, receiver
 from tracksop import roles
@@ -42,7 +42,7 @@ def local(settings: Any) -> None:
 
 
 def _endpoint(integration: Integration, url: str) -> WebhookEndpoint:
-    return webhooks.webhook_endpoint_create(
+    return endpoints.webhook_endpoint_create(
         integration=integration,
         url=url,
         event_types=[WebhookEventType.SHIPMENT_CREATED],
@@ -109,7 +109,7 @@ def test_rotating_keeps_the_old_secret_signing_for_a_while(
     endpoint.refresh_from_db()
     assert endpoint.secret != old
     assert endpoint.previous_secret == old
-    assert webhooks.signing_secrets(endpoint) == [endpoint.secret, old]
+    assert delivery.signing_secrets(endpoint) == [endpoint.secret, old]
     assert any(endpoint.secret in m for m in _messages_shown(response))
 
 
@@ -117,7 +117,7 @@ def test_a_disabled_endpoint_is_enabled_again(
     admin_client: Client, integration: Integration
 ) -> None:
     endpoint = _endpoint(integration, "https://shop.example/hooks")
-    webhooks.webhook_endpoint_disable(endpoint=endpoint, reason="410", notify=False)
+    endpoints.webhook_endpoint_disable(endpoint=endpoint, reason="410", notify=False)
 
     admin_client.post(
         ENDPOINTS, {"action": "enable", "_selected_action": [endpoint.pk]}
@@ -135,7 +135,7 @@ def test_replay_sends_the_stored_message_again_under_its_own_id(
     endpoint = _endpoint(integration, receiver.url)
     ShipmentFactory()
     message = WebhookMessage.objects.get()
-    webhooks.webhook_deliver(message_id=message.pk)
+    delivery.webhook_deliver(message_id=message.pk)
 
     response = admin_client.get(f"{LOG}?endpoint__id__exact={endpoint.pk}")
     assert response.status_code == 200
@@ -143,7 +143,7 @@ def test_replay_sends_the_stored_message_again_under_its_own_id(
     admin_client.post(LOG, {"action": "replay", "_selected_action": [message.pk]})
     message.refresh_from_db()
     assert message.status == WebhookStatus.PENDING
-    webhooks.webhook_deliver(message_id=message.pk)
+    delivery.webhook_deliver(message_id=message.pk)
 
     first, second = receiver.delivered()
     assert first.body == second.body
@@ -170,7 +170,7 @@ def test_a_test_event_reaches_the_receiver_signed(
         ENDPOINTS, {"action": "send_test_event", "_selected_action": [endpoint.pk]}
     )
     message = WebhookMessage.objects.get(event_type="webhook.test")
-    webhooks.webhook_deliver(message_id=message.pk)
+    delivery.webhook_deliver(message_id=message.pk)
 
     [request] = receiver.delivered()
     body = Webhook(endpoint.secret).verify(request.body, request.headers)
@@ -183,7 +183,7 @@ def test_a_disabled_endpoint_gets_no_test_event_or_replay(
     endpoint = _endpoint(integration, "https://shop.example/hooks")
     ShipmentFactory()
     message = WebhookMessage.objects.get()
-    webhooks.webhook_endpoint_disable(endpoint=endpoint, reason="410", notify=False)
+    endpoints.webhook_endpoint_disable(endpoint=endpoint, reason="410", notify=False)
 
     response = admin_client.post(
         ENDPOINTS,

@@ -9,13 +9,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from notifications import webhooks
 from notifications.models import (
     WebhookAttempt,
     WebhookEndpoint,
     WebhookMessage,
     WebhookStatus,
 )
+from notifications.webhooks import delivery, endpoints
 from tests.factories import ShipmentFactory
 from tracksop.api_keys import api_key_issue
 from tracksop.models import Integration
@@ -144,7 +144,7 @@ def test_rotating_returns_the_new_secret_and_when_the_old_one_stops(
     assert body["secret"] != created["secret"]
     assert body["previous_secret_expires_at"] is not None
     endpoint = WebhookEndpoint.objects.get()
-    assert webhooks.signing_secrets(endpoint) == [body["secret"], created["secret"]]
+    assert delivery.signing_secrets(endpoint) == [body["secret"], created["secret"]]
 
 
 def test_the_delivery_log_lists_messages_with_their_attempts_and_replays(
@@ -156,7 +156,7 @@ def test_the_delivery_log_lists_messages_with_their_attempts_and_replays(
     # An attempt that found nobody listening (a closed local port).
     settings.TRACKSOP_WEBHOOK_ALLOW_PRIVATE = True
     WebhookEndpoint.objects.update(url="http://127.0.0.1:9/hooks")
-    webhooks.webhook_deliver(message_id=message.pk)
+    delivery.webhook_deliver(message_id=message.pk)
 
     listed = api.get(f"{BASE}{code}/messages/").json()
     assert [m["id"] for m in listed["results"]] == [message.message_id]
@@ -193,7 +193,7 @@ def test_a_test_event_is_queued(api: APIClient) -> None:
 
 def test_a_disabled_endpoint_is_enabled_again(api: APIClient) -> None:
     code = _create(api).json()["id"]
-    webhooks.webhook_endpoint_disable(
+    endpoints.webhook_endpoint_disable(
         endpoint=WebhookEndpoint.objects.get(), reason="410 Gone", notify=False
     )
     refused = api.post(f"{BASE}{code}/test/")
@@ -210,7 +210,7 @@ def test_a_disabled_endpoint_is_enabled_again(api: APIClient) -> None:
 def test_another_integrations_endpoints_are_not_found(
     api: APIClient, shop: Integration
 ) -> None:
-    theirs = webhooks.webhook_endpoint_create(
+    theirs = endpoints.webhook_endpoint_create(
         integration=Integration.objects.create(name="Rival"),
         url="https://rival.example/hooks",
         event_types=["shipment.created"],

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from notifications import webhooks
 from notifications.models import (
     WebhookAttempt,
     WebhookEndpoint,
@@ -20,6 +19,8 @@ from notifications.models import (
     WebhookStatus,
 )
 from notifications.tasks import webhooks_sweep
+from notifications.webhooks import endpoints
+from notifications.webhooks import outbox as webhook_outbox
 from shipments import services
 from shipments.checkpoints import checkpoint_record
 from shipments.dispatch import shipment_check
@@ -38,7 +39,7 @@ def _endpoint(url: str, types: list[str] | None = None) -> WebhookEndpoint:
     integration, _ = Integration.objects.get_or_create(
         name="Shop", defaults={"contact_email": "ops@shop.example"}
     )
-    return webhooks.webhook_endpoint_create(
+    return endpoints.webhook_endpoint_create(
         integration=integration,
         url=url,
         event_types=types or list(WebhookEventType.values),
@@ -175,7 +176,7 @@ def test_the_sweeper_sends_a_message_whose_task_was_lost(
     _endpoint(receiver.url, [WebhookEventType.SHIPMENT_CREATED])
     start_worker(**WORKER_ENV, TRACKSOP_WEBHOOK_STALE_SECONDS="0")
     # The broker took nothing: the publish after commit was lost.
-    monkeypatch.setattr(webhooks, "queue_now", lambda ids: 0)
+    monkeypatch.setattr(webhook_outbox, "queue_now", lambda ids: 0)
     ShipmentFactory()
     monkeypatch.undo()
     message = WebhookMessage.objects.get()

@@ -17,7 +17,6 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from notifications import webhook_transport, webhooks
 from notifications.models import (
     WebhookAttempt,
     WebhookEndpoint,
@@ -25,6 +24,8 @@ from notifications.models import (
     WebhookMessage,
     WebhookStatus,
 )
+from notifications.webhooks import delivery, endpoints, transport
+from notifications.webhooks import outbox as webhook_outbox
 from tests.factories import ShipmentFactory
 from tests.helpers import race
 from tests.notifications.conftest import SmtpSink, free_port
@@ -51,7 +52,7 @@ def local(settings: Any) -> None:
 
 
 def _endpoint(integration: Integration, url: str) -> WebhookEndpoint:
-    return webhooks.webhook_endpoint_create(
+    return endpoints.webhook_endpoint_create(
         integration=integration, url=url, event_types=CREATED
     )
 
@@ -62,7 +63,7 @@ def _message() -> WebhookMessage:
 
 
 def _attempt(message: WebhookMessage) -> float | None:
-    return webhooks.webhook_deliver(message_id=message.pk)
+    return delivery.webhook_deliver(message_id=message.pk)
 
 
 def _last_attempt() -> WebhookAttempt:
@@ -167,7 +168,7 @@ def test_a_message_for_a_disabled_endpoint_is_not_sent(
 ) -> None:
     endpoint = _endpoint(integration, receiver.url)
     message = _message()
-    webhooks.webhook_endpoint_disable(endpoint=endpoint, reason="Paused", notify=False)
+    endpoints.webhook_endpoint_disable(endpoint=endpoint, reason="Paused", notify=False)
 
     assert _attempt(message) is None
 
@@ -184,7 +185,7 @@ def test_during_a_rotation_both_secrets_sign_and_each_verifies(
 ) -> None:
     endpoint = _endpoint(integration, receiver.url)
     old = endpoint.secret
-    endpoint = webhooks.webhook_secret_rotate(endpoint=endpoint)
+    endpoint = endpoints.webhook_secret_rotate(endpoint=endpoint)
     assert endpoint.secret != old
     assert endpoint.secret.startswith("whsec_")
 
@@ -265,12 +266,12 @@ def test_webhooks_to_addresses_inside_the_network_are_refused(
     ],
 )
 def test_the_guard_refuses_every_non_public_address(address: str) -> None:
-    assert webhook_transport.address_refusal(ipaddress.ip_address(address))
+    assert transport.address_refusal(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize("address", ["93.184.215.14", "2606:2800:21f:cb07::1"])
 def test_the_guard_lets_public_addresses_through(address: str) -> None:
-    assert webhook_transport.address_refusal(ipaddress.ip_address(address)) == ""
+    assert transport.address_refusal(ipaddress.ip_address(address)) == ""
 
 
 @pytest.mark.parametrize(
@@ -280,7 +281,7 @@ def test_an_endpoint_must_be_an_http_or_https_url(
     integration: Integration, url: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
-        webhooks.webhook_endpoint_create(
+        endpoints.webhook_endpoint_create(
             integration=integration, url=url, event_types=CREATED
         )
     assert "url" in caught.value.message_dict
@@ -289,7 +290,7 @@ def test_an_endpoint_must_be_an_http_or_https_url(
 
 def test_an_endpoint_needs_known_event_types(integration: Integration) -> None:
     with pytest.raises(ValidationError) as caught:
-        webhooks.webhook_endpoint_create(
+        endpoints.webhook_endpoint_create(
             integration=integration,
             url="https://shop.example/hooks",
             event_types=["shipment.teleported"],
@@ -339,8 +340,8 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_owner_emailed_onc
         assert "since" in endpoint.disabled_reason
         assert "The receiver answered 500." in endpoint.disabled_reason
         _attempt(second)  # no request: the endpoint is disabled
-        webhooks.webhooks_sweep()
-        webhooks.webhooks_sweep()
+        delivery.webhooks_sweep()
+        delivery.webhooks_sweep()
 
     assert len(receiver.delivered()) == 3
     [mail] = smtp_sink.messages
@@ -353,7 +354,7 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_owner_emailed_onc
     # New events write nothing for it until it is enabled again.
     ShipmentFactory()
     assert WebhookMessage.objects.count() == 2
-    webhooks.webhook_endpoint_enable(endpoint=endpoint)
+    endpoints.webhook_endpoint_enable(endpoint=endpoint)
     receiver.answers = []
     ShipmentFactory()
     assert WebhookMessage.objects.count() == 3
@@ -386,7 +387,7 @@ def test_two_tasks_for_one_message_at_once_make_one_request(
     receiver: Receiver, integration: Integration, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _endpoint(integration, receiver.url)
-    monkeypatch.setattr(webhooks, "queue_now", lambda groups: 0)  # no worker here
+    monkeypatch.setattr(webhook_outbox, "queue_now", lambda groups: 0)  # no worker here
     message = _message()
     receiver.hang = 0.3  # both are in flight together
 
@@ -407,7 +408,7 @@ def test_the_plain_orm_path_of_other_databases_gives_the_same_outcome(
 ) -> None:
     """`make run`'s SQLite has no UPDATE ... FROM ... RETURNING with jsonb or
     a writing CTE: the worker claims and records through the ORM there."""
-    monkeypatch.setattr(webhooks, "fast_sql", lambda: False)
+    monkeypatch.setattr(delivery, "fast_sql", lambda: False)
     receiver.answers = [500]
     endpoint = _endpoint(integration, receiver.url)
     message = _message()

@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from standardwebhooks import Webhook
 
-from notifications import webhooks
 from notifications.models import (
     WebhookAttempt,
     WebhookEndpoint,
@@ -30,6 +29,7 @@ from notifications.models import (
     WebhookMessage,
     WebhookStatus,
 )
+from notifications.webhooks import delivery, endpoints
 from tests.factories import ShipmentFactory
 from tests.notifications.conftest import free_port
 from tests.notifications.webhook_receiver import Receiver
@@ -168,7 +168,7 @@ def _endpoint(url: str) -> WebhookEndpoint:
     integration = Integration.objects.create(
         name="Shop", contact_email="ops@shop.example"
     )
-    return webhooks.webhook_endpoint_create(
+    return endpoints.webhook_endpoint_create(
         integration=integration,
         url=url,
         event_types=[WebhookEventType.SHIPMENT_CREATED],
@@ -178,7 +178,7 @@ def _endpoint(url: str) -> WebhookEndpoint:
 def _deliver_one() -> tuple[WebhookMessage, float | None]:
     ShipmentFactory()
     message = WebhookMessage.objects.get()
-    retry_in = webhooks.webhook_deliver(message_id=message.pk)
+    retry_in = delivery.webhook_deliver(message_id=message.pk)
     message.refresh_from_db()
     return message, retry_in
 

@@ -9,7 +9,6 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from notifications import webhooks
 from notifications.models import (
     WebhookAttempt,
     WebhookEndpoint,
@@ -17,6 +16,8 @@ from notifications.models import (
     WebhookMessage,
     WebhookStatus,
 )
+from notifications.webhooks import endpoints, purge
+from notifications.webhooks import outbox as webhook_outbox
 from tracksop.models import Integration
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def endpoint() -> WebhookEndpoint:
     integration = Integration.objects.create(name="Shop")
-    return webhooks.webhook_endpoint_create(
+    return endpoints.webhook_endpoint_create(
         integration=integration,
         url="https://shop.example/hooks",
         event_types=[WebhookEventType.SHIPMENT_CREATED],
@@ -34,7 +35,7 @@ def endpoint() -> WebhookEndpoint:
 
 def _message(endpoint: WebhookEndpoint, *, at: datetime, status: str) -> WebhookMessage:
     with time_machine.travel(at, tick=False):
-        message = webhooks.webhook_test_send(endpoint=endpoint)
+        message = webhook_outbox.webhook_test_send(endpoint=endpoint)
         unsent = status in (WebhookStatus.PENDING, WebhookStatus.SENDING)
         WebhookMessage.objects.filter(pk=message.pk).update(
             status=status, next_attempt_at=at if unsent else None
@@ -54,7 +55,7 @@ def test_finished_messages_older_than_the_keeping_time_go_with_their_attempts(
     old_pending = _message(endpoint, at=now - timedelta(days=45), status="pending")
     recent = _message(endpoint, at=now - timedelta(days=29), status="delivered")
 
-    assert webhooks.webhook_log_purge(now=now, batch_size=2) == 2
+    assert purge.webhook_log_purge(now=now, batch_size=2) == 2
 
     kept = set(WebhookMessage.objects.values_list("pk", flat=True))
     assert kept == {old_pending.pk, recent.pk}
@@ -66,7 +67,7 @@ def test_the_keeping_time_is_a_setting(
 ) -> None:
     now = timezone.now()
     _message(endpoint, at=now - timedelta(days=8), status="delivered")
-    assert webhooks.webhook_log_purge(now=now) == 0
+    assert purge.webhook_log_purge(now=now) == 0
     settings.TRACKSOP_WEBHOOK_LOG_DAYS = 7
-    assert webhooks.webhook_log_purge(now=now) == 1
+    assert purge.webhook_log_purge(now=now) == 1
     assert not WebhookMessage.objects.exists()

@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import Cause
-from notifications import webhooks
 from notifications.models import WebhookEndpoint, WebhookEventType, WebhookMessage
+from notifications.webhooks import endpoints
+from notifications.webhooks import outbox as webhook_outbox
 from shipments import services
 from shipments.checkpoints import Checkpoint, checkpoint_record, checkpoints_append
 from shipments.events import Recorded, events_recorded
@@ -38,7 +39,7 @@ def integration() -> Integration:
 def _endpoint(
     integration: Integration, types: list[str] | None = None, n: int = 1
 ) -> WebhookEndpoint:
-    return webhooks.webhook_endpoint_create(
+    return endpoints.webhook_endpoint_create(
         integration=integration,
         url=f"https://hooks{n}.shop.example/in",
         event_types=types or list(T.values),
@@ -204,7 +205,7 @@ def test_handling_the_same_events_twice_writes_each_message_once(
     dispatched_shipment()
     count = WebhookMessage.objects.count()
 
-    assert webhooks.webhooks_for_events(announced) == []
+    assert webhook_outbox.webhooks_for_events(announced) == []
 
     assert WebhookMessage.objects.count() == count
 
@@ -242,7 +243,7 @@ def test_a_batch_of_events_costs_the_same_few_queries_however_large(
     written.delete()
 
     with CaptureQueriesContext(connection) as queries:
-        rows = webhooks.webhooks_for_events(announced)
+        rows = webhook_outbox.webhooks_for_events(announced)
 
     assert len(rows) == n * 2 * 2
     # Endpoints, carriers (not loaded with the shipments), keys already
@@ -254,6 +255,6 @@ def test_no_endpoint_costs_one_query(announced: list[Recorded]) -> None:
     ShipmentFactory()
 
     with CaptureQueriesContext(connection) as queries:
-        assert webhooks.webhooks_for_events(announced) == []
+        assert webhook_outbox.webhooks_for_events(announced) == []
 
     assert len(queries) == 1

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from notifications import rendering, services
+from notifications import rendering, rules
 from notifications.models import Audience, Channel, Kind, Notification, Status
 from shipments.models import TrackingEvent
 from shipments.status import EventKind as K
@@ -73,7 +73,7 @@ class Command(BaseCommand):
         )
         rows = []
         for channel in Channel:
-            to = services.party_address(shipment, Audience.RECIPIENT, channel)
+            to = rules.party_address(shipment, Audience.RECIPIENT, channel)
             text = rendering.render(kind, channel, context)
             sent = event.occurred_at + timedelta(minutes=1)
             is_failed = failed and channel == Channel.EMAIL

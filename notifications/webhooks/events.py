@@ -1,9 +1,10 @@
 """What a shipment event means to a webhook subscriber: its types and payload.
 
 Pure functions over the objects the shipments app announces; the write path
-is in `notifications/webhooks.py`. The payload is the same set of keys for
-every type (Standard Webhooks' `type`, `timestamp`, `data`) and never carries
-what staff typed (notes, reasons) or personal data beyond the order number.
+is in the other modules of `notifications/webhooks/`. The payload is the same
+set of keys for every type (Standard Webhooks' `type`, `timestamp`, `data`)
+and never carries what staff typed (notes, reasons) or personal data beyond
+the order number.
 """
 
 from __future__ import annotations

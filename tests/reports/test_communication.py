@@ -111,7 +111,7 @@ def message(shipment, event, channel, status, created, sent=None, **extra):  # t
     return row
 
 
-def inquiry(shipment, channel, received, answered=None):  # type: ignore[no-untyped-def]
+def inquiry(shipment, channel, received, answered=None) -> None:  # type: ignore[no-untyped-def]
     user = UserFactory(username="agent")
     row = Inquiry.objects.create(
         shipment=shipment,
@@ -127,7 +127,7 @@ def inquiry(shipment, channel, received, answered=None):  # type: ignore[no-unty
 
 
 @pytest.fixture
-def week(settings):  # type: ignore[no-untyped-def]
+def week(settings) -> None:  # type: ignore[no-untyped-def]
     settings.TIME_ZONE = "UTC"
     settings.TRACKSOP_HOLIDAY_COUNTRY = "US"
     settings.TRACKSOP_REPORT_MIN_CELL = 3
@@ -170,7 +170,7 @@ def week(settings):  # type: ignore[no-untyped-def]
     inquiry(a, Inquiry.Channel.PHONE, at(8, 1))
 
 
-def test_messages_count_each_outcome_by_kind_and_channel(week):
+def test_messages_count_each_outcome_by_kind_and_channel(week) -> None:
     found = communication.messages(WEEK, Filters())
     assert (found["messages"], found["sent"], found["failed"]) == (8, 5, 1)
     assert (found["suppressed"], found["pending"]) == (1, 1)
@@ -185,14 +185,14 @@ def test_messages_count_each_outcome_by_kind_and_channel(week):
     assert (sms["failed_rate"], sms["suppressed_rate"]) == (25.0, 25.0)
 
 
-def test_time_to_send_counts_from_the_events_recorded_time(week):
+def test_time_to_send_counts_from_the_events_recorded_time(week) -> None:
     found = communication.messages(WEEK, Filters())
     assert found["timed"] == 4  # the resend has no event
     assert found["send_minutes"]["p50"] == pytest.approx(8.0)
     assert found["send_minutes"]["p95"] == pytest.approx(27.0)
 
 
-def test_inquiries_per_100_dispatched_by_channel_and_time_to_answer(week):
+def test_inquiries_per_100_dispatched_by_channel_and_time_to_answer(week) -> None:
     found = communication.inquiries(WEEK, Filters(), shipments=4)
     assert found["count"] == 5
     assert found["per_100"] == 125.0
@@ -208,7 +208,7 @@ def test_inquiries_per_100_dispatched_by_channel_and_time_to_answer(week):
     assert (by["email"]["inquiries"], by["email"]["answered"]) == (2, 1)
 
 
-def test_a_carrier_filter_keeps_its_shipments_and_thin_cells_say_too_few(week):
+def test_a_carrier_filter_keeps_its_shipments_and_thin_cells_say_too_few(week) -> None:
     ups = Filters(carrier="ups")
     found = communication.messages(WEEK, ups)
     assert (found["messages"], found["sent"], found["failed"]) == (5, 4, 1)
@@ -222,14 +222,14 @@ def test_a_carrier_filter_keeps_its_shipments_and_thin_cells_say_too_few(week):
     assert [row["channel"] for row in asked["by_channel"]] == ["phone"]
 
 
-def test_the_last_evening_belongs_to_the_week_in_company_time(week, settings):
+def test_the_last_evening_belongs_to_the_week_in_company_time(week, settings) -> None:
     # Monday 8 March 01:00 and 02:00 UTC are Sunday evening in New York.
     settings.TIME_ZONE = "America/New_York"
     assert communication.messages(WEEK, Filters())["messages"] == 9
     assert communication.inquiries(WEEK, Filters(), shipments=4)["count"] == 6
 
 
-def test_an_empty_period_has_no_rates_and_no_rows(week):
+def test_an_empty_period_has_no_rates_and_no_rows(week) -> None:
     empty = iso_week(date(2027, 2, 1))
     found = communication.messages(empty, Filters())
     assert found["messages"] == 0
@@ -241,7 +241,7 @@ def test_an_empty_period_has_no_rates_and_no_rows(week):
     assert asked["answer_hours"] == {"p50": None, "p90": None}
 
 
-def test_the_report_has_the_section_between_exceptions_and_feedback(week):
+def test_the_report_has_the_section_between_exceptions_and_feedback(week) -> None:
     data = sections.report_data(WEEK, Filters())
     keys = [s["key"] for s in data["sections"]]
     assert keys[keys.index("exceptions") + 1 : keys.index("feedback")] == [
@@ -260,7 +260,7 @@ def test_the_report_has_the_section_between_exceptions_and_feedback(week):
     assert [r["channel"] for r in inquiries["rows"]] == ["Phone", "Email", "Chat"]
 
 
-def test_the_definitions_are_the_docstrings_in_the_appendix_and_readme(week):
+def test_the_definitions_are_the_docstrings_in_the_appendix_and_readme(week) -> None:
     data = sections.report_data(WEEK, Filters())
     texts = {d["term"]: d["text"] for d in data["definitions"]}
     readme = Path(django_settings.BASE_DIR, "README.md").read_text()

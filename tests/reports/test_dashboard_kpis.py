@@ -60,7 +60,7 @@ def weeks():
     return runs
 
 
-def test_kpis_are_the_last_four_weeks_oldest_first_linking_the_latest(weeks):
+def test_kpis_are_the_last_four_weeks_oldest_first_linking_the_latest(weeks) -> None:
     kpis = dashboard_kpis()
     assert [k.label for k in kpis] == ["On time", "Shipments created"]
     on_time, created = kpis
@@ -74,7 +74,7 @@ def test_kpis_are_the_last_four_weeks_oldest_first_linking_the_latest(weeks):
 
 def test_supervisor_dashboard_shows_the_row_without_extra_queries(
     weeks, client, django_assert_max_num_queries
-):
+) -> None:
     client.force_login(UserFactory(role=roles.SUPERVISOR))
     with django_assert_max_num_queries(16):
         page = client.get(reverse("dashboard")).content.decode()
@@ -84,7 +84,7 @@ def test_supervisor_dashboard_shows_the_row_without_extra_queries(
     assert weeks[-1].get_absolute_url() in page
 
 
-def test_logistics_staff_see_no_report_figures(weeks, client):
+def test_logistics_staff_see_no_report_figures(weeks, client) -> None:
     client.force_login(UserFactory(role=roles.LOGISTICS))
     page = client.get(reverse("dashboard")).content.decode()
     assert 'data-testid="kpis"' not in page

@@ -69,7 +69,7 @@ def counts(shipment: Shipment) -> dict[str, int]:
     }
 
 
-def test_dry_run_lists_the_month_and_deletes_nothing(old_and_new, capsys):
+def test_dry_run_lists_the_month_and_deletes_nothing(old_and_new, capsys) -> None:
     call_command("retention_purge", "--dry-run")
     out = capsys.readouterr().out
     assert "1 shipments would be archived" in out
@@ -77,7 +77,7 @@ def test_dry_run_lists_the_month_and_deletes_nothing(old_and_new, capsys):
     assert RetentionPurge.objects.get().dry_run is True
 
 
-def test_archive_purge_restore_round_trip(old_and_new, capsys):
+def test_archive_purge_restore_round_trip(old_and_new, capsys) -> None:
     old = old_and_new["old"]
     before = counts(old)
     assert before["events"] >= 3
@@ -112,7 +112,7 @@ def test_archive_purge_restore_round_trip(old_and_new, capsys):
         call_command("archive_restore", archive.file.name)
 
 
-def test_a_damaged_archive_is_refused_and_loads_nothing(old_and_new, archives):
+def test_a_damaged_archive_is_refused_and_loads_nothing(old_and_new, archives) -> None:
     call_command("retention_purge")
     archive = Archive.objects.get()
     path = archives / archive.file.name
@@ -128,7 +128,7 @@ def test_a_damaged_archive_is_refused_and_loads_nothing(old_and_new, archives):
     assert not Shipment.objects.filter(pk=old_and_new["old"].pk).exists()
 
 
-def test_events_cannot_be_deleted_outside_the_purge(old_and_new):
+def test_events_cannot_be_deleted_outside_the_purge(old_and_new) -> None:
     event = TrackingEvent.objects.filter(shipment=old_and_new["recent"]).first()
     assert event is not None
     # Even plain SQL: the append-only trigger lets only the purge through.
@@ -142,7 +142,7 @@ def test_events_cannot_be_deleted_outside_the_purge(old_and_new):
     assert TrackingEvent.objects.filter(pk=event.pk).exists()
 
 
-def test_retention_below_twelve_months_is_refused_at_start():
+def test_retention_below_twelve_months_is_refused_at_start() -> None:
     import os
     import subprocess
     import sys

@@ -7,6 +7,7 @@ dialling out and the closed network refuses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -64,7 +65,7 @@ def role_groups(transactional_db: None) -> None:
 
 
 @pytest.fixture
-def log_in(page: Page, live_server: Any):  # type: ignore[no-untyped-def]
+def log_in(page: Page, live_server: Any) -> Callable[[str], Page]:
     """Log in through the form, as a person would; returns the page."""
 
     def log_in_as(username: str) -> Page:

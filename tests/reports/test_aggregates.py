@@ -9,16 +9,18 @@ are closed. May closes on 1 July: it is still open."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
 from django.utils import timezone
+from pytest_django import Settings
 
 from reports import aggregates
 from reports.metrics import headline
 from reports.models import PeriodAggregate
-from reports.periods import Filters, iso_week, month_of
+from reports.periods import Filters, Period, iso_week, month_of
 from reports.sections import report_data
 from tests.factories import CarrierFactory
 from tests.reports.test_metrics import delivered
@@ -34,14 +36,14 @@ MAY, APRIL, MARCH = (
 
 
 @pytest.fixture(autouse=True)
-def frozen(settings):  # type: ignore[no-untyped-def]
+def frozen(settings: Settings) -> Iterator[None]:
     settings.TIME_ZONE = "UTC"
     settings.TRACKSOP_REPORT_MIN_CELL = 1
     with time_machine.travel(TODAY, tick=False):
         yield
 
 
-def stored(month, scope="all", delivered=0):  # type: ignore[no-untyped-def]
+def stored(month: Period, scope: str = "all", delivered: int = 0) -> PeriodAggregate:
     data = {
         k: {"value": None, "n": 0} for k in aggregates.headline_values(MAY, Filters())
     }
@@ -51,7 +53,7 @@ def stored(month, scope="all", delivered=0):  # type: ignore[no-untyped-def]
     )
 
 
-def series(period, filters=None):  # type: ignore[no-untyped-def]
+def series(period: Period, filters: Filters | None = None) -> dict[date, object]:
     items = headline(period, filters or Filters(), aggregates.trend_values)
     by_key = {i["key"]: i for i in items}
     return {p["start"]: p["value"] for p in by_key["delivered"]["series"]}

@@ -2,6 +2,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from pytest_django import Settings
 
 from reports.calendar import business_days_between, company_days_off
 from reports.models import Holiday
@@ -10,7 +11,7 @@ NY = ZoneInfo("America/New_York")
 
 
 @pytest.fixture(autouse=True)
-def _company(settings) -> None:
+def _company(settings: Settings) -> None:
     settings.TIME_ZONE = "America/New_York"
     settings.TRACKSOP_HOLIDAY_COUNTRY = "US"
     settings.TRACKSOP_HOLIDAY_SUBDIVISION = ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -31,7 +32,7 @@ def backdate(shipment: Shipment, days: int) -> None:
 
 
 @pytest.fixture
-def old_and_new(archives):
+def old_and_new(archives: Path) -> dict[str, Shipment]:
     with time_machine.travel(NOW - timedelta(days=800), tick=False):
         supervisor = UserFactory(role=roles.SUPERVISOR)
         old = dispatched_shipment(recipient_email="old@example.net")
@@ -69,7 +70,9 @@ def counts(shipment: Shipment) -> dict[str, int]:
     }
 
 
-def test_dry_run_lists_the_month_and_deletes_nothing(old_and_new, capsys) -> None:
+def test_dry_run_lists_the_month_and_deletes_nothing(
+    old_and_new: dict[str, Shipment], capsys: pytest.CaptureFixture[str]
+) -> None:
     call_command("retention_purge", "--dry-run")
     out = capsys.readouterr().out
     assert "1 shipments would be archived" in out
@@ -77,7 +80,9 @@ def test_dry_run_lists_the_month_and_deletes_nothing(old_and_new, capsys) -> Non
     assert RetentionPurge.objects.get().dry_run is True
 
 
-def test_archive_purge_restore_round_trip(old_and_new, capsys) -> None:
+def test_archive_purge_restore_round_trip(
+    old_and_new: dict[str, Shipment], capsys: pytest.CaptureFixture[str]
+) -> None:
     old = old_and_new["old"]
     before = counts(old)
     assert before["events"] >= 3
@@ -112,7 +117,9 @@ def test_archive_purge_restore_round_trip(old_and_new, capsys) -> None:
         call_command("archive_restore", archive.file.name)
 
 
-def test_a_damaged_archive_is_refused_and_loads_nothing(old_and_new, archives) -> None:
+def test_a_damaged_archive_is_refused_and_loads_nothing(
+    old_and_new: dict[str, Shipment], archives: Path
+) -> None:
     call_command("retention_purge")
     archive = Archive.objects.get()
     path = archives / archive.file.name
@@ -128,7 +135,9 @@ def test_a_damaged_archive_is_refused_and_loads_nothing(old_and_new, archives) -
     assert not Shipment.objects.filter(pk=old_and_new["old"].pk).exists()
 
 
-def test_events_cannot_be_deleted_outside_the_purge(old_and_new) -> None:
+def test_events_cannot_be_deleted_outside_the_purge(
+    old_and_new: dict[str, Shipment],
+) -> None:
     event = TrackingEvent.objects.filter(shipment=old_and_new["recent"]).first()
     assert event is not None
     # Even plain SQL: the append-only trigger lets only the purge through.

@@ -6,6 +6,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.test import Client
+from pytest_django import Settings
 
 from reports.schedules import recipients
 from reports.services import schedule_due_period as due_period
@@ -14,7 +16,7 @@ NY = ZoneInfo("America/New_York")
 
 
 @pytest.fixture(autouse=True)
-def _new_york(settings) -> None:
+def _new_york(settings: Settings) -> None:
     settings.TIME_ZONE = "America/New_York"
 
 
@@ -36,7 +38,7 @@ def _new_york(settings) -> None:
     ],
 )
 def test_weekly_schedule_releases_last_iso_week_on_monday_at_six(
-    now, start, end
+    now: datetime, start: date, end: date
 ) -> None:
     period = due_period("weekly", now)
     assert period is not None
@@ -53,7 +55,7 @@ def test_weekly_schedule_releases_last_iso_week_on_monday_at_six(
     ],
 )
 def test_monthly_schedule_releases_last_month_on_the_first_at_six(
-    now, start, end
+    now: datetime, start: date, end: date
 ) -> None:
     period = due_period("monthly", now)
     assert period is not None
@@ -73,7 +75,7 @@ def test_recipients_are_role_members_with_email_and_extra_addresses_once() -> No
 
 @pytest.mark.django_db
 def test_supervisor_edits_recipients_in_the_admin_and_a_bad_address_is_refused(
-    client,
+    client: Client,
 ) -> None:
     from django.contrib.auth.models import Group
 

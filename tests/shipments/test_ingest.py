@@ -114,7 +114,9 @@ def _scenario(shipments: Sequence[Shipment], now: datetime) -> list[list[Checkpo
     return [first, second]
 
 
-def _snapshot(shipments: Sequence[Shipment], results: list[list[IngestResult]]):  # type: ignore[no-untyped-def]
+def _snapshot(
+    shipments: Sequence[Shipment], results: list[list[IngestResult]]
+) -> tuple[Any, ...]:
     """Everything both paths must agree on, with ids made comparable: a
     shipment by its place in the world, an event by its place in the log."""
     index = {s.pk: n for n, s in enumerate(shipments)}

@@ -9,16 +9,23 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
+from django.http import HttpResponse
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import (
+    DjangoAssertNumQueries,
+    DjangoCaptureOnCommitCallbacks,
+    Settings,
+)
 
 from exceptions_mgmt.services import exception_report
 from shipments import services
-from shipments.models import Feedback, Shipment
+from shipments.models import Feedback, Location, Shipment
 from shipments.public import tracking_page_forget
 from shipments.status import EventKind
 from tests.factories import (
@@ -77,14 +84,14 @@ def _empty_cache() -> Iterator[None]:
 
 
 @pytest.fixture
-def chicago():  # type: ignore[no-untyped-def]
+def chicago() -> Location:
     return LocationFactory(
         code="chi", name="Chicago North Hub", city="Chicago", timezone="America/Chicago"
     )
 
 
 @pytest.fixture
-def shipment(db: None, chicago) -> Shipment:  # type: ignore[no-untyped-def]
+def shipment(db: None, chicago: Location) -> Shipment:
     staff = UserFactory(
         username="staffina", first_name="Staffina", last_name="Wardwell"
     )
@@ -114,7 +121,7 @@ def page_url(s: Shipment) -> str:
     return reverse("public-tracking", args=[s.public_token])
 
 
-def html(response) -> str:  # type: ignore[no-untyped-def]
+def html(response: HttpResponse) -> str:
     return response.content.decode()
 
 
@@ -136,8 +143,8 @@ class TestTrackingPage:
         assert 'aria-current="step"' in body
 
     def test_it_shows_no_personal_data_staff_or_internal_notes(
-        self, client: Client, shipment: Shipment, chicago
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, chicago: Location
+    ) -> None:
         exception_report(
             shipment=shipment,
             user=UserFactory(first_name="Staffina", last_name="Wardwell"),
@@ -172,8 +179,8 @@ class TestTrackingPage:
         assert "We expect to solve it by" in body
 
     def test_internal_and_voided_events_are_not_shown(
-        self, client: Client, shipment: Shipment, supervisor
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, supervisor: User
+    ) -> None:
         wrong = services.checkpoint_record(
             shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
         )
@@ -201,8 +208,8 @@ class TestTrackingPage:
         self,
         client: Client,
         shipment: Shipment,
-        django_assert_max_num_queries,  # type: ignore[no-untyped-def]
-        django_assert_num_queries,  # type: ignore[no-untyped-def]
+        django_assert_max_num_queries: DjangoAssertNumQueries,
+        django_assert_num_queries: DjangoAssertNumQueries,
     ) -> None:
         for _ in range(5):
             services.checkpoint_record(
@@ -228,7 +235,7 @@ class TestTrackingPage:
         self,
         client: Client,
         shipment: Shipment,
-        django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
     ) -> None:
         etag = client.get(page_url(shipment))["ETag"]
         with django_capture_on_commit_callbacks(execute=True):
@@ -291,7 +298,9 @@ class TestTrackingPage:
 class TestLookup:
     url = "/track/"
 
-    def post(self, client: Client, number: str, second: str, ip: str = "10.0.0.1"):  # type: ignore[no-untyped-def]
+    def post(
+        self, client: Client, number: str, second: str, ip: str = "10.0.0.1"
+    ) -> HttpResponse:
         return client.post(
             self.url,
             {"tracking_number": number, "second_factor": second},
@@ -318,7 +327,7 @@ class TestLookup:
         unknown = self.post(client, "1Z999AA10123456791", "90210")
         assert wrong.status_code == unknown.status_code == 404
 
-        def bare(r):  # type: ignore[no-untyped-def]
+        def bare(r: HttpResponse):
             text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html(r))
             return text.replace("1Z999AA10123456784", "N").replace(
                 "1Z999AA10123456791", "N"
@@ -341,8 +350,8 @@ class TestLookup:
         assert huge.status_code == 400
 
     def test_a_flood_from_one_address_gets_429(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_CLIENT = "3/m"
         for _ in range(3):
             assert self.post(client, "1Z999AA10123456791", "1").status_code == 404
@@ -359,8 +368,8 @@ class TestLookup:
         )
 
     def test_guessing_one_numbers_postcode_from_many_addresses_is_capped(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
         number = "1Z999AA10123456784"
         for i in range(3):
@@ -385,8 +394,8 @@ class TestLookup:
         )
 
     def test_only_wrong_guesses_count_against_a_number(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
         number = "1Z999AA10123456784"
         # The owner, on several devices, looks the package up again and again.
@@ -403,8 +412,8 @@ class TestLookup:
 
     @override_settings(TRACKSOP_PROXY_COUNT=1)
     def test_a_flood_of_wrong_guesses_from_many_addresses_never_locks_the_owner_out(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
         number = "1Z999AA10123456784"
         for i in range(40):
@@ -428,12 +437,12 @@ class TestLookup:
         self,
         client: Client,
         shipment: Shipment,
-        settings,  # type: ignore[no-untyped-def]
+        settings: Settings,
     ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "2/h"
         existing, unknown = "1Z999AA10123456784", "1Z999AA10123456791"
 
-        def bare(r):  # type: ignore[no-untyped-def]
+        def bare(r: HttpResponse):
             text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html(r))
             return (
                 r.status_code,
@@ -454,11 +463,11 @@ class TestLookup:
 
     @override_settings(TRACKSOP_PROXY_COUNT=1)
     def test_behind_a_proxy_the_client_is_the_forwarded_address(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_CLIENT = "1/m"
 
-        def post(forwarded: str):  # type: ignore[no-untyped-def]
+        def post(forwarded: str) -> HttpResponse:
             return client.post(
                 self.url,
                 {"tracking_number": "1Z999AA10123456791", "second_factor": "1"},
@@ -472,8 +481,8 @@ class TestLookup:
 
     @override_settings(CACHES=DEAD_REDIS)
     def test_while_redis_is_down_the_limits_still_hold(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_CLIENT = "5/m"
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "2/h"
         number = "1Z999AA10123456784"
@@ -535,8 +544,11 @@ class TestFeedback:
         assert Feedback.objects.get(shipment=delivered).rating == 4
 
     def test_the_page_thanks_instead_of_asking_again(
-        self, client: Client, delivered: Shipment, django_capture_on_commit_callbacks
-    ) -> None:  # type: ignore[no-untyped-def]
+        self,
+        client: Client,
+        delivered: Shipment,
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+    ) -> None:
         assert self.url(delivered) in html(client.get(page_url(delivered)))
         with django_capture_on_commit_callbacks(execute=True):
             client.post(self.url(delivered), {"rating": "5"})
@@ -601,8 +613,8 @@ class TestFeedback:
         assert Feedback.objects.count() == 1
 
     def test_a_flood_of_posts_gets_429(
-        self, client: Client, delivered: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, delivered: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_PUBLIC_POST_RATE = "2/m"
         client.post(self.url(delivered), {"rating": "9"})
         client.post(self.url(delivered), {"rating": "9"})

@@ -6,9 +6,16 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
+
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse
+
+# What the test client's get/post return: django-stubs names it privately (at
+# run time it is the view's response with the client's extras set on it).
+type TestResponse = _MonkeyPatchedWSGIResponse
 
 
 def race(*calls: Callable[[], Any]) -> list[Any]:

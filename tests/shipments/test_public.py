@@ -12,7 +12,6 @@ import time_machine
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpResponse
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -35,7 +34,7 @@ from tests.factories import (
     dispatched_shipment,
     roles,
 )
-from tests.helpers import next_hour_start, race
+from tests.helpers import TestResponse, next_hour_start, race
 from tracksop.http import rate_limits_local_reset
 
 # Distinctive strings: none may appear on any public page.
@@ -121,7 +120,7 @@ def page_url(s: Shipment) -> str:
     return reverse("public-tracking", args=[s.public_token])
 
 
-def html(response: HttpResponse) -> str:
+def html(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -300,7 +299,7 @@ class TestLookup:
 
     def post(
         self, client: Client, number: str, second: str, ip: str = "10.0.0.1"
-    ) -> HttpResponse:
+    ) -> TestResponse:
         return client.post(
             self.url,
             {"tracking_number": number, "second_factor": second},
@@ -327,7 +326,7 @@ class TestLookup:
         unknown = self.post(client, "1Z999AA10123456791", "90210")
         assert wrong.status_code == unknown.status_code == 404
 
-        def bare(r: HttpResponse):
+        def bare(r: TestResponse) -> str:
             text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html(r))
             return text.replace("1Z999AA10123456784", "N").replace(
                 "1Z999AA10123456791", "N"
@@ -442,7 +441,7 @@ class TestLookup:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "2/h"
         existing, unknown = "1Z999AA10123456784", "1Z999AA10123456791"
 
-        def bare(r: HttpResponse):
+        def bare(r: TestResponse) -> tuple[int, str | None, str]:
             text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html(r))
             return (
                 r.status_code,
@@ -467,7 +466,7 @@ class TestLookup:
     ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_CLIENT = "1/m"
 
-        def post(forwarded: str) -> HttpResponse:
+        def post(forwarded: str) -> TestResponse:
             return client.post(
                 self.url,
                 {"tracking_number": "1Z999AA10123456791", "second_factor": "1"},
@@ -566,7 +565,7 @@ class TestFeedback:
         ],
     )
     def test_bad_input_is_a_400_at_the_field_and_stores_nothing(
-        self, client: Client, delivered: Shipment, data: dict, message: str
+        self, client: Client, delivered: Shipment, data: dict[str, str], message: str
     ) -> None:
         response = client.post(self.url(delivered), data)
         assert response.status_code == 400

@@ -6,11 +6,13 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
 if TYPE_CHECKING:
+    from django.db.models.fields.files import FieldFile
     from django.test.client import _MonkeyPatchedWSGIResponse
 
 # What the test client's get/post return: django-stubs names it privately (at
@@ -39,6 +41,12 @@ def race(*calls: Callable[[], Any]) -> list[Any]:
         thread.join(timeout=30)
     assert not any(thread.is_alive() for thread in threads), "a thread hung"
     return outcomes
+
+
+def stored_at(folder: Path, file: FieldFile) -> Path:
+    """Where a file field's file is, under the storage's folder."""
+    assert file.name, "no file stored"
+    return folder / file.name
 
 
 def real_clock_env() -> dict[str, str]:

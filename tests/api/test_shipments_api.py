@@ -41,7 +41,7 @@ NEW = {
 
 def problem(response: Any) -> dict[str, Any]:
     assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == response.status_code
     return body
 

@@ -202,9 +202,10 @@ def finished_report(user: Any) -> ReportRun:
 
 
 def _void_url(d: Data) -> str:
-    event = d.long.events.exclude(  # type: ignore[attr-defined]
+    event = d.long.events.exclude(
         kind__in=[EventKind.CREATED, EventKind.CORRECTION]
     ).first()
+    assert event is not None
     return reverse("event-void", args=[d.long.shipment_id, event.pk])
 
 

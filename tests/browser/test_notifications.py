@@ -52,7 +52,7 @@ def failed_sms(shipment: Shipment, **kwargs: Any) -> Notification:
         "shipment": shipment,
         "kind": Kind.DISPATCHED,
         "channel": Channel.SMS,
-        "to": shipment.recipient_phone.as_e164,  # type: ignore[union-attr]
+        "to": shipment.recipient_phone.as_e164,
         "subject": "",
         "body_text": "Your order is on its way.",
         "status": Status.FAILED,
@@ -154,6 +154,7 @@ def test_supervisor_send_two_failed_messages_again_from_the_failed_list(
     expect(table.locator("tbody").get_by_role("row")).to_have_count(2)
     expect(table).to_contain_text("550 Mailbox unavailable")
     for row in failed:
+        assert row.shipment is not None
         page.get_by_role(
             "checkbox", name=f"Select {row.shipment.shipment_id} Dispatched"
         ).check()
@@ -165,7 +166,7 @@ def test_supervisor_send_two_failed_messages_again_from_the_failed_list(
     for row in failed:
         row.refresh_from_db()
         assert row.superseded_at is not None
-        assert row.resends.get().status == Status.PENDING  # type: ignore[attr-defined]
+        assert row.resends.get().status == Status.PENDING
 
 
 def test_logistics_staff_move_the_eta_later_and_the_customer_gets_a_delay_message(
@@ -202,7 +203,7 @@ def test_logistics_staff_move_the_eta_later_and_the_customer_gets_a_delay_messag
     expect(email).to_contain_text(f"Order {shipment.order_number} will arrive later")
     expect(email.locator("[data-status]")).to_have_text("Pending")
     sms = message_rows(rows, page, "Delay", "SMS")
-    expect(sms).to_contain_text(shipment.recipient_phone.as_e164)  # type: ignore[union-attr]
+    expect(sms).to_contain_text(shipment.recipient_phone.as_e164)
     expect(sms.locator("[data-status]")).to_have_text("Pending")
 
     shipment.refresh_from_db()

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from exceptions_mgmt.services import exception_report
 from notifications.models import Channel, Kind, Notification
@@ -25,7 +25,7 @@ from tests.factories import CarrierFactory, LocationFactory, dispatched_shipment
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 320, "height": 640}
+PHONE: ViewportSize = {"width": 320, "height": 640}
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +81,10 @@ def shipment() -> Shipment:
 
 def fits(page: Page) -> bool:
     """Nothing wider than the screen: no sideways scrolling at 320 px."""
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    fitting: bool = page.evaluate(
+        "document.documentElement.scrollWidth <= window.innerWidth"
+    )
+    return fitting
 
 
 def test_a_customer_opens_the_link_from_their_message_and_reads_the_timeline(
@@ -160,7 +163,7 @@ def test_a_customer_rates_the_delivery_once_it_has_arrived(
         page.get_by_text("Thank you for telling us how the delivery went.")
     ).to_be_visible()
     expect(page.get_by_test_id("feedback-link")).to_have_count(0)
-    assert shipment.feedback.rating == 4  # type: ignore[attr-defined]
+    assert shipment.feedback.rating == 4
 
 
 def test_the_public_pages_pass_an_accessibility_audit(

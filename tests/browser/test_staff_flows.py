@@ -148,7 +148,7 @@ def test_staff_bulk_scan_three_packages_by_typing_each_number_and_enter(
     for shipment in shipments:
         shipment.refresh_from_db()
         assert shipment.status == "in_transit"
-        assert shipment.events.filter(  # type: ignore[attr-defined]
+        assert shipment.events.filter(
             kind=EventKind.ARRIVED_HUB, source="bulk_scan", location__code="chi"
         ).exists()
     assert TrackingEvent.objects.filter(kind=EventKind.ARRIVED_HUB).count() == 3

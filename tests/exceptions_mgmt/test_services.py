@@ -147,7 +147,7 @@ def test_reporting_tells_the_customer_by_email_and_sms_on_commit(
     assert messages[SMS].to == shipment.recipient_phone.as_e164
     # The broker hears of them only after the commit.
     queued = [c for c in callbacks if getattr(c, "func", None) is queue_now]
-    assert sorted(pk for c in queued for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]
+    assert sorted(pk for c in queued for pk in c.args[0]) == sorted(
         row.pk for row in messages.values()
     )
 
@@ -182,6 +182,7 @@ def test_an_other_cause_needs_a_description_of_it(staff: User) -> None:
     _nothing_written(shipment, events_before)
     exception = _report(shipment, staff, cause=Cause.OTHER, cause_other="Dog bites")
     assert exception.cause_label == "Dog bites"
+    assert exception.report_event is not None
     assert exception.report_event.data["cause"] == "Dog bites"
 
 
@@ -366,6 +367,7 @@ def test_of_two_supervisors_resolving_at_the_same_moment_one_wins() -> None:
     losers = [o for o in outcomes if isinstance(o, ExceptionConflict)]
     assert (len(winners), len(losers)) == (1, 1), outcomes
     winner = winners[0].resolved_by
+    assert winner is not None
     assert f"already resolved by {winner.get_full_name()}" in str(losers[0])
     exception.refresh_from_db()
     assert exception.status == ExceptionStatus.RESOLVED

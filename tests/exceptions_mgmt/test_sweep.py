@@ -304,6 +304,7 @@ def test_a_shipment_past_its_eta_gets_one_late_exception(scanned: bool) -> None:
     with time_machine.travel(timezone.now(), tick=False) as clock:
         shipment = dispatched_shipment()
         eta = shipment.estimated_delivery
+        assert eta is not None
         clock.shift(timedelta(days=2))
         if scanned:
             shipment_services.checkpoint_record(
@@ -326,6 +327,7 @@ def test_a_shipment_past_its_eta_gets_one_late_exception(scanned: bool) -> None:
     assert exception.changes.get().action == "reported"
     shipment.refresh_from_db()
     assert shipment.status == S.EXCEPTION
+    assert exception.report_event is not None
     assert exception.report_event.data["detected"] is True
     assert exception.report_event.source == "system"
     messages = _delay_messages(exception)
@@ -456,12 +458,13 @@ def test_a_sweep_hands_its_messages_to_the_broker_in_one_publish_per_commit(
             callback()  # as the commit would: the rows' ids join their batch
     # Two chunks of detections (two messages each), then one escalation
     # batch (its four emails): one publish each, after its commit.
-    assert [len(c.args[0]) for c in publishes] == [4, 2, 4]  # type: ignore[attr-defined]
+    assert [len(c.args[0]) for c in publishes] == [4, 2, 4]
     written = Notification.objects.filter(pk__gt=before, status="pending")
-    assert sorted(pk for c in publishes for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]
+    assert sorted(pk for c in publishes for pk in c.args[0]) == sorted(
         written.values_list("pk", flat=True)
     )
-    assert set(written.values_list("shipment", flat=True)) == {
+    # django-stubs read the foreign key's id as Shipment.shipment_id (a str).
+    assert set(written.values_list("shipment", flat=True)) == {  # type: ignore[comparison-overlap]
         s.pk for s in [*late, stale.shipment]
     }
 
@@ -549,6 +552,7 @@ def test_detection_costs_the_same_queries_for_two_late_shipments_as_for_twelve()
     assert for_many == for_few
     for shipment in many:
         exception = DeliveryException.objects.get(shipment=shipment)
+        assert exception.report_event is not None
         assert exception.report_event.shipment_id == shipment.pk
         assert set(_delay_messages(exception)) == {Channel.EMAIL, Channel.SMS}
 

@@ -42,6 +42,7 @@ from tests.factories import (
     UserFactory,
     dispatched_shipment,
 )
+from tests.helpers import TestResponse
 from tracksop import roles
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("escalation_rules")]
@@ -81,7 +82,7 @@ def _as(client: Client, user: User) -> Client:
     return client
 
 
-def _page(response: Any) -> str:
+def _page(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -336,7 +337,7 @@ def test_the_queue_is_paginated(client: Client, staff: User, settings: Any) -> N
     made = [_report(expected_resolution=_later(10 + i)) for i in range(3)]
     _as(client, staff)
     first = client.get(reverse("exception-queue"), {"severity": "medium"})
-    second = client.get(reverse("exception-queue"), {"severity": "medium", "page": 2})
+    second = client.get(reverse("exception-queue"), {"severity": "medium", "page": "2"})
     assert _rows(first) == made[:2]
     assert _rows(second) == made[2:]
     assert "severity=medium&amp;page=2" in _page(first)
@@ -939,7 +940,7 @@ def test_each_scanned_package_gets_its_own_exception_and_problems_are_listed(
     for shipment in (by_number, by_id):
         shipment.refresh_from_db()
         assert shipment.status == S.EXCEPTION
-        assert shipment.events.filter(  # type: ignore[attr-defined]
+        assert shipment.events.filter(
             kind=K.EXCEPTION_REPORTED, source="bulk_scan"
         ).exists()
     # The cause and time stay for the next batch; the numbers are cleared.

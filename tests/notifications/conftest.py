@@ -96,7 +96,7 @@ class SmtpSink:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.raw.append(envelope.content)
         self.messages.append(
-            message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
+            message_from_bytes(envelope.content, policy=policy.default)
         )
         return "250 Message accepted for delivery"
 

@@ -175,11 +175,14 @@ def _publish_to(url: str) -> None:
     CELERY_BROKER_URL from the environment before its own configuration, and
     caches a connection pool and a producer pool for the old URL."""
     os.environ["CELERY_BROKER_URL"] = url
-    celery_app.conf.broker_url = url
+    # The stubs make broker_url a read-only property; Celery's Settings is a
+    # mapping underneath and the assignment sets the key.
+    celery_app.conf.broker_url = url  # type: ignore[misc]
     # Dropped, not closed: kombu keeps pools in a global registry keyed by the
     # connection, and closing them would break the next user of the old URL.
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
+    # Celery has no public way to drop them, hence the private attributes.
+    celery_app._pool = None  # type: ignore[attr-defined]
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
 
 
 def _forget_pools(url: str) -> None:
@@ -212,8 +215,8 @@ def private_broker(tmp_path: Path, settings: Any) -> Iterator[RedisServer]:
         else:
             os.environ["CELERY_BROKER_URL"] = saved_env
         celery_app.conf["broker_url"] = saved_conf
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
+        celery_app._pool = None  # type: ignore[attr-defined]  # as in _publish_to
+        celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
         server.stop()
 
 
@@ -243,7 +246,8 @@ def test_closing_a_broker_connection_after_redis_died_mid_poll_is_not_a_crash(
         [control], channel=connection.channel(), callbacks=[], no_ack=True
     )
     listener.consume()
-    channel = consumer.channel
+    # kombu's Redis channel: the poll and the QoS it drives are not typed.
+    channel: Any = consumer.channel
     channel._brpop_start()  # the event loop's poll, waiting for the next task
     assert received
     assert channel.qos._delivered

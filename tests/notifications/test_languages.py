@@ -45,10 +45,18 @@ MESSAGES = Path(settings.BASE_DIR) / "notifications/templates/notifications/mess
 # below: an accented place or cause makes the whole text UCS-2 (70 characters,
 # 67 a part), which is what Spanish causes and many place names do.
 SMS_BUDGET: dict[str, dict[str, int]] = {
-    "en": dict.fromkeys(CUSTOMER_KINDS, 1)
-    | {Kind.DISPATCHED: 2, Kind.EXCEPTION: 2, Kind.AVAILABLE_FOR_PICKUP: 3},
-    "es": dict.fromkeys(CUSTOMER_KINDS, 1)
-    | {Kind.DISPATCHED: 2, Kind.EXCEPTION: 3, Kind.AVAILABLE_FOR_PICKUP: 3},
+    "en": {
+        **dict.fromkeys(CUSTOMER_KINDS, 1),
+        Kind.DISPATCHED: 2,
+        Kind.EXCEPTION: 2,
+        Kind.AVAILABLE_FOR_PICKUP: 3,
+    },
+    "es": {
+        **dict.fromkeys(CUSTOMER_KINDS, 1),
+        Kind.DISPATCHED: 2,
+        Kind.EXCEPTION: 3,
+        Kind.AVAILABLE_FOR_PICKUP: 3,
+    },
 }
 
 
@@ -193,7 +201,7 @@ def hub() -> Location:
 def _long_context(shipment: Shipment, kind: str, hub: Location) -> dict[str, Any]:
     eta = shipment.estimated_delivery
     assert eta is not None
-    data: dict[str, Any] = {
+    by_kind: dict[str, dict[str, str]] = {
         Kind.EXCEPTION: {
             "cause": "Address issue",
             "cause_code": "address",
@@ -205,7 +213,8 @@ def _long_context(shipment: Shipment, kind: str, hub: Location) -> dict[str, Any
             "to": (eta + timedelta(days=2)).isoformat(),
             "reason": "Severe weather at the hub",
         },
-    }.get(kind, {})
+    }
+    data: dict[str, Any] = by_kind.get(kind, {})
     if kind == Kind.DELIVERED:
         shipment.delivered_at = timezone.now()
     event = TrackingEvent(

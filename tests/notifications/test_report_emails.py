@@ -5,6 +5,7 @@ process."""
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 from typing import Any
 
 import pytest
@@ -68,7 +69,7 @@ def test_scheduled_report_reaches_role_members_and_extra_addresses_with_its_pdf(
     assert report_emails_send(run) == 0
 
     for address in ("sam@example.com", "boss@example.org"):
-        message = wait_for(lambda a=address: smtp_sink.to(a), what=address)[0]
+        message = wait_for(partial(smtp_sink.to, address), what=address)[0]
         assert "weekly report" in message["Subject"]
         assert "1 Mar 2027 to 7 Mar 2027" in message["Subject"]
         text = message.get_body(preferencelist=("plain",)).get_content()

@@ -309,6 +309,7 @@ def test_a_preference_changed_after_writing_suppresses_a_batched_email(
     mail_server: SmtpSink,
 ) -> None:
     first, declined = _emails(2)
+    assert declined.shipment is not None
     services.preference_set(
         shipment=declined.shipment,
         audience=Audience.RECIPIENT,

@@ -836,6 +836,7 @@ def test_a_resend_is_a_new_message_to_the_current_address(
     sent_email: Notification,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
+    assert sent_email.shipment_id is not None
     Shipment.objects.filter(pk=sent_email.shipment_id).update(
         recipient_email="jane.new@example.net"
     )

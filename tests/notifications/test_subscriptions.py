@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -39,7 +40,7 @@ from shipments import services as shipment_services
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import CarrierFactory, ShipmentFactory, dispatched_shipment
-from tests.helpers import next_hour_start
+from tests.helpers import TestResponse, next_hour_start
 from tests.notifications.conftest import SmtpSink
 
 pytestmark = pytest.mark.django_db
@@ -481,6 +482,7 @@ def test_confirmed_addresses_get_every_later_milestone_on_their_own_channel(
     ]
     for row in rows:
         assert row.status == Status.PENDING
+        assert row.subscription_id is not None
         stop = links.stop_url(shipment.public_token, row.subscription_id)
         assert row.body_text.endswith(stop) or stop in row.body_text
         assert links.manage_url(shipment.public_token, Audience.RECIPIENT) not in (
@@ -508,6 +510,7 @@ def test_confirmed_addresses_get_every_later_milestone_on_their_own_channel(
 
 def stop_of(row: Notification) -> str:
     assert row.subscription_id is not None
+    assert row.shipment is not None
     return links.stop_url(row.shipment.public_token, row.subscription_id)
 
 
@@ -654,13 +657,13 @@ def test_staff_resend_a_subscribers_message_to_the_subscriber(
     Notification.objects.filter(pk=copy.pk).update(
         status=Status.SENT, next_attempt_at=None
     )
-    with pytest.raises(services.ValidationError):
+    with pytest.raises(ValidationError):
         services.notification_resend(notification=row, user=cs_agent)
     code_row = _codes(subscription)[0]
     Notification.objects.filter(pk=code_row.pk).update(
         status=Status.SENT, next_attempt_at=None
     )
-    with pytest.raises(services.ValidationError):
+    with pytest.raises(ValidationError):
         services.notification_resend(notification=code_row, user=cs_agent)
 
 
@@ -668,7 +671,11 @@ def test_staff_resend_a_subscribers_message_to_the_subscriber(
 
 
 # As tests/notifications/test_templates.py: these two may take two segments.
-SMS_BUDGET = dict.fromkeys(CUSTOMER_KINDS, 1) | {Kind.DISPATCHED: 2, Kind.EXCEPTION: 2}
+SMS_BUDGET: dict[str, int] = {
+    **dict.fromkeys(CUSTOMER_KINDS, 1),
+    Kind.DISPATCHED: 2,
+    Kind.EXCEPTION: 2,
+}
 
 
 @pytest.fixture
@@ -691,7 +698,7 @@ def test_the_code_sms_fits_one_gsm7_segment_in_one_line(shipment: Shipment) -> N
 
 @pytest.mark.parametrize("channel", [EMAIL, SMS])
 def test_the_code_message_renders_from_its_files(channel: str) -> None:
-    context = {
+    context: dict[str, Any] = {
         "company": "TrackSOP",
         "code": "042042",
         "minutes": 30,
@@ -836,7 +843,7 @@ def _stop_path(subscription: Subscription) -> str:
     ).path
 
 
-def _html(response: Any) -> str:
+def _html(response: TestResponse) -> str:
     return response.content.decode()
 
 

@@ -28,6 +28,7 @@ from shipments import services as shipment_services
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import NotificationFactory, dispatched_shipment
+from tests.helpers import TestResponse
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,7 @@ def _as(client: Client, user: User) -> Client:
     return client
 
 
-def _page(response: Any) -> str:
+def _page(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -62,7 +63,7 @@ def _sent_email(shipment: Shipment) -> Notification:
 
 
 def _failed(shipment: Shipment, **kwargs: Any) -> Notification:
-    return NotificationFactory(  # type: ignore[no-any-return]
+    return NotificationFactory(
         shipment=shipment,
         status=Status.FAILED,
         sent_at=None,
@@ -626,7 +627,7 @@ def test_the_failed_list_costs_the_same_queries_for_3_or_30_messages(
     role: str,
 ) -> None:
     for i in range(n):
-        _failed(dispatched_shipment() if i % 10 == 0 else Shipment.objects.last())
+        _failed(dispatched_shipment() if i % 10 == 0 else Shipment.objects.latest("pk"))
     _as(client, request.getfixturevalue(role))
 
     with django_assert_max_num_queries(FAILED_QUERIES):

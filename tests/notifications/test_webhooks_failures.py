@@ -346,7 +346,9 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_owner_emailed_onc
     [mail] = smtp_sink.messages
     assert mail["To"] == "ops@shop.example"
     assert receiver.url in mail["Subject"]
-    assert "enable the endpoint" in mail.get_body().get_content()  # type: ignore[union-attr]
+    body = mail.get_body()
+    assert body is not None
+    assert "enable the endpoint" in body.get_content()
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == second.status == WebhookStatus.FAILED

@@ -19,13 +19,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _text(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None
-    return part.get_content()
+    text: str = part.get_content()
+    return text
 
 
 def _html(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("html",))
     assert part is not None
-    return part.get_content()
+    html: str = part.get_content()
+    return html
 
 
 def test_the_dispatch_email_reaches_the_mail_server_with_every_required_fact(

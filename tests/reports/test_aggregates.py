@@ -18,7 +18,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from reports import aggregates
-from reports.metrics import headline
+from reports.metrics import headline, headline_values
 from reports.models import PeriodAggregate
 from reports.periods import Filters, Period, iso_week, month_of
 from reports.sections import report_data
@@ -44,16 +44,14 @@ def frozen(settings: Settings) -> Iterator[None]:
 
 
 def stored(month: Period, scope: str = "all", delivered: int = 0) -> PeriodAggregate:
-    data = {
-        k: {"value": None, "n": 0} for k in aggregates.headline_values(MAY, Filters())
-    }
+    data = {k: {"value": None, "n": 0} for k in headline_values(MAY, Filters())}
     data["delivered"] = {"value": delivered, "n": delivered}
     return PeriodAggregate.objects.create(
         kind=month.kind, start=month.start, scope=scope, data=data
     )
 
 
-def series(period: Period, filters: Filters | None = None) -> dict[date, object]:
+def series(period: Period, filters: Filters | None = None) -> dict[str, object]:
     items = headline(period, filters or Filters(), aggregates.trend_values)
     by_key = {i["key"]: i for i in items}
     return {p["start"]: p["value"] for p in by_key["delivered"]["series"]}

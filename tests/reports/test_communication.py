@@ -98,7 +98,7 @@ def dispatched(
 
 
 def message(
-    shipment: Shipment,
+    shipment: Shipment | None,
     event: TrackingEvent | None,
     channel: str,
     status: str,

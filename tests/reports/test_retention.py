@@ -19,6 +19,7 @@ from notifications.models import Notification
 from reports.models import Archive, PeriodAggregate, RetentionPurge
 from shipments.models import Feedback, Inquiry, Shipment, TrackingEvent
 from tests.factories import ShipmentFactory, UserFactory, dispatched_shipment
+from tests.helpers import stored_at
 from tracksop import roles
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +123,7 @@ def test_a_damaged_archive_is_refused_and_loads_nothing(
 ) -> None:
     call_command("retention_purge")
     archive = Archive.objects.get()
-    path = archives / archive.file.name
+    path = stored_at(archives, archive.file)
     lines = gzip.decompress(path.read_bytes()).splitlines()
     # One row altered: the manifest's hash no longer matches.
     lines[0] = lines[0].replace(b"old@example.net", b"evil@example.net")

@@ -183,7 +183,7 @@ def _snapshot(
     ]
     outbox = sorted(
         (
-            index[n.shipment_id],
+            index[n.shipment_id],  # type: ignore[index]  # filtered by shipment below
             position.get(n.event_id or 0),
             n.kind,
             n.channel,

@@ -30,7 +30,7 @@ from tests.factories import (
     UserFactory,
     dispatched_shipment,
 )
-from tests.helpers import race
+from tests.helpers import TestResponse, race
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +51,7 @@ def _as(client: Client, user: User) -> Client:
     return client
 
 
-def _page(response: Any) -> str:
+def _page(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -228,6 +228,7 @@ def test_the_staff_timeline_interleaves_inquiries_with_events_by_time(
         e.inquiry if isinstance(e, selectors.InquiryEntry) else e.event for e in merged
     ]
     assert shown[1:] == [first, note, second]
+    assert isinstance(shown[0], TrackingEvent)
     assert shown[0].kind == EventKind.CREATED
 
 

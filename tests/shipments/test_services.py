@@ -51,6 +51,7 @@ def test_it_refuses_dispatch_before_the_check(own_fleet: Carrier) -> None:
 def test_it_generates_a_valid_s10_number_for_the_own_fleet(own_fleet: Carrier) -> None:
     shipment = dispatched_shipment(carrier=own_fleet)
     assert shipment.status == S.DISPATCHED
+    assert shipment.tracking_number is not None
     assert len(shipment.tracking_number) == 13
     assert shipment.tracking_number.startswith("TS")
     assert shipment.tracking_number.endswith("US")

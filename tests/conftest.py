@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,6 +13,7 @@ from pytest_django import Settings
 
 from shipments.models import Carrier, Location
 from tests.factories import LocationFactory, OwnFleetFactory, UserFactory
+from tests.helpers import IssueApiKey
 from tracksop import roles
 
 if TYPE_CHECKING:
@@ -90,12 +91,6 @@ def own_fleet(db: None) -> Carrier:
 @pytest.fixture
 def hub(db: None) -> Location:
     return LocationFactory(code="chi", name="Chicago hub", city="Chicago")
-
-
-class IssueApiKey(Protocol):
-    """The `api_key_for` fixture: `api_key_for(*scopes, name=...)`."""
-
-    def __call__(self, *scopes: str, name: str = ...) -> tuple[ApiKey, str]: ...
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import connection
 
@@ -15,9 +15,18 @@ if TYPE_CHECKING:
     from django.db.models.fields.files import FieldFile
     from django.test.client import _MonkeyPatchedWSGIResponse
 
+    from tracksop.models import ApiKey
+
 # What the test client's get/post return: django-stubs names it privately (at
 # run time it is the view's response with the client's extras set on it).
 type TestResponse = _MonkeyPatchedWSGIResponse
+
+
+class IssueApiKey(Protocol):
+    """The `api_key_for` fixture: `api_key_for(*scopes, name=...)` → a key and
+    its plain text."""
+
+    def __call__(self, *scopes: str, name: str = ...) -> tuple[ApiKey, str]: ...
 
 
 def race(*calls: Callable[[], Any]) -> list[Any]:

@@ -14,6 +14,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.apps import apps
 from playwright.sync_api import Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from tests.helpers import real_clock_env
 from tracksop import roles
@@ -65,7 +66,7 @@ def role_groups(transactional_db: None) -> None:
 
 
 @pytest.fixture
-def log_in(page: Page, live_server: Any) -> Callable[[str], Page]:
+def log_in(page: Page, live_server: LiveServer) -> Callable[[str], Page]:
     """Log in through the form, as a person would; returns the page."""
 
     def log_in_as(username: str) -> Page:

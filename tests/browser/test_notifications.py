@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Locator, Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from notifications import links
 from notifications.models import (
@@ -170,7 +171,7 @@ def test_supervisor_send_two_failed_messages_again_from_the_failed_list(
 
 
 def test_logistics_staff_move_the_eta_later_and_the_customer_gets_a_delay_message(
-    log_in: Any, live_server: Any, staff: User
+    log_in: Any, live_server: LiveServer, staff: User
 ) -> None:
     shipment = dispatched_shipment()
     later = timezone.localdate() + timedelta(days=6)
@@ -214,7 +215,7 @@ def test_logistics_staff_move_the_eta_later_and_the_customer_gets_a_delay_messag
 
 
 def test_customer_choose_email_only_then_stop_all_updates_from_the_manage_link(
-    page: Page, live_server: Any
+    page: Page, live_server: LiveServer
 ) -> None:
     shipment = dispatched_shipment(
         recipient_name="Margaret Hamilton",

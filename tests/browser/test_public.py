@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, ViewportSize, expect
+from pytest_django import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from exceptions_mgmt.services import exception_report
 from notifications.models import Channel, Kind, Notification
@@ -29,7 +30,7 @@ PHONE: ViewportSize = {"width": 320, "height": 640}
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache(live_server: Any, settings: Any) -> None:
+def _fresh_cache(live_server: LiveServer, settings: Settings) -> None:
     cache.clear()
     # Links in messages point at the server under test.
     settings.TRACKSOP_PUBLIC_URL = live_server.url
@@ -88,7 +89,7 @@ def fits(page: Page) -> bool:
 
 
 def test_a_customer_opens_the_link_from_their_message_and_reads_the_timeline(
-    phone: Page, shipment: Shipment, live_server: Any
+    phone: Page, shipment: Shipment, live_server: LiveServer
 ) -> None:
     sent = Notification.objects.get(
         shipment=shipment, kind=Kind.DISPATCHED, channel=Channel.EMAIL
@@ -113,7 +114,7 @@ def test_a_customer_opens_the_link_from_their_message_and_reads_the_timeline(
 
 
 def test_the_page_reads_in_spanish_for_a_spanish_browser(
-    browser: Browser, shipment: Shipment, live_server: Any
+    browser: Browser, shipment: Shipment, live_server: LiveServer
 ) -> None:
     context = browser.new_context(viewport=PHONE, locale="es-ES")
     page = context.new_page()
@@ -124,7 +125,7 @@ def test_the_page_reads_in_spanish_for_a_spanish_browser(
 
 
 def test_a_customer_looks_their_package_up_without_javascript(
-    no_js_phone: Page, shipment: Shipment, live_server: Any
+    no_js_phone: Page, shipment: Shipment, live_server: LiveServer
 ) -> None:
     page = no_js_phone
     page.goto(f"{live_server.url}/track/")
@@ -141,7 +142,7 @@ def test_a_customer_looks_their_package_up_without_javascript(
 
 
 def test_a_customer_rates_the_delivery_once_it_has_arrived(
-    no_js_phone: Page, shipment: Shipment, live_server: Any
+    no_js_phone: Page, shipment: Shipment, live_server: LiveServer
 ) -> None:
     services.checkpoint_record(shipment=shipment, kind=EventKind.DELIVERED, user=None)
     page = no_js_phone
@@ -167,7 +168,7 @@ def test_a_customer_rates_the_delivery_once_it_has_arrived(
 
 
 def test_the_public_pages_pass_an_accessibility_audit(
-    phone: Page, shipment: Shipment, live_server: Any
+    phone: Page, shipment: Shipment, live_server: LiveServer
 ) -> None:
     exception_report(
         shipment=shipment,

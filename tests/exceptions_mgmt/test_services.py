@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from exceptions_mgmt import services
 from exceptions_mgmt.models import (
@@ -130,7 +131,7 @@ def test_reporting_holds_the_shipment_and_logs_the_cause_in_its_timeline(
 
 
 def test_reporting_tells_the_customer_by_email_and_sms_on_commit(
-    staff: User, django_capture_on_commit_callbacks: Any
+    staff: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     shipment = _in_transit()
 
@@ -147,7 +148,7 @@ def test_reporting_tells_the_customer_by_email_and_sms_on_commit(
     assert messages[SMS].to == shipment.recipient_phone.as_e164
     # The broker hears of them only after the commit.
     queued = [c for c in callbacks if getattr(c, "func", None) is queue_now]
-    assert sorted(pk for c in queued for pk in c.args[0]) == sorted(
+    assert sorted(pk for c in queued for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]  # the callbacks are partials
         row.pk for row in messages.values()
     )
 

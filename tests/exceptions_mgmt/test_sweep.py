@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from exceptions_mgmt import services, tasks
 from exceptions_mgmt.models import (
@@ -368,7 +369,7 @@ def test_a_resolved_late_shipment_is_raised_again_only_when_its_new_eta_passes(
 
 
 def test_an_in_transit_shipment_without_a_scan_gets_one_no_scan_exception(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     settings.TRACKSOP_STALL_HOURS = 6
     with time_machine.travel(timezone.now(), tick=False) as clock:
@@ -440,7 +441,8 @@ def test_the_periodic_task_detects_then_escalates(
 
 
 def test_a_sweep_hands_its_messages_to_the_broker_in_one_publish_per_commit(
-    recipients: dict[int, list[User]], django_capture_on_commit_callbacks: Any
+    recipients: dict[int, list[User]],
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     with time_machine.travel(timezone.now(), tick=False) as clock:
         late = [dispatched_shipment() for _ in range(3)]
@@ -458,9 +460,9 @@ def test_a_sweep_hands_its_messages_to_the_broker_in_one_publish_per_commit(
             callback()  # as the commit would: the rows' ids join their batch
     # Two chunks of detections (two messages each), then one escalation
     # batch (its four emails): one publish each, after its commit.
-    assert [len(c.args[0]) for c in publishes] == [4, 2, 4]
+    assert [len(c.args[0]) for c in publishes] == [4, 2, 4]  # type: ignore[attr-defined]  # the callbacks are partials
     written = Notification.objects.filter(pk__gt=before, status="pending")
-    assert sorted(pk for c in publishes for pk in c.args[0]) == sorted(
+    assert sorted(pk for c in publishes for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]
         written.values_list("pk", flat=True)
     )
     # django-stubs read the foreign key's id as Shipment.shipment_id (a str).

@@ -21,6 +21,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, Settings
 
 from exceptions_mgmt import services
 from exceptions_mgmt.models import (
@@ -332,7 +333,9 @@ def test_the_queue_filters_those_past_their_expected_resolution(
     assert _rows(response) == [overdue]
 
 
-def test_the_queue_is_paginated(client: Client, staff: User, settings: Any) -> None:
+def test_the_queue_is_paginated(
+    client: Client, staff: User, settings: Settings
+) -> None:
     settings.TRACKSOP_PAGE_SIZE = 2
     made = [_report(expected_resolution=_later(10 + i)) for i in range(3)]
     _as(client, staff)
@@ -1091,7 +1094,7 @@ DETAIL_QUERIES = 4 + 5 + 1  # + the access log INSERT
 def test_the_queue_costs_the_same_queries_for_3_or_30_exceptions(
     client: Client,
     request: pytest.FixtureRequest,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
     role: str,
 ) -> None:
@@ -1116,7 +1119,7 @@ def test_the_detail_page_costs_the_same_queries_for_3_or_30_notes(
     supervisor: User,
     staff: User,
     cs_agent: User,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     e = _report(user=staff)

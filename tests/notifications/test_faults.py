@@ -24,6 +24,7 @@ from django.utils import timezone
 from kombu import Exchange, Queue, pools
 from kombu.common import ignore_errors
 from kombu.utils.collections import eqhash
+from pytest_django import Settings
 
 from notifications import services
 from notifications.models import Channel, Kind, Notification, Status
@@ -198,7 +199,7 @@ def _forget_pools(url: str) -> None:
 
 
 @pytest.fixture
-def private_broker(tmp_path: Path, settings: Any) -> Iterator[RedisServer]:
+def private_broker(tmp_path: Path, settings: Settings) -> Iterator[RedisServer]:
     server = RedisServer(port=free_port(), workdir=tmp_path)
     server.start()
     saved_env = os.environ.get("CELERY_BROKER_URL")
@@ -258,7 +259,7 @@ def test_closing_a_broker_connection_after_redis_died_mid_poll_is_not_a_crash(
 
 
 def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
-    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Any
+    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Settings
 ) -> None:
     broker = private_broker
     address = "broker-down@example.net"
@@ -327,7 +328,7 @@ def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
 
 
 def test_ten_redis_crashes_under_a_sending_worker_send_every_message_once(
-    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Any
+    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Settings
 ) -> None:
     broker = private_broker
     smtp_sink.delay = 0.02  # sends take a moment, so some are always in flight
@@ -478,7 +479,7 @@ def test_refused_recipient_fails_after_one_attempt_and_others_are_delivered(
 
 
 def test_worker_killed_mid_send_the_message_goes_out_once(
-    smtp_sink: Any, start_worker: Any, settings: Any
+    smtp_sink: Any, start_worker: Any, settings: Settings
 ) -> None:
     address = "killed-worker@example.net"
     lease = {"TRACKSOP_NOTIFY_LEASE_SECONDS": "2"}

@@ -15,6 +15,7 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.utils import timezone, translation
+from pytest_django import Settings
 
 from notifications import rendering, subscriptions
 from notifications.models import (
@@ -146,7 +147,7 @@ def test_a_subscriber_reads_the_language_of_the_page_they_subscribed_on() -> Non
     assert "out for delivery today" in recipient.subject
 
 
-def test_a_new_shipment_takes_the_default_language_setting(settings: Any) -> None:
+def test_a_new_shipment_takes_the_default_language_setting(settings: Settings) -> None:
     settings.TRACKSOP_DEFAULT_LANGUAGE = "es"
 
     assert ShipmentFactory().language == "es"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
+from django.test import Client
 
 from notifications.models import Kind, Notification, Status
 from reports.models import ReportKind, ReportRun, ReportSchedule, RunStatus
@@ -92,7 +93,7 @@ def test_scheduled_report_reaches_role_members_and_extra_addresses_with_its_pdf(
 
 
 def test_a_failed_report_email_is_listed_and_sent_again_from_the_failed_list(
-    report_files: Any, client: Any
+    report_files: Any, client: Client
 ) -> None:
     supervisor = UserFactory(role=roles.SUPERVISOR, email="sam@example.com")
     schedule, _ = ReportSchedule.objects.get_or_create(kind=ReportKind.WEEKLY)

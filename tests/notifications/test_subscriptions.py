@@ -24,6 +24,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import Settings
 
 from notifications import links, rendering, services, subscriptions
 from notifications.models import (
@@ -556,7 +557,7 @@ def test_handling_an_event_twice_writes_nothing_new_for_subscribers(
 
 
 @pytest.fixture
-def mail_server(settings: Any, smtp_sink: SmtpSink) -> SmtpSink:
+def mail_server(settings: Settings, smtp_sink: SmtpSink) -> SmtpSink:
     settings.MAILERS = {
         "default": {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
@@ -1113,7 +1114,7 @@ def test_the_forms_work_with_their_csrf_token(shipment: Shipment) -> None:
 
 @time_machine.travel(next_hour_start(), tick=True)  # no hour ends halfway
 def test_too_many_posts_from_one_client_get_a_try_later_page(
-    client: Client, shipment: Shipment, settings: Any
+    client: Client, shipment: Shipment, settings: Settings
 ) -> None:
     settings.TRACKSOP_PUBLIC_POST_RATE = "2/h"
     bad = {"channel": "email", "address": "nope"}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from notifications import links, rendering
 from notifications.models import (
@@ -359,7 +360,7 @@ def test_an_admins_template_is_escaped_the_same_way(
 
 
 def test_an_admins_edit_applies_to_the_next_message_at_once(
-    awkward: Shipment, hub: Location, django_assert_num_queries: Any
+    awkward: Shipment, hub: Location, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     def subject() -> str:
         return rendering.render(

@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from notifications import links
 from notifications.models import (
@@ -602,7 +603,7 @@ def _history(shipment: Shipment, n: int, user: User) -> None:
 def test_the_shipment_page_costs_the_same_queries_for_3_or_30_messages(
     client: Client,
     cs_agent: User,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     shipment = dispatched_shipment()
@@ -622,7 +623,7 @@ def test_the_shipment_page_costs_the_same_queries_for_3_or_30_messages(
 def test_the_failed_list_costs_the_same_queries_for_3_or_30_messages(
     client: Client,
     request: pytest.FixtureRequest,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
     role: str,
 ) -> None:

@@ -21,6 +21,7 @@ from notifications.models import (
 )
 from notifications.tasks import webhooks_sweep
 from shipments import services
+from shipments.models import Location
 from shipments.status import EventKind
 from tests.factories import ShipmentFactory, dispatched_shipment
 from tests.notifications.conftest import wait_for
@@ -48,7 +49,7 @@ def _all_delivered() -> bool:
 
 
 def test_events_reach_the_receiver_signed_with_the_endpoint_secret(
-    receiver: Receiver, start_worker: Any, hub: Any
+    receiver: Receiver, start_worker: Any, hub: Location
 ) -> None:
     endpoint = _endpoint(receiver.url)
     start_worker(**WORKER_ENV)

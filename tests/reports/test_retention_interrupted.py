@@ -14,6 +14,7 @@ import time_machine
 from django.core.files.storage import FileSystemStorage
 from django.db import DatabaseError, connection
 from django.utils import timezone
+from pytest_django import Settings
 
 from reports import retention
 from reports.models import Archive, PeriodAggregate, RetentionPurge
@@ -155,7 +156,7 @@ class TruncatingStorage(FileSystemStorage):
 
 
 def test_an_archive_the_storage_damaged_is_caught_before_anything_is_deleted(
-    delivered_long_ago: list[int], settings: Any, archives: Path
+    delivered_long_ago: list[int], settings: Settings, archives: Path
 ) -> None:
     settings.STORAGES = {
         **settings.STORAGES,

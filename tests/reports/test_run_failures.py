@@ -12,6 +12,7 @@ import pytest
 import time_machine
 from django.conf import settings as django_settings
 from django.core.files.storage import FileSystemStorage, storages
+from pytest_django import Settings
 
 from reports import schedules, services
 from reports.models import ReportKind, ReportRun, ReportSchedule, RunStatus
@@ -44,7 +45,7 @@ class CsvRefusingStorage(FileSystemStorage):
 
 @pytest.fixture
 def refusing_storage(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, report_files: Path
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, report_files: Path
 ) -> CsvRefusingStorage:
     """The `reports` storage alias set to CsvRefusingStorage. The fields took
     their storage when the model loaded, so they are given the new one."""
@@ -92,7 +93,7 @@ def test_a_storage_failing_while_saving_the_csv_fails_the_run_and_keeps_no_pdf(
 
 
 def test_weasyprint_failing_to_draw_the_pdf_fails_the_run_with_its_reason(
-    settings: Any, tmp_path: Path, report_files: Path
+    settings: Settings, tmp_path: Path, report_files: Path
 ) -> None:
     # A report template WeasyPrint cannot lay out: nested deeper than its
     # recursive layout goes.

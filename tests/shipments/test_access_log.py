@@ -16,6 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, Settings
 
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import Cause
@@ -222,8 +223,8 @@ def test_the_log_page_is_paginated_in_a_bounded_number_of_queries(
     client: Client,
     supervisor: User,
     cs_agent: User,
-    settings: Any,
-    django_assert_max_num_queries: Any,
+    settings: Settings,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
 ) -> None:
     settings.TRACKSOP_PAGE_SIZE = 5
     shipment = ShipmentFactory()
@@ -241,7 +242,7 @@ def test_the_log_page_is_paginated_in_a_bounded_number_of_queries(
 
 
 @pytest.fixture
-def archives(settings: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def archives(settings: Settings, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     location = str(tmp_path / "archives")
     settings.STORAGES = {
         **settings.STORAGES,

@@ -16,6 +16,7 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import Cause, DeliveryException, ExceptionChange
@@ -295,7 +296,7 @@ def _day(shipments: Sequence[Shipment], now: datetime) -> list[CheckpointIn]:
 
 @pytest.mark.django_db
 def test_a_batch_costs_the_same_queries_at_10_and_500_items(
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
 ) -> None:
     LocationFactory(code="hub-a")
     fleet = OwnFleetFactory()
@@ -364,7 +365,7 @@ def test_a_refused_batch_item_leaves_a_concurrent_single_scan_alone() -> None:
 
 @pytest.mark.django_db
 def test_the_public_pages_of_a_batch_show_its_scans(
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     fleet = OwnFleetFactory()
     shipments = [dispatched_shipment(carrier=fleet) for _ in range(2)]

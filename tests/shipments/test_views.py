@@ -19,10 +19,11 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from shipments import services
 from shipments import tracking_numbers as tn
-from shipments.models import Shipment, TrackingEvent
+from shipments.models import Carrier, Location, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
     CarrierFactory,
@@ -157,7 +158,7 @@ def test_read_only_pages_reject_a_post(
 
 
 def test_a_forbidden_role_gets_403_on_post_and_nothing_is_saved(
-    client: Client, cs_agent: User, shipment: Shipment, own_fleet: Any
+    client: Client, cs_agent: User, shipment: Shipment, own_fleet: Carrier
 ) -> None:
     response = _as(client, cs_agent).post(
         reverse("shipment-dispatch", args=[shipment.shipment_id]),
@@ -211,7 +212,7 @@ def _minute(when: Any) -> str:
 
 
 def test_logistics_staff_walk_a_shipment_from_entry_to_the_first_hub(
-    client: Client, staff: User, own_fleet: Any, hub: Any
+    client: Client, staff: User, own_fleet: Carrier, hub: Location
 ) -> None:
     _as(client, staff)
     two_hours_ago = timezone.now() - timedelta(hours=2)
@@ -581,7 +582,7 @@ def test_dispatch_refuses_a_tracking_number_another_shipment_has(
 
 
 def test_dispatch_refuses_an_eta_in_the_past(
-    client: Client, staff: User, own_fleet: Any
+    client: Client, staff: User, own_fleet: Carrier
 ) -> None:
     shipment = ready_shipment()
     yesterday = timezone.localdate() - timedelta(days=1)
@@ -599,7 +600,7 @@ def test_dispatch_refuses_an_eta_in_the_past(
 
 
 def test_dispatch_of_a_shipment_that_is_not_ready_is_refused_with_409(
-    client: Client, staff: User, own_fleet: Any
+    client: Client, staff: User, own_fleet: Carrier
 ) -> None:
     shipment = ShipmentFactory()
     response = _dispatch(_as(client, staff), shipment, carrier=own_fleet.pk)
@@ -803,7 +804,7 @@ def _scan(client: Client, numbers: str, location: Any) -> Any:
 
 @pytest.mark.parametrize("numbers", ["", "\n \n\t\n"], ids=["empty", "blank lines"])
 def test_a_bulk_scan_without_numbers_is_refused(
-    client: Client, staff: User, hub: Any, numbers: str
+    client: Client, staff: User, hub: Location, numbers: str
 ) -> None:
     dispatched_shipment()
     events = TrackingEvent.objects.count()
@@ -814,7 +815,7 @@ def test_a_bulk_scan_without_numbers_is_refused(
 
 
 def test_a_bulk_scan_of_more_than_500_numbers_is_refused(
-    client: Client, staff: User, hub: Any
+    client: Client, staff: User, hub: Location
 ) -> None:
     known = dispatched_shipment()
     events = TrackingEvent.objects.count()
@@ -831,7 +832,7 @@ def test_a_bulk_scan_of_more_than_500_numbers_is_refused(
 
 
 def test_a_bulk_scan_saves_the_known_numbers_and_lists_the_rest_with_reasons(
-    client: Client, staff: User, hub: Any
+    client: Client, staff: User, hub: Location
 ) -> None:
     ups = CarrierFactory()
     first = dispatched_shipment(carrier=ups, tracking_number=UPS_A)
@@ -878,7 +879,7 @@ def test_a_bulk_scan_saves_the_known_numbers_and_lists_the_rest_with_reasons(
 
 
 def test_a_bulk_scan_where_nothing_could_be_saved_is_422(
-    client: Client, staff: User, hub: Any
+    client: Client, staff: User, hub: Location
 ) -> None:
     response = _scan(_as(client, staff), UPS_UNUSED, hub)
     assert response.status_code == 422
@@ -916,7 +917,10 @@ def _shipments(n: int) -> list[Shipment]:
 
 @pytest.mark.parametrize("n", [3, 30])
 def test_the_monitor_costs_the_same_queries_for_3_or_30_shipments(
-    client: Client, cs_agent: User, django_assert_max_num_queries: Any, n: int
+    client: Client,
+    cs_agent: User,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+    n: int,
 ) -> None:
     _shipments(n)
     _as(client, cs_agent)
@@ -928,7 +932,10 @@ def test_the_monitor_costs_the_same_queries_for_3_or_30_shipments(
 
 @pytest.mark.parametrize("n", [3, 30])
 def test_the_search_results_cost_the_same_queries_for_3_or_30_shipments(
-    client: Client, cs_agent: User, django_assert_max_num_queries: Any, n: int
+    client: Client,
+    cs_agent: User,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+    n: int,
 ) -> None:
     _shipments(n)
     _as(client, cs_agent)
@@ -943,8 +950,8 @@ def test_the_detail_page_costs_the_same_queries_for_3_or_30_events(
     client: Client,
     staff: User,
     supervisor: User,
-    hub: Any,
-    django_assert_max_num_queries: Any,
+    hub: Location,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     # Recorded, a located note by a person, and a supervisor's correction of
@@ -1005,7 +1012,7 @@ def test_a_password_reset_mails_a_link_that_sets_a_new_password(
     client: Client,
     staff: User,
     eager_tasks: None,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):  # the mail's task
         response = client.post(reverse("password_reset"), {"email": staff.email})
@@ -1047,7 +1054,7 @@ def test_a_password_reset_for_an_unknown_email_sends_nothing(
     client: Client,
     staff: User,
     eager_tasks: None,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -1140,7 +1147,7 @@ def test_a_scanned_label_gives_its_zip_code_to_a_shipment_without_a_postcode(
 
 
 def test_a_bulk_scan_of_usps_labels_finds_the_shipment_by_its_number(
-    client: Client, staff: User, hub: Any
+    client: Client, staff: User, hub: Location
 ) -> None:
     shipment = dispatched_shipment(carrier=_usps(), tracking_number=USPS_NUMBER)
     response = _scan(

@@ -59,7 +59,9 @@ def _endpoint(integration: Integration, url: str) -> WebhookEndpoint:
 
 def _message() -> WebhookMessage:
     ShipmentFactory()
-    return WebhookMessage.objects.order_by("-pk").first()  # type: ignore[return-value]
+    message = WebhookMessage.objects.order_by("-pk").first()
+    assert message is not None
+    return message
 
 
 def _attempt(message: WebhookMessage) -> float | None:
@@ -67,7 +69,9 @@ def _attempt(message: WebhookMessage) -> float | None:
 
 
 def _last_attempt() -> WebhookAttempt:
-    return WebhookAttempt.objects.order_by("-pk").first()  # type: ignore[return-value]
+    attempt = WebhookAttempt.objects.order_by("-pk").first()
+    assert attempt is not None
+    return attempt
 
 
 @pytest.mark.usefixtures("local")

@@ -54,7 +54,8 @@ def _types(event_pk: int) -> list[str]:
 
 def _payload(event_pk: int, event_type: str) -> dict[str, Any]:
     row = WebhookMessage.objects.get(event_id=event_pk, event_type=event_type)
-    return json.loads(row.payload)  # type: ignore[no-any-return]
+    payload: dict[str, Any] = json.loads(row.payload)
+    return payload
 
 
 def test_a_delivery_scan_is_a_checkpoint_a_status_change_and_a_delivery(

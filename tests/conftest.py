@@ -5,12 +5,22 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
+from pytest_django import Settings
 
+from shipments.models import Carrier, Location
 from tests.factories import LocationFactory, OwnFleetFactory, UserFactory
+from tests.helpers import IssueApiKey
 from tracksop import roles
+
+if TYPE_CHECKING:
+    from rest_framework.test import APIClient
+
+    from shipments.fake_carrier import FakeCarrier
+    from tracksop.models import ApiKey
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls in
 # live-server tests are still synchronous.
@@ -74,22 +84,22 @@ def outsider(db: None) -> User:
 
 
 @pytest.fixture
-def own_fleet(db: None):  # type: ignore[no-untyped-def]
+def own_fleet(db: None) -> Carrier:
     return OwnFleetFactory()
 
 
 @pytest.fixture
-def hub(db: None):  # type: ignore[no-untyped-def]
+def hub(db: None) -> Location:
     return LocationFactory(code="chi", name="Chicago hub", city="Chicago")
 
 
 @pytest.fixture
-def api_key_for(db: None):  # type: ignore[no-untyped-def]
+def api_key_for(db: None) -> IssueApiKey:
     """`api_key_for(*scopes)` → (ApiKey, the plain key) of a test integration."""
     from tracksop.api_keys import api_key_issue
     from tracksop.models import Integration
 
-    def issue(*scopes: str, name: str = "Test shop"):  # type: ignore[no-untyped-def]
+    def issue(*scopes: str, name: str = "Test shop") -> tuple[ApiKey, str]:
         integration, _ = Integration.objects.get_or_create(name=name)
         return api_key_issue(
             integration=integration, name="test", scopes=list(scopes) or ALL_SCOPES
@@ -99,7 +109,7 @@ def api_key_for(db: None):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def api(api_key_for):  # type: ignore[no-untyped-def]
+def api(api_key_for: IssueApiKey) -> APIClient:
     """A DRF test client holding a key with every scope."""
     from rest_framework.test import APIClient
 
@@ -113,7 +123,7 @@ ALL_SCOPES = ["shipments:read", "shipments:write", "events:write", "webhooks:man
 
 
 @pytest.fixture
-def fake_carrier(settings):  # type: ignore[no-untyped-def]
+def fake_carrier(settings: Settings) -> Iterator[FakeCarrier]:
     """The local fake of the carriers' tracking APIs (shipments.fake_carrier),
     on a free port, with every provider's requests pointed at it."""
     from shipments.fake_carrier import FakeCarrier

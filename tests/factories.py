@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import factory
 from django.contrib.auth.models import Group, User
@@ -15,11 +16,38 @@ from shipments.status import EventKind, ShipmentStatus
 from tracksop import roles
 from tracksop.models import StaffProfile
 
+ModelT = TypeVar("ModelT")
 
-class UserFactory(factory.django.DjangoModelFactory):
+
+class ModelFactory(factory.django.DjangoModelFactory[ModelT]):
+    """Base of the factories here: `ShipmentFactory(...)` is typed as a `Shipment`.
+
+    factory-boy's metaclass builds the instance, so the call returns the model, not
+    the factory; mypy ignores a metaclass `__call__` when the class defines an untyped
+    `__new__` (factory-boy's does), so the call is typed through `__new__` instead.
+    """
+
+    class Meta:
+        abstract = True
+
+    if TYPE_CHECKING:
+        # mypy wants `__new__` to return the class; it still honours this type.
+        def __new__(cls, **kwargs: Any) -> ModelT: ...  # type: ignore[misc]
+
+
+def _join_role(
+    user: User, create: bool, extracted: str | None, **kwargs: object
+) -> None:
+    if create and extracted:
+        user.groups.add(Group.objects.get(name=extracted))
+    if create:
+        user.save()
+
+
+class UserFactory(ModelFactory[User]):
     class Meta:
         model = User
-        django_get_or_create = ["username"]
+        django_get_or_create = ("username",)
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
@@ -28,15 +56,10 @@ class UserFactory(factory.django.DjangoModelFactory):
     last_name = factory.Faker("last_name")
     password = factory.PostGenerationMethodCall("set_password", "pass-word-123")
 
-    @factory.post_generation
-    def role(self, create: bool, extracted: str | None, **kwargs: object) -> None:
-        if create and extracted:
-            self.groups.add(Group.objects.get(name=extracted))
-        if create:
-            self.save()
+    role = factory.PostGeneration(_join_role)
 
 
-class StaffProfileFactory(factory.django.DjangoModelFactory):
+class StaffProfileFactory(ModelFactory[StaffProfile]):
     class Meta:
         model = StaffProfile
 
@@ -44,10 +67,10 @@ class StaffProfileFactory(factory.django.DjangoModelFactory):
     timezone = "Europe/Berlin"
 
 
-class CarrierFactory(factory.django.DjangoModelFactory):
+class CarrierFactory(ModelFactory[Carrier]):
     class Meta:
         model = Carrier
-        django_get_or_create = ["code"]
+        django_get_or_create = ("code",)
 
     code = "ups"
     name = "UPS"
@@ -63,10 +86,10 @@ class OwnFleetFactory(CarrierFactory):
     tracking_url_template = ""
 
 
-class LocationFactory(factory.django.DjangoModelFactory):
+class LocationFactory(ModelFactory[Location]):
     class Meta:
         model = Location
-        django_get_or_create = ["code"]
+        django_get_or_create = ("code",)
 
     code = factory.Sequence(lambda n: f"hub-{n}")
     name = factory.Sequence(lambda n: f"Hub {n}")
@@ -75,7 +98,7 @@ class LocationFactory(factory.django.DjangoModelFactory):
     timezone = "America/Chicago"
 
 
-class ShipmentFactory(factory.django.DjangoModelFactory):
+class ShipmentFactory(ModelFactory[Shipment]):
     """A shipment as recorded (status created) with its CREATED event."""
 
     class Meta:
@@ -104,8 +127,8 @@ class ShipmentFactory(factory.django.DjangoModelFactory):
     def _create(
         cls, model_class: type[Shipment], *args: object, **kwargs: object
     ) -> Shipment:
-        code = kwargs.pop("shipment_id")
-        return services.shipment_create(user=None, details=kwargs, shipment_id=code)  # type: ignore[arg-type]
+        code = cast(str, kwargs.pop("shipment_id"))
+        return services.shipment_create(user=None, details=kwargs, shipment_id=code)
 
 
 def ready_shipment(**kwargs: object) -> Shipment:
@@ -114,7 +137,7 @@ def ready_shipment(**kwargs: object) -> Shipment:
         shipment=shipment,
         user=None,
         quality_ok=True,
-        quantity_ok=True,  # type: ignore[arg-type]
+        quantity_ok=True,
     )
 
 
@@ -131,7 +154,7 @@ def dispatched_shipment(
     )
 
 
-class TrackingEventFactory(factory.django.DjangoModelFactory):
+class TrackingEventFactory(ModelFactory[TrackingEvent]):
     """Raw event rows for selector tests; workflows go through the services."""
 
     class Meta:
@@ -158,7 +181,7 @@ __all__ = [
 ]
 
 
-class NotificationFactory(factory.django.DjangoModelFactory):
+class NotificationFactory(ModelFactory[Notification]):
     """A stored message in any state, for pages that list them. Messages caused
     by events come from the services; this is for history and failed lists."""
 

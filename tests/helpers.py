@@ -6,9 +6,27 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import connection
+
+if TYPE_CHECKING:
+    from django.db.models.fields.files import FieldFile
+    from django.test.client import _MonkeyPatchedWSGIResponse
+
+    from tracksop.models import ApiKey
+
+# What the test client's get/post return: django-stubs names it privately (at
+# run time it is the view's response with the client's extras set on it).
+type TestResponse = _MonkeyPatchedWSGIResponse
+
+
+class IssueApiKey(Protocol):
+    """The `api_key_for` fixture: `api_key_for(*scopes, name=...)` → a key and
+    its plain text."""
+
+    def __call__(self, *scopes: str, name: str = ...) -> tuple[ApiKey, str]: ...
 
 
 def race(*calls: Callable[[], Any]) -> list[Any]:
@@ -32,6 +50,12 @@ def race(*calls: Callable[[], Any]) -> list[Any]:
         thread.join(timeout=30)
     assert not any(thread.is_alive() for thread in threads), "a thread hung"
     return outcomes
+
+
+def stored_at(folder: Path, file: FieldFile) -> Path:
+    """Where a file field's file is, under the storage's folder."""
+    assert file.name, "no file stored"
+    return folder / file.name
 
 
 def real_clock_env() -> dict[str, str]:

@@ -14,6 +14,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from tests.factories import UserFactory
 
@@ -112,7 +113,7 @@ def test_an_address_guessing_at_many_accounts_is_locked_for_all_of_them(
 
 
 def test_behind_a_proxy_the_forwarded_client_address_is_the_one_locked(
-    client: Client, staff: User, settings: Any
+    client: Client, staff: User, settings: Settings
 ) -> None:
     settings.TRACKSOP_PROXY_COUNT = 1
     proxy = {"REMOTE_ADDR": "10.0.0.2"}
@@ -203,7 +204,9 @@ def _reset(client: Client, email: str, capture: Any, *, execute: bool) -> Any:
 
 
 def test_a_password_reset_does_the_same_for_known_and_unknown_addresses(
-    client: Client, staff: User, django_capture_on_commit_callbacks: Any
+    client: Client,
+    staff: User,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     known, known_queued, known_queries = _reset(
         client, staff.email, django_capture_on_commit_callbacks, execute=False
@@ -223,7 +226,7 @@ def test_the_reset_mail_is_sent_to_a_known_address_after_the_request(
     client: Client,
     staff: User,
     eager_tasks: None,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     _reset(
         client, staff.email.upper(), django_capture_on_commit_callbacks, execute=True
@@ -237,7 +240,7 @@ def test_no_reset_mail_goes_to_an_unknown_address(
     client: Client,
     staff: User,
     eager_tasks: None,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     _reset(
         client, "nobody@example.com", django_capture_on_commit_callbacks, execute=True

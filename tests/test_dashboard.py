@@ -100,6 +100,7 @@ def test_each_card_opens_its_list_with_as_many_rows_as_it_counts(
         # The filter it names exists: a filter that does not would be ignored.
         bar = listed.context.get("filter")
         if "?" in href:
+            assert bar is not None, what
             assert bar.is_bound, what
             assert bar.is_valid(), what
             assert set(bar.data) <= set(bar.filters), what

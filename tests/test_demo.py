@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import shlex
 from io import StringIO
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db.models import F
+from pytest_django import DjangoCaptureOnCommitCallbacks
 from rest_framework.test import APIClient
 
 from exceptions_mgmt.models import UNRESOLVED, DeliveryException, ExceptionStatus
 from notifications.models import Kind, Notification, Status
 from notifications.selectors import failed_count
 from shipments.credentials import credentials_for
+from shipments.fake_carrier import FakeCarrier
 from shipments.models import (
     CarrierAccount,
     CarrierSync,
@@ -131,9 +132,9 @@ def test_the_demo_prints_an_api_key_and_a_curl_line_that_works() -> None:
 
 
 def test_the_demo_connects_ups_to_the_fake_carrier_and_the_beat_syncs_two_packages(
-    fake_carrier: Any,
+    fake_carrier: FakeCarrier,
     eager_tasks: None,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     call_command("seed_demo", shipments=120, verbosity=0)
     out = StringIO()

@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
+from pytest_django.live_server_helper import LiveServer
 
 from tests.factories import UserFactory, dispatched_shipment
 from tests.notifications.conftest import free_port, wait_for
@@ -215,7 +216,7 @@ def test_gunicorn_sends_no_server_header(gunicorn_url: str) -> None:
         assert response.headers.get("Content-Security-Policy")
 
 
-def test_the_development_server_sends_no_server_header(live_server: Any) -> None:
+def test_the_development_server_sends_no_server_header(live_server: LiveServer) -> None:
     with urllib.request.urlopen(f"{live_server.url}/accounts/login/") as response:  # noqa: S310
         assert response.status == 200
         assert response.headers.get("Server") is None

@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
 from shipments.models import Shipment
 from tests.api.test_shipments_api import NEW
+from tests.helpers import IssueApiKey
 from tracksop.api_keys import api_key_check, api_key_revoke
 from tracksop.models import ApiKey, IdempotencyRecord
 
@@ -27,7 +30,7 @@ def client(raw: str | None = None, scheme: str = "Bearer") -> APIClient:
     return c
 
 
-def test_every_bad_key_gets_the_same_401(api_key_for: Any) -> None:
+def test_every_bad_key_gets_the_same_401(api_key_for: IssueApiKey) -> None:
     expired, expired_raw = api_key_for(name="Old shop")
     ApiKey.objects.filter(pk=expired.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
@@ -59,7 +62,7 @@ def test_every_bad_key_gets_the_same_401(api_key_for: Any) -> None:
     assert client(good_raw).get("/api/v1/shipments/").status_code == 200
 
 
-def test_a_key_without_the_scope_is_403(api_key_for: Any) -> None:
+def test_a_key_without_the_scope_is_403(api_key_for: IssueApiKey) -> None:
     _, raw = api_key_for("shipments:read")
     c = client(raw)
     assert c.get("/api/v1/shipments/").status_code == 200
@@ -69,14 +72,16 @@ def test_a_key_without_the_scope_is_403(api_key_for: Any) -> None:
     assert not Shipment.objects.exists()
 
 
-def test_last_used_is_recorded(api_key_for: Any) -> None:
+def test_last_used_is_recorded(api_key_for: IssueApiKey) -> None:
     key, raw = api_key_for()
     client(raw).get("/api/v1/shipments/")
     key.refresh_from_db()
     assert key.last_used_at is not None
 
 
-def test_rate_limit_headers_and_429(api_key_for: Any, settings: Any) -> None:
+def test_rate_limit_headers_and_429(
+    api_key_for: IssueApiKey, settings: Settings
+) -> None:
     settings.TRACKSOP_API_RATE = "3/min"
     _, raw = api_key_for()
     c = client(raw)
@@ -90,14 +95,14 @@ def test_rate_limit_headers_and_429(api_key_for: Any, settings: Any) -> None:
     assert client(other).get("/api/v1/shipments/").status_code == 200
 
 
-def test_a_huge_body_is_413(api: Any) -> None:
+def test_a_huge_body_is_413(api: APIClient) -> None:
     body = '{"checkpoints": ["' + "x" * (3 * 1024 * 1024) + '"]}'
     response = api.post("/api/v1/checkpoints/", body, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["status"] == 413
 
 
-def test_the_same_key_and_body_replays_the_response(api: Any) -> None:
+def test_the_same_key_and_body_replays_the_response(api: APIClient) -> None:
     first = api.post(
         "/api/v1/shipments/", NEW, format="json", HTTP_IDEMPOTENCY_KEY="order-1001"
     )
@@ -119,7 +124,9 @@ def test_the_same_key_and_body_replays_the_response(api: Any) -> None:
     assert Shipment.objects.count() == 1
 
 
-def test_an_error_is_replayed_too_and_a_day_later_the_key_is_free(api: Any) -> None:
+def test_an_error_is_replayed_too_and_a_day_later_the_key_is_free(
+    api: APIClient,
+) -> None:
     bad = {**NEW, "weight_kg": -1}
     first = api.post("/api/v1/shipments/", bad, format="json", HTTP_IDEMPOTENCY_KEY="k")
     assert first.status_code == 400
@@ -130,7 +137,9 @@ def test_an_error_is_replayed_too_and_a_day_later_the_key_is_free(api: Any) -> N
     assert IdempotencyRecord.objects.count() == 1
 
 
-def test_idempotency_keys_are_per_api_key(api: Any, api_key_for: Any) -> None:
+def test_idempotency_keys_are_per_api_key(
+    api: APIClient, api_key_for: IssueApiKey
+) -> None:
     _, raw = api_key_for(name="Another shop")
     for c in (api, client(raw)):
         response = c.post(
@@ -140,7 +149,7 @@ def test_idempotency_keys_are_per_api_key(api: Any, api_key_for: Any) -> None:
     assert Shipment.objects.count() == 2
 
 
-def test_a_bad_idempotency_key_is_400(api: Any) -> None:
+def test_a_bad_idempotency_key_is_400(api: APIClient) -> None:
     response = api.post(
         "/api/v1/shipments/", NEW, format="json", HTTP_IDEMPOTENCY_KEY="k" * 256
     )
@@ -150,7 +159,7 @@ def test_a_bad_idempotency_key_is_400(api: Any) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_requests_with_one_key_make_one_shipment(
-    api_key_for: Any,
+    api_key_for: IssueApiKey,
 ) -> None:
     _, raw = api_key_for()
     barrier = threading.Barrier(4)
@@ -182,7 +191,7 @@ def test_two_concurrent_requests_with_one_key_make_one_shipment(
     assert sum(r.has_header("Idempotent-Replayed") for r in responses) == 3
 
 
-def test_the_schema_and_its_reference_page_are_served(client: Any) -> None:
+def test_the_schema_and_its_reference_page_are_served(client: Client) -> None:
     schema = client.get("/api/v1/schema/?format=json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
@@ -203,7 +212,7 @@ def test_api_key_issue_prints_a_working_key(capsys: Any) -> None:
     assert client(raw).get("/api/v1/shipments/").status_code == 403
 
 
-def test_stored_responses_are_purged_after_a_day(api: Any) -> None:
+def test_stored_responses_are_purged_after_a_day(api: APIClient) -> None:
     from tracksop.services import idempotency_records_purge
 
     api.post("/api/v1/shipments/", NEW, format="json", HTTP_IDEMPOTENCY_KEY="old")
@@ -221,7 +230,7 @@ def test_stored_responses_are_purged_after_a_day(api: Any) -> None:
 
 
 def test_a_wrong_key_costs_what_a_right_one_does(
-    api_key_for: Any, django_assert_num_queries: Any
+    api_key_for: IssueApiKey, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     """No timing tells an unknown prefix from a wrong secret: both are one
     indexed look-up and one constant-time compare of two SHA-256 digests."""
@@ -232,7 +241,7 @@ def test_a_wrong_key_costs_what_a_right_one_does(
             api_key_check(attempt)
 
 
-def test_head_needs_the_scope_get_needs(api_key_for: Any) -> None:
+def test_head_needs_the_scope_get_needs(api_key_for: IssueApiKey) -> None:
     _, raw = api_key_for("events:write")
     assert client(raw).head("/api/v1/shipments/").status_code == 403
     _, reader = api_key_for("shipments:read", name="Reader")

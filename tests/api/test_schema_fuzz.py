@@ -13,9 +13,11 @@ from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
+from pytest_django import Settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.factories import dispatched_shipment
+from tests.helpers import IssueApiKey
 
 # Generating the schema needs no database: it is read from the code.
 schema = schemathesis.openapi.from_wsgi(
@@ -24,7 +26,9 @@ schema = schemathesis.openapi.from_wsgi(
 
 
 @pytest.fixture
-def api_headers(db: None, api_key_for: Any, settings: Any) -> Iterator[dict[str, str]]:
+def api_headers(
+    db: None, api_key_for: IssueApiKey, settings: Settings
+) -> Iterator[dict[str, str]]:
     settings.TRACKSOP_API_RATE = "100000/min"
     # Something to find: fuzzed references sometimes name a real shipment.
     dispatched_shipment(shipment_id="SH-FUZZ0001")

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
+from rest_framework.test import APIClient
 
-from shipments.models import Shipment, Source
+from shipments.models import Location, Shipment, Source
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
     CarrierFactory,
@@ -41,12 +43,12 @@ NEW = {
 
 def problem(response: Any) -> dict[str, Any]:
     assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == response.status_code
     return body
 
 
-def test_a_shop_creates_a_shipment_with_a_generated_id(api: Any) -> None:
+def test_a_shop_creates_a_shipment_with_a_generated_id(api: APIClient) -> None:
     response = api.post("/api/v1/shipments/", NEW, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
@@ -61,7 +63,7 @@ def test_a_shop_creates_a_shipment_with_a_generated_id(api: Any) -> None:
     assert event.integration.startswith("Test shop (API key ")
 
 
-def test_create_gives_the_forms_field_messages(api: Any) -> None:
+def test_create_gives_the_forms_field_messages(api: APIClient) -> None:
     bad = {**NEW, "recipient_phone": "12", "recipient_country": "USA", "weight_kg": 0}
     response = api.post("/api/v1/shipments/", bad, format="json")
     assert response.status_code == 400
@@ -71,7 +73,7 @@ def test_create_gives_the_forms_field_messages(api: Any) -> None:
     assert not Shipment.objects.exists()
 
 
-def test_a_duplicate_shipment_id_is_a_field_error(api: Any) -> None:
+def test_a_duplicate_shipment_id_is_a_field_error(api: APIClient) -> None:
     ShipmentFactory(shipment_id="SH-SHOP0001")
     response = api.post(
         "/api/v1/shipments/", {**NEW, "shipment_id": "sh-shop0001"}, format="json"
@@ -89,14 +91,14 @@ def test_a_duplicate_shipment_id_is_a_field_error(api: Any) -> None:
         '{"order_number": "A\\u0000B"}',
     ],
 )
-def test_malformed_bodies_are_400_problems(api: Any, body: str) -> None:
+def test_malformed_bodies_are_400_problems(api: APIClient, body: str) -> None:
     response = api.post("/api/v1/shipments/", body, content_type="application/json")
     assert response.status_code == 400
     problem(response)
     assert not Shipment.objects.exists()
 
 
-def test_a_shipment_is_read_by_shipment_id_or_tracking_number(api: Any) -> None:
+def test_a_shipment_is_read_by_shipment_id_or_tracking_number(api: APIClient) -> None:
     shipment = dispatched_shipment()
     by_id = api.get(f"/api/v1/shipments/{shipment.shipment_id.lower()}/")
     by_number = api.get(f"/api/v1/shipments/{shipment.tracking_number}/")
@@ -107,7 +109,7 @@ def test_a_shipment_is_read_by_shipment_id_or_tracking_number(api: Any) -> None:
 
 
 def test_the_list_filters_and_pages_with_a_cursor(
-    api: Any, django_assert_max_num_queries: Any
+    api: APIClient, django_assert_max_num_queries: DjangoAssertNumQueries
 ) -> None:
     CarrierFactory()
     for _ in range(3):
@@ -130,7 +132,7 @@ def test_the_list_filters_and_pages_with_a_cursor(
     assert api.get("/api/v1/shipments/?updated_since=yesterday").status_code == 400
 
 
-def test_update_changes_details_before_dispatch_only(api: Any) -> None:
+def test_update_changes_details_before_dispatch_only(api: APIClient) -> None:
     shipment = ShipmentFactory()
     response = api.patch(
         f"/api/v1/shipments/{shipment.shipment_id}/",
@@ -155,7 +157,7 @@ def test_update_changes_details_before_dispatch_only(api: Any) -> None:
     assert problem(refused)["status"] == 403
 
 
-def test_check_then_dispatch_detects_the_carrier(api: Any) -> None:
+def test_check_then_dispatch_detects_the_carrier(api: APIClient) -> None:
     CarrierFactory()
     shipment = ShipmentFactory()
     early = api.post(
@@ -180,7 +182,7 @@ def test_check_then_dispatch_detects_the_carrier(api: Any) -> None:
     assert response.json()["status"] == "dispatched"
 
 
-def test_dispatch_refuses_a_bad_number_and_an_absurd_date(api: Any) -> None:
+def test_dispatch_refuses_a_bad_number_and_an_absurd_date(api: APIClient) -> None:
     CarrierFactory()
     shipment = ready_shipment()
     response = api.post(
@@ -205,7 +207,7 @@ def test_dispatch_refuses_a_bad_number_and_an_absurd_date(api: Any) -> None:
     assert shipment.status == ShipmentStatus.READY
 
 
-def test_cancel_needs_a_reason(api: Any) -> None:
+def test_cancel_needs_a_reason(api: APIClient) -> None:
     shipment = ShipmentFactory()
     url = f"/api/v1/shipments/{shipment.shipment_id}/cancel/"
     assert problem(api.post(url, {}, format="json"))["errors"]["reason"]
@@ -214,7 +216,7 @@ def test_cancel_needs_a_reason(api: Any) -> None:
     assert problem(api.post(url, {"reason": "again"}, format="json"))["status"] == 409
 
 
-def test_one_checkpoint_then_its_redelivery(api: Any, hub: Any) -> None:
+def test_one_checkpoint_then_its_redelivery(api: APIClient, hub: Location) -> None:
     shipment = dispatched_shipment()
     url = f"/api/v1/shipments/{shipment.shipment_id}/checkpoints/"
     scan = {"kind": "arrived_hub", "location": hub.code, "external_id": "scan-1"}
@@ -231,7 +233,7 @@ def test_one_checkpoint_then_its_redelivery(api: Any, hub: Any) -> None:
     assert problem(no_hub)["errors"]["location"]
 
 
-def test_a_scan_after_delivery_is_a_conflict(api: Any) -> None:
+def test_a_scan_after_delivery_is_a_conflict(api: APIClient) -> None:
     shipment = dispatched_shipment()
     url = f"/api/v1/shipments/{shipment.shipment_id}/checkpoints/"
     assert api.post(url, {"kind": "delivered"}, format="json").status_code == 201
@@ -241,7 +243,7 @@ def test_a_scan_after_delivery_is_a_conflict(api: Any) -> None:
 
 
 def test_a_batch_saves_the_good_items_and_reports_each_bad_one(
-    api: Any, hub: Any
+    api: APIClient, hub: Location
 ) -> None:
     a, b = dispatched_shipment(), dispatched_shipment()
     now = timezone.now()
@@ -278,7 +280,7 @@ def test_a_batch_saves_the_good_items_and_reports_each_bad_one(
     assert a.events.filter(kind="picked_up").count() == 1
 
 
-def test_a_batch_of_1001_is_refused_whole(api: Any) -> None:
+def test_a_batch_of_1001_is_refused_whole(api: APIClient) -> None:
     shipment = dispatched_shipment()
     items = [{"reference": shipment.shipment_id, "kind": "note", "notes": "x"}] * 1001
     response = api.post("/api/v1/checkpoints/", {"checkpoints": items}, format="json")
@@ -286,7 +288,9 @@ def test_a_batch_of_1001_is_refused_whole(api: Any) -> None:
     assert shipment.events.filter(kind="note").count() == 0
 
 
-def test_tracking_shows_only_what_the_public_page_shows(api: Any, hub: Any) -> None:
+def test_tracking_shows_only_what_the_public_page_shows(
+    api: APIClient, hub: Location
+) -> None:
     shipment = dispatched_shipment(recipient_name="Ada Lovelace")
     api.post(
         f"/api/v1/shipments/{shipment.shipment_id}/checkpoints/",

@@ -7,12 +7,14 @@ dialling out and the closed network refuses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from django.apps import apps
 from playwright.sync_api import Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from tests.helpers import real_clock_env
 from tracksop import roles
@@ -64,7 +66,7 @@ def role_groups(transactional_db: None) -> None:
 
 
 @pytest.fixture
-def log_in(page: Page, live_server: Any):  # type: ignore[no-untyped-def]
+def log_in(page: Page, live_server: LiveServer) -> Callable[[str], Page]:
     """Log in through the form, as a person would; returns the page."""
 
     def log_in_as(username: str) -> Page:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from tracksop.models import ApiKey, Integration
 
@@ -32,7 +33,7 @@ def status_with(live_server: Any, key: str) -> int:
 
 
 def test_an_admin_issues_a_key_sees_it_once_and_revokes_it(
-    page: Page, live_server: Any
+    page: Page, live_server: LiveServer
 ) -> None:
     User.objects.create_superuser("root", "root@example.com", "pass-word-123")
     Integration.objects.create(name="Web shop", contact_email="it@shop.example")
@@ -72,7 +73,7 @@ def test_an_admin_issues_a_key_sees_it_once_and_revokes_it(
 
 
 def test_the_api_reference_page_renders_under_our_csp(
-    page: Page, live_server: Any
+    page: Page, live_server: LiveServer
 ) -> None:
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -9,10 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from shipments.credentials import credentials_encrypt
+from shipments.fake_carrier import FakeCarrier
 from shipments.ingest import CheckpointIn, checkpoints_ingest
 from shipments.models import CarrierAccount, CarrierSync, Shipment, Source
 from shipments.status import EventKind
@@ -37,7 +40,7 @@ LONG_TEXT = (
 
 
 @pytest.fixture
-def synced(staff: Any) -> Shipment:
+def synced(staff: User) -> Shipment:
     """A UPS shipment synced with long carrier words everywhere they show."""
     ups = CarrierFactory()
     account = CarrierAccount.objects.create(
@@ -95,7 +98,7 @@ def synced(staff: Any) -> Shipment:
 
 @pytest.mark.parametrize("width", [1280, 768, 375])
 def test_the_carrier_panel_fits_the_screen(
-    log_in: Any, live_server: Any, synced: Shipment, width: int
+    log_in: Any, live_server: LiveServer, synced: Shipment, width: int
 ) -> None:
     page: Page = log_in("logistics")
     page.set_viewport_size({"width": width, "height": 800})
@@ -122,10 +125,10 @@ def karrio_loaded() -> None:
 
 def test_an_administrator_connects_ups_and_staff_sync_a_shipment_from_the_carrier(
     page: Page,
-    live_server: Any,
+    live_server: LiveServer,
     log_in: Any,
-    staff: Any,
-    fake_carrier: Any,
+    staff: User,
+    fake_carrier: FakeCarrier,
     karrio_loaded: None,
 ) -> None:
     ups = CarrierFactory()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
+from pytest_django.live_server_helper import LiveServer
 
 from tests.factories import dispatched_shipment
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_staff_and_public_pages_break_no_rule_of_the_policy(
-    log_in: Any, live_server: Any, supervisor: User
+    log_in: Any, live_server: LiveServer, supervisor: User
 ) -> None:
     shipment = dispatched_shipment()
     blocked: list[str] = []

@@ -17,6 +17,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Locator, Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from exceptions_mgmt import services
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
@@ -50,7 +51,7 @@ def log_out(page: Page) -> None:
 
 
 def test_an_exception_is_reported_escalated_and_resolved_by_a_supervisor(
-    log_in: Any, live_server: Any, staff: User, supervisor: User
+    log_in: Any, live_server: LiveServer, staff: User, supervisor: User
 ) -> None:
     shipment = dispatched_shipment()
     code = shipment.shipment_id

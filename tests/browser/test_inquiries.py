@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Locator, Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from exceptions_mgmt.models import DeliveryException
 from shipments.models import Inquiry
@@ -31,7 +32,7 @@ def inquiry_item(page: Page, inquiry: Inquiry) -> Locator:
 
 
 def test_an_agent_logs_a_call_and_answers_it_from_the_open_inquiries_list(
-    log_in: Any, live_server: Any, cs_agent: User
+    log_in: Any, live_server: LiveServer, cs_agent: User
 ) -> None:
     shipment = dispatched_shipment()
     code = shipment.shipment_id
@@ -82,7 +83,7 @@ def test_an_agent_logs_a_call_and_answers_it_from_the_open_inquiries_list(
 
 
 def test_an_agent_reports_an_exception_from_a_customers_call(
-    log_in: Any, live_server: Any, cs_agent: User
+    log_in: Any, live_server: LiveServer, cs_agent: User
 ) -> None:
     shipment = dispatched_shipment()
     code = shipment.shipment_id

@@ -18,6 +18,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import DeliveryException
@@ -203,9 +204,10 @@ def finished_report(user: Any) -> ReportRun:
 
 
 def _void_url(d: Data) -> str:
-    event = d.long.events.exclude(  # type: ignore[attr-defined]
+    event = d.long.events.exclude(
         kind__in=[EventKind.CREATED, EventKind.CORRECTION]
     ).first()
+    assert event is not None
     return reverse("event-void", args=[d.long.shipment_id, event.pk])
 
 
@@ -444,7 +446,7 @@ def test_every_route_is_checked_as_a_page_or_named_as_none() -> None:
 
 
 def test_no_staff_page_scrolls_sideways_at_1280_px(
-    page: Page, live_server: Any, data: Data
+    page: Page, live_server: LiveServer, data: Data
 ) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
     log_in_as_supervisor(page, live_server)
@@ -463,7 +465,7 @@ def test_no_staff_page_scrolls_sideways_at_1280_px(
 
 @pytest.mark.parametrize("width", [768, 375])
 def test_hub_and_phone_pages_do_not_scroll_sideways(
-    page: Page, live_server: Any, data: Data, width: int
+    page: Page, live_server: LiveServer, data: Data, width: int
 ) -> None:
     page.set_viewport_size({"width": width, "height": 800})
     log_in_as_supervisor(page, live_server)
@@ -486,7 +488,7 @@ def test_hub_and_phone_pages_do_not_scroll_sideways(
 
 
 def test_the_navigation_fits_on_one_row_or_collapses_behind_the_menu(
-    page: Page, live_server: Any, data: Data
+    page: Page, live_server: LiveServer, data: Data
 ) -> None:
     log_in_as_supervisor(page, live_server)
     for width in (1280, 1400, 1920):
@@ -519,7 +521,7 @@ def test_the_navigation_fits_on_one_row_or_collapses_behind_the_menu(
 
 
 def test_the_shipment_pages_messages_keep_resend_on_a_1280_px_screen(
-    page: Page, live_server: Any, data: Data
+    page: Page, live_server: LiveServer, data: Data
 ) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
     log_in_as_supervisor(page, live_server)
@@ -538,7 +540,7 @@ def test_the_shipment_pages_messages_keep_resend_on_a_1280_px_screen(
 
 
 def test_the_queues_filter_and_bulk_assignee_are_announced_by_their_own_labels(
-    page: Page, live_server: Any, data: Data
+    page: Page, live_server: LiveServer, data: Data
 ) -> None:
     log_in_as_supervisor(page, live_server)
     page.goto(live_server.url + reverse("exception-queue"))
@@ -552,7 +554,7 @@ def test_the_queues_filter_and_bulk_assignee_are_announced_by_their_own_labels(
 
 
 def test_a_required_field_is_announced_without_its_asterisk(
-    page: Page, live_server: Any, data: Data
+    page: Page, live_server: LiveServer, data: Data
 ) -> None:
     log_in_as_supervisor(page, live_server)
     page.goto(
@@ -572,7 +574,7 @@ def test_a_required_field_is_announced_without_its_asterisk(
 
 
 def test_staff_and_public_pages_have_a_favicon(
-    page: Page, live_server: Any, data: Data
+    page: Page, live_server: LiveServer, data: Data
 ) -> None:
     log_in_as_supervisor(page, live_server)
     public_url = reverse("public-tracking", args=[data.long.public_token])

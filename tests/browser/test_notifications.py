@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Locator, Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from notifications import links
 from notifications.models import (
@@ -52,7 +53,7 @@ def failed_sms(shipment: Shipment, **kwargs: Any) -> Notification:
         "shipment": shipment,
         "kind": Kind.DISPATCHED,
         "channel": Channel.SMS,
-        "to": shipment.recipient_phone.as_e164,  # type: ignore[union-attr]
+        "to": shipment.recipient_phone.as_e164,
         "subject": "",
         "body_text": "Your order is on its way.",
         "status": Status.FAILED,
@@ -154,6 +155,7 @@ def test_supervisor_send_two_failed_messages_again_from_the_failed_list(
     expect(table.locator("tbody").get_by_role("row")).to_have_count(2)
     expect(table).to_contain_text("550 Mailbox unavailable")
     for row in failed:
+        assert row.shipment is not None
         page.get_by_role(
             "checkbox", name=f"Select {row.shipment.shipment_id} Dispatched"
         ).check()
@@ -165,11 +167,11 @@ def test_supervisor_send_two_failed_messages_again_from_the_failed_list(
     for row in failed:
         row.refresh_from_db()
         assert row.superseded_at is not None
-        assert row.resends.get().status == Status.PENDING  # type: ignore[attr-defined]
+        assert row.resends.get().status == Status.PENDING
 
 
 def test_logistics_staff_move_the_eta_later_and_the_customer_gets_a_delay_message(
-    log_in: Any, live_server: Any, staff: User
+    log_in: Any, live_server: LiveServer, staff: User
 ) -> None:
     shipment = dispatched_shipment()
     later = timezone.localdate() + timedelta(days=6)
@@ -202,7 +204,7 @@ def test_logistics_staff_move_the_eta_later_and_the_customer_gets_a_delay_messag
     expect(email).to_contain_text(f"Order {shipment.order_number} will arrive later")
     expect(email.locator("[data-status]")).to_have_text("Pending")
     sms = message_rows(rows, page, "Delay", "SMS")
-    expect(sms).to_contain_text(shipment.recipient_phone.as_e164)  # type: ignore[union-attr]
+    expect(sms).to_contain_text(shipment.recipient_phone.as_e164)
     expect(sms.locator("[data-status]")).to_have_text("Pending")
 
     shipment.refresh_from_db()
@@ -213,7 +215,7 @@ def test_logistics_staff_move_the_eta_later_and_the_customer_gets_a_delay_messag
 
 
 def test_customer_choose_email_only_then_stop_all_updates_from_the_manage_link(
-    page: Page, live_server: Any
+    page: Page, live_server: LiveServer
 ) -> None:
     shipment = dispatched_shipment(
         recipient_name="Margaret Hamilton",

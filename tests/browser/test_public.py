@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
+from pytest_django import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from exceptions_mgmt.services import exception_report
 from notifications.models import Channel, Kind, Notification
@@ -25,11 +26,11 @@ from tests.factories import CarrierFactory, LocationFactory, dispatched_shipment
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 320, "height": 640}
+PHONE: ViewportSize = {"width": 320, "height": 640}
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache(live_server: Any, settings: Any) -> None:
+def _fresh_cache(live_server: LiveServer, settings: Settings) -> None:
     cache.clear()
     # Links in messages point at the server under test.
     settings.TRACKSOP_PUBLIC_URL = live_server.url
@@ -79,11 +80,14 @@ def shipment() -> Shipment:
 
 def fits(page: Page) -> bool:
     """Nothing wider than the screen: no sideways scrolling at 320 px."""
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    fitting: bool = page.evaluate(
+        "document.documentElement.scrollWidth <= window.innerWidth"
+    )
+    return fitting
 
 
 def test_a_customer_opens_the_link_from_their_message_and_reads_the_timeline(
-    phone: Page, shipment: Shipment, live_server: Any
+    phone: Page, shipment: Shipment, live_server: LiveServer
 ) -> None:
     sent = Notification.objects.get(
         shipment=shipment, kind=Kind.DISPATCHED, channel=Channel.EMAIL
@@ -108,7 +112,7 @@ def test_a_customer_opens_the_link_from_their_message_and_reads_the_timeline(
 
 
 def test_the_page_reads_in_spanish_for_a_spanish_browser(
-    browser: Browser, shipment: Shipment, live_server: Any
+    browser: Browser, shipment: Shipment, live_server: LiveServer
 ) -> None:
     context = browser.new_context(viewport=PHONE, locale="es-ES")
     page = context.new_page()
@@ -119,7 +123,7 @@ def test_the_page_reads_in_spanish_for_a_spanish_browser(
 
 
 def test_a_customer_looks_their_package_up_without_javascript(
-    no_js_phone: Page, shipment: Shipment, live_server: Any
+    no_js_phone: Page, shipment: Shipment, live_server: LiveServer
 ) -> None:
     page = no_js_phone
     page.goto(f"{live_server.url}/track/")
@@ -136,7 +140,7 @@ def test_a_customer_looks_their_package_up_without_javascript(
 
 
 def test_a_customer_rates_the_delivery_once_it_has_arrived(
-    no_js_phone: Page, shipment: Shipment, live_server: Any
+    no_js_phone: Page, shipment: Shipment, live_server: LiveServer
 ) -> None:
     checkpoint_record(shipment=shipment, kind=EventKind.DELIVERED, user=None)
     page = no_js_phone
@@ -158,11 +162,11 @@ def test_a_customer_rates_the_delivery_once_it_has_arrived(
         page.get_by_text("Thank you for telling us how the delivery went.")
     ).to_be_visible()
     expect(page.get_by_test_id("feedback-link")).to_have_count(0)
-    assert shipment.feedback.rating == 4  # type: ignore[attr-defined]
+    assert shipment.feedback.rating == 4
 
 
 def test_the_public_pages_pass_an_accessibility_audit(
-    phone: Page, shipment: Shipment, live_server: Any
+    phone: Page, shipment: Shipment, live_server: LiveServer
 ) -> None:
     exception_report(
         shipment=shipment,

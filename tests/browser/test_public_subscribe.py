@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from pytest_django import Settings
+from pytest_django.live_server_helper import LiveServer
 
 from notifications import links
 from notifications.models import Audience, Channel, Kind, Notification, Subscription
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def phone(browser: Browser, settings: Any) -> Iterator[Page]:
+def phone(browser: Browser, settings: Settings) -> Iterator[Page]:
     """A small phone's screen, without JavaScript: the pages must not need it."""
     # The limit counts per client in the shared Redis; every test here comes
     # from 127.0.0.1.
@@ -46,7 +47,7 @@ def _fits_the_screen(page: Page) -> None:
 
 
 def test_customer_subscribes_by_email_confirms_gets_the_next_update_and_stops_it(
-    phone: Page, live_server: Any
+    phone: Page, live_server: LiveServer
 ) -> None:
     shipment = dispatched_shipment(
         recipient_name="Margaret Hamilton",
@@ -114,7 +115,9 @@ def test_customer_subscribes_by_email_confirms_gets_the_next_update_and_stops_it
     assert subscription.stopped_at is not None
 
 
-def test_a_wrong_code_is_told_at_the_field(phone: Page, live_server: Any) -> None:
+def test_a_wrong_code_is_told_at_the_field(
+    phone: Page, live_server: LiveServer
+) -> None:
     shipment = dispatched_shipment()
     page = phone
     page.goto(f"{live_server.url}/t/{shipment.public_token}/subscribe/")
@@ -136,7 +139,7 @@ def test_a_wrong_code_is_told_at_the_field(phone: Page, live_server: Any) -> Non
 
 
 def test_the_subscribe_pages_pass_an_accessibility_audit(
-    browser: Browser, live_server: Any, settings: Any
+    browser: Browser, live_server: LiveServer, settings: Settings
 ) -> None:
     settings.TRACKSOP_PUBLIC_POST_RATE = "1000/m"
     shipment = dispatched_shipment()

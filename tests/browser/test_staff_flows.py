@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, expect
+from pytest_django.live_server_helper import LiveServer
 
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind
@@ -43,7 +44,7 @@ def fill_new_shipment(page: Page, *, weight: str = "2.5") -> None:
 
 
 def test_logistics_staff_log_in_through_the_form_and_land_on_the_dashboard(
-    page: Page, live_server: Any, staff: User
+    page: Page, live_server: LiveServer, staff: User
 ) -> None:
     page.goto(live_server.url)
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
@@ -95,7 +96,7 @@ def test_staff_create_check_and_dispatch_a_shipment_with_a_generated_number(
 
 
 def test_staff_log_a_checkpoint_and_see_it_in_the_timeline(
-    log_in: Any, live_server: Any, staff: User
+    log_in: Any, live_server: LiveServer, staff: User
 ) -> None:
     LocationFactory(code="chi", name="Chicago hub", city="Chicago")
     shipment = dispatched_shipment()
@@ -148,7 +149,7 @@ def test_staff_bulk_scan_three_packages_by_typing_each_number_and_enter(
     for shipment in shipments:
         shipment.refresh_from_db()
         assert shipment.status == "in_transit"
-        assert shipment.events.filter(  # type: ignore[attr-defined]
+        assert shipment.events.filter(
             kind=EventKind.ARRIVED_HUB, source="bulk_scan", location__code="chi"
         ).exists()
     assert TrackingEvent.objects.filter(kind=EventKind.ARRIVED_HUB).count() == 3

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
+from pytest_django import Settings
+from pytest_django.live_server_helper import LiveServer
 from standardwebhooks import Webhook
 
 from notifications.models import WebhookEndpoint
@@ -40,7 +42,11 @@ def _run_action(page: Page, label: str) -> None:
 
 
 def test_an_admin_adds_an_endpoint_tests_it_rotates_its_secret_and_replays(
-    page: Page, live_server: Any, receiver: Receiver, start_worker: Any, settings: Any
+    page: Page,
+    live_server: LiveServer,
+    receiver: Receiver,
+    start_worker: Any,
+    settings: Settings,
 ) -> None:
     settings.TRACKSOP_WEBHOOK_ALLOW_PRIVATE = True  # the receiver is on 127.0.0.1
     start_worker(TRACKSOP_WEBHOOK_ALLOW_PRIVATE="true")

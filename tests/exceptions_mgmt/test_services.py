@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from exceptions_mgmt import services
 from exceptions_mgmt.models import (
@@ -131,7 +132,7 @@ def test_reporting_holds_the_shipment_and_logs_the_cause_in_its_timeline(
 
 
 def test_reporting_tells_the_customer_by_email_and_sms_on_commit(
-    staff: User, django_capture_on_commit_callbacks: Any
+    staff: User, django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks
 ) -> None:
     shipment = _in_transit()
 
@@ -148,7 +149,7 @@ def test_reporting_tells_the_customer_by_email_and_sms_on_commit(
     assert messages[SMS].to == shipment.recipient_phone.as_e164
     # The broker hears of them only after the commit.
     queued = [c for c in callbacks if getattr(c, "func", None) is queue_now]
-    assert sorted(pk for c in queued for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]
+    assert sorted(pk for c in queued for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]  # the callbacks are partials
         row.pk for row in messages.values()
     )
 
@@ -183,6 +184,7 @@ def test_an_other_cause_needs_a_description_of_it(staff: User) -> None:
     _nothing_written(shipment, events_before)
     exception = _report(shipment, staff, cause=Cause.OTHER, cause_other="Dog bites")
     assert exception.cause_label == "Dog bites"
+    assert exception.report_event is not None
     assert exception.report_event.data["cause"] == "Dog bites"
 
 
@@ -367,6 +369,7 @@ def test_of_two_supervisors_resolving_at_the_same_moment_one_wins() -> None:
     losers = [o for o in outcomes if isinstance(o, ExceptionConflict)]
     assert (len(winners), len(losers)) == (1, 1), outcomes
     winner = winners[0].resolved_by
+    assert winner is not None
     assert f"already resolved by {winner.get_full_name()}" in str(losers[0])
     exception.refresh_from_db()
     assert exception.status == ExceptionStatus.RESOLVED

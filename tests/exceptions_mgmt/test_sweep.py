@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from exceptions_mgmt import services, tasks
 from exceptions_mgmt.models import (
@@ -305,6 +306,7 @@ def test_a_shipment_past_its_eta_gets_one_late_exception(scanned: bool) -> None:
     with time_machine.travel(timezone.now(), tick=False) as clock:
         shipment = dispatched_shipment()
         eta = shipment.estimated_delivery
+        assert eta is not None
         clock.shift(timedelta(days=2))
         if scanned:
             checkpoint_record(shipment=shipment, kind=K.ARRIVED_HUB, user=None)
@@ -325,6 +327,7 @@ def test_a_shipment_past_its_eta_gets_one_late_exception(scanned: bool) -> None:
     assert exception.changes.get().action == "reported"
     shipment.refresh_from_db()
     assert shipment.status == S.EXCEPTION
+    assert exception.report_event is not None
     assert exception.report_event.data["detected"] is True
     assert exception.report_event.source == "system"
     messages = _delay_messages(exception)
@@ -365,7 +368,7 @@ def test_a_resolved_late_shipment_is_raised_again_only_when_its_new_eta_passes(
 
 
 def test_an_in_transit_shipment_without_a_scan_gets_one_no_scan_exception(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     settings.TRACKSOP_STALL_HOURS = 6
     with time_machine.travel(timezone.now(), tick=False) as clock:
@@ -431,7 +434,8 @@ def test_the_periodic_task_detects_then_escalates(
 
 
 def test_a_sweep_hands_its_messages_to_the_broker_in_one_publish_per_commit(
-    recipients: dict[int, list[User]], django_capture_on_commit_callbacks: Any
+    recipients: dict[int, list[User]],
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     with time_machine.travel(timezone.now(), tick=False) as clock:
         late = [dispatched_shipment() for _ in range(3)]
@@ -449,12 +453,13 @@ def test_a_sweep_hands_its_messages_to_the_broker_in_one_publish_per_commit(
             callback()  # as the commit would: the rows' ids join their batch
     # Two chunks of detections (two messages each), then one escalation
     # batch (its four emails): one publish each, after its commit.
-    assert [len(c.args[0]) for c in publishes] == [4, 2, 4]  # type: ignore[attr-defined]
+    assert [len(c.args[0]) for c in publishes] == [4, 2, 4]  # type: ignore[attr-defined]  # the callbacks are partials
     written = Notification.objects.filter(pk__gt=before, status="pending")
     assert sorted(pk for c in publishes for pk in c.args[0]) == sorted(  # type: ignore[attr-defined]
         written.values_list("pk", flat=True)
     )
-    assert set(written.values_list("shipment", flat=True)) == {
+    # django-stubs read the foreign key's id as Shipment.shipment_id (a str).
+    assert set(written.values_list("shipment", flat=True)) == {  # type: ignore[comparison-overlap]
         s.pk for s in [*late, stale.shipment]
     }
 
@@ -542,6 +547,7 @@ def test_detection_costs_the_same_queries_for_two_late_shipments_as_for_twelve()
     assert for_many == for_few
     for shipment in many:
         exception = DeliveryException.objects.get(shipment=shipment)
+        assert exception.report_event is not None
         assert exception.report_event.shipment_id == shipment.pk
         assert set(_delay_messages(exception)) == {Channel.EMAIL, Channel.SMS}
 

@@ -21,6 +21,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, Settings
 
 from exceptions_mgmt import services
 from exceptions_mgmt.models import (
@@ -42,6 +43,7 @@ from tests.factories import (
     UserFactory,
     dispatched_shipment,
 )
+from tests.helpers import TestResponse
 from tracksop import roles
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("escalation_rules")]
@@ -81,7 +83,7 @@ def _as(client: Client, user: User) -> Client:
     return client
 
 
-def _page(response: Any) -> str:
+def _page(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -331,12 +333,14 @@ def test_the_queue_filters_those_past_their_expected_resolution(
     assert _rows(response) == [overdue]
 
 
-def test_the_queue_is_paginated(client: Client, staff: User, settings: Any) -> None:
+def test_the_queue_is_paginated(
+    client: Client, staff: User, settings: Settings
+) -> None:
     settings.TRACKSOP_PAGE_SIZE = 2
     made = [_report(expected_resolution=_later(10 + i)) for i in range(3)]
     _as(client, staff)
     first = client.get(reverse("exception-queue"), {"severity": "medium"})
-    second = client.get(reverse("exception-queue"), {"severity": "medium", "page": 2})
+    second = client.get(reverse("exception-queue"), {"severity": "medium", "page": "2"})
     assert _rows(first) == made[:2]
     assert _rows(second) == made[2:]
     assert "severity=medium&amp;page=2" in _page(first)
@@ -937,7 +941,7 @@ def test_each_scanned_package_gets_its_own_exception_and_problems_are_listed(
     for shipment in (by_number, by_id):
         shipment.refresh_from_db()
         assert shipment.status == S.EXCEPTION
-        assert shipment.events.filter(  # type: ignore[attr-defined]
+        assert shipment.events.filter(
             kind=K.EXCEPTION_REPORTED, source="bulk_scan"
         ).exists()
     # The cause and time stay for the next batch; the numbers are cleared.
@@ -1086,7 +1090,7 @@ DETAIL_QUERIES = 4 + 5 + 1  # + the access log INSERT
 def test_the_queue_costs_the_same_queries_for_3_or_30_exceptions(
     client: Client,
     request: pytest.FixtureRequest,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
     role: str,
 ) -> None:
@@ -1111,7 +1115,7 @@ def test_the_detail_page_costs_the_same_queries_for_3_or_30_notes(
     supervisor: User,
     staff: User,
     cs_agent: User,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     e = _report(user=staff)

@@ -26,6 +26,7 @@ import redis
 from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.db import connection
+from pytest_django import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +97,7 @@ class SmtpSink:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.raw.append(envelope.content)
         self.messages.append(
-            message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
+            message_from_bytes(envelope.content, policy=policy.default)
         )
         return "250 Message accepted for delivery"
 
@@ -316,7 +317,7 @@ TWILIO_SETTINGS = {
 
 
 @pytest.fixture
-def fake_twilio(settings: Any) -> Iterator[FakeTwilio]:
+def fake_twilio(settings: Settings) -> Iterator[FakeTwilio]:
     server = FakeTwilio(port=free_port())
     server.start()
     for key, value in TWILIO_SETTINGS.items():

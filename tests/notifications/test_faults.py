@@ -24,6 +24,7 @@ from django.utils import timezone
 from kombu import Exchange, Queue, pools
 from kombu.common import ignore_errors
 from kombu.utils.collections import eqhash
+from pytest_django import Settings
 
 from notifications import delivery
 from notifications.models import Channel, Kind, Notification, Status
@@ -176,12 +177,14 @@ def _publish_to(url: str) -> None:
     CELERY_BROKER_URL from the environment before its own configuration, and
     caches a connection pool and a producer pool for the old URL."""
     os.environ["CELERY_BROKER_URL"] = url
-    celery_app.conf.broker_url = url
+    # The stubs make broker_url a read-only property; Celery's Settings is a
+    # mapping underneath and the assignment sets the key.
+    celery_app.conf.broker_url = url  # type: ignore[misc]
     # Dropped, not closed: kombu keeps pools in a global registry keyed by the
     # connection, and closing them would break the next user of the old URL.
-    # (Celery has no public way to drop them.)
-    celery_app._pool = None  # noqa: SLF001
-    celery_app.amqp._producer_pool = None  # noqa: SLF001
+    # Celery has no public way to drop them, hence the private attributes.
+    celery_app._pool = None  # type: ignore[attr-defined]  # noqa: SLF001
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]  # noqa: SLF001
 
 
 def _forget_pools(url: str) -> None:
@@ -197,7 +200,7 @@ def _forget_pools(url: str) -> None:
 
 
 @pytest.fixture
-def private_broker(tmp_path: Path, settings: Any) -> Iterator[RedisServer]:
+def private_broker(tmp_path: Path, settings: Settings) -> Iterator[RedisServer]:
     server = RedisServer(port=free_port(), workdir=tmp_path)
     server.start()
     saved_env = os.environ.get("CELERY_BROKER_URL")
@@ -214,8 +217,8 @@ def private_broker(tmp_path: Path, settings: Any) -> Iterator[RedisServer]:
         else:
             os.environ["CELERY_BROKER_URL"] = saved_env
         celery_app.conf["broker_url"] = saved_conf
-        celery_app._pool = None  # noqa: SLF001
-        celery_app.amqp._producer_pool = None  # noqa: SLF001
+        celery_app._pool = None  # type: ignore[attr-defined]  # noqa: SLF001
+        celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]  # noqa: SLF001
         server.stop()
 
 
@@ -245,10 +248,10 @@ def test_closing_a_broker_connection_after_redis_died_mid_poll_is_not_a_crash(
         [control], channel=connection.channel(), callbacks=[], no_ack=True
     )
     listener.consume()
-    channel = consumer.channel
-    # The event loop's poll, waiting for the next task (kombu's internals:
-    # the state this test is about has no public handle).
-    channel._brpop_start()  # noqa: SLF001
+    # kombu's Redis channel: the poll and the QoS it drives are not typed, and
+    # the state this test is about has no public handle.
+    channel: Any = consumer.channel
+    channel._brpop_start()  # noqa: SLF001  (the event loop's poll)
     assert received
     assert channel.qos._delivered  # noqa: SLF001
 
@@ -258,7 +261,7 @@ def test_closing_a_broker_connection_after_redis_died_mid_poll_is_not_a_crash(
 
 
 def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
-    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Any
+    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Settings
 ) -> None:
     broker = private_broker
     address = "broker-down@example.net"
@@ -327,7 +330,7 @@ def test_broker_down_while_a_checkpoint_is_logged_the_sweeper_sends_it_later(
 
 
 def test_ten_redis_crashes_under_a_sending_worker_send_every_message_once(
-    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Any
+    smtp_sink: Any, start_worker: Any, private_broker: RedisServer, settings: Settings
 ) -> None:
     broker = private_broker
     smtp_sink.delay = 0.02  # sends take a moment, so some are always in flight
@@ -478,7 +481,7 @@ def test_refused_recipient_fails_after_one_attempt_and_others_are_delivered(
 
 
 def test_worker_killed_mid_send_the_message_goes_out_once(
-    smtp_sink: Any, start_worker: Any, settings: Any
+    smtp_sink: Any, start_worker: Any, settings: Settings
 ) -> None:
     address = "killed-worker@example.net"
     lease = {"TRACKSOP_NOTIFY_LEASE_SECONDS": "2"}

@@ -15,6 +15,7 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.utils import timezone, translation
+from pytest_django import Settings
 
 from notifications import rendering, subscriptions
 from notifications.models import (
@@ -45,10 +46,18 @@ MESSAGES = Path(settings.BASE_DIR) / "notifications/templates/notifications/mess
 # below: an accented place or cause makes the whole text UCS-2 (70 characters,
 # 67 a part), which is what Spanish causes and many place names do.
 SMS_BUDGET: dict[str, dict[str, int]] = {
-    "en": dict.fromkeys(CUSTOMER_KINDS, 1)
-    | {Kind.DISPATCHED: 2, Kind.EXCEPTION: 2, Kind.AVAILABLE_FOR_PICKUP: 3},
-    "es": dict.fromkeys(CUSTOMER_KINDS, 1)
-    | {Kind.DISPATCHED: 2, Kind.EXCEPTION: 3, Kind.AVAILABLE_FOR_PICKUP: 3},
+    "en": {
+        **dict.fromkeys(CUSTOMER_KINDS, 1),
+        Kind.DISPATCHED: 2,
+        Kind.EXCEPTION: 2,
+        Kind.AVAILABLE_FOR_PICKUP: 3,
+    },
+    "es": {
+        **dict.fromkeys(CUSTOMER_KINDS, 1),
+        Kind.DISPATCHED: 2,
+        Kind.EXCEPTION: 3,
+        Kind.AVAILABLE_FOR_PICKUP: 3,
+    },
 }
 
 
@@ -136,7 +145,7 @@ def test_a_subscriber_reads_the_language_of_the_page_they_subscribed_on() -> Non
     assert "out for delivery today" in recipient.subject
 
 
-def test_a_new_shipment_takes_the_default_language_setting(settings: Any) -> None:
+def test_a_new_shipment_takes_the_default_language_setting(settings: Settings) -> None:
     settings.TRACKSOP_DEFAULT_LANGUAGE = "es"
 
     assert ShipmentFactory().language == "es"
@@ -189,7 +198,7 @@ def hub() -> Location:
 def _long_context(shipment: Shipment, kind: str, hub: Location) -> dict[str, Any]:
     eta = shipment.estimated_delivery
     assert eta is not None
-    data: dict[str, Any] = {
+    by_kind: dict[str, dict[str, str]] = {
         Kind.EXCEPTION: {
             "cause": "Address issue",
             "cause_code": "address",
@@ -201,7 +210,8 @@ def _long_context(shipment: Shipment, kind: str, hub: Location) -> dict[str, Any
             "to": (eta + timedelta(days=2)).isoformat(),
             "reason": "Severe weather at the hub",
         },
-    }.get(kind, {})
+    }
+    data: dict[str, Any] = by_kind.get(kind, {})
     if kind == Kind.DELIVERED:
         shipment.delivered_at = timezone.now()
     event = TrackingEvent(

@@ -107,7 +107,7 @@ def test_a_template_that_fails_to_render_is_refused() -> None:
     form = _form(body_text='{% include "no/such/file.txt" %}')
 
     assert not form.is_valid()
-    assert form.errors["body_text"][0].startswith("Template error:")
+    assert str(form.errors["body_text"][0]).startswith("Template error:")
 
 
 def test_the_admin_form_shows_what_is_missing(client: Client) -> None:

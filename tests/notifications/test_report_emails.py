@@ -5,11 +5,13 @@ process."""
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
+from django.test import Client
 
 from notifications.models import Kind, Notification, Status
 from reports.models import ReportKind, ReportRun, ReportSchedule, RunStatus
@@ -68,7 +70,7 @@ def test_scheduled_report_reaches_role_members_and_extra_addresses_with_its_pdf(
     assert report_emails_send(run) == 0
 
     for address in ("sam@example.com", "boss@example.org"):
-        message = wait_for(lambda a=address: smtp_sink.to(a), what=address)[0]
+        message = wait_for(partial(smtp_sink.to, address), what=address)[0]
         assert "weekly report" in message["Subject"]
         assert "1 Mar 2027 to 7 Mar 2027" in message["Subject"]
         text = message.get_body(preferencelist=("plain",)).get_content()
@@ -91,7 +93,7 @@ def test_scheduled_report_reaches_role_members_and_extra_addresses_with_its_pdf(
 
 
 def test_a_failed_report_email_is_listed_and_sent_again_from_the_failed_list(
-    report_files: Any, client: Any
+    report_files: Any, client: Client
 ) -> None:
     supervisor = UserFactory(role=roles.SUPERVISOR, email="sam@example.com")
     schedule, _ = ReportSchedule.objects.get_or_create(kind=ReportKind.WEEKLY)

@@ -17,6 +17,7 @@ import time_machine
 from celery import shared_task
 from django.core import mail
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, Settings
 
 from notifications import delivery, gateways, outbox, sending
 from notifications.models import Audience, Channel, Kind, Notification, Preference
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def mail_server(settings: Any, smtp_sink: SmtpSink) -> SmtpSink:
+def mail_server(settings: Settings, smtp_sink: SmtpSink) -> SmtpSink:
     settings.MAILERS = {
         "default": {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
@@ -196,7 +197,7 @@ def _staff_user() -> Any:
 
 
 def test_a_task_sends_other_due_emails_over_its_connection_and_their_tasks_do_nothing(
-    mail_server: SmtpSink, django_assert_num_queries: Any
+    mail_server: SmtpSink, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     first, *others = _emails(4)
 
@@ -309,6 +310,7 @@ def test_a_preference_changed_after_writing_suppresses_a_batched_email(
     mail_server: SmtpSink,
 ) -> None:
     first, declined = _emails(2)
+    assert declined.shipment is not None
     outbox.preference_set(
         shipment=declined.shipment,
         audience=Audience.RECIPIENT,
@@ -324,7 +326,7 @@ def test_a_preference_changed_after_writing_suppresses_a_batched_email(
 
 
 def test_a_slow_server_makes_a_batch_hand_back_the_rest_untried(
-    mail_server: SmtpSink, settings: Any
+    mail_server: SmtpSink, settings: Settings
 ) -> None:
     # Half the lease is 0.1 s; the first message takes longer than that.
     settings.TRACKSOP_NOTIFY_LEASE_SECONDS = 0.2
@@ -346,7 +348,7 @@ def test_a_slow_server_makes_a_batch_hand_back_the_rest_untried(
 
 
 def test_a_large_batch_leaves_building_the_emails_to_the_workers(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     """The request that writes many rows at once (an API batch) stores them
     unbuilt; the worker builds each as it sends, as for the sweep's rows."""

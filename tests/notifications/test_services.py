@@ -23,6 +23,7 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from notifications import delivery, outbox, rendering, rules
 from notifications.models import (
@@ -141,7 +142,7 @@ def test_a_rolled_back_dispatch_leaves_no_message() -> None:
 
 
 def test_dispatch_hands_the_messages_to_the_broker_only_on_commit(
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     shipment = ready_shipment(recipient_phone="")
 
@@ -242,7 +243,7 @@ def test_the_first_pickup_tells_nobody_by_default() -> None:
 
 
 def test_the_first_pickup_tells_the_recipient_once_when_turned_on(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     settings.TRACKSOP_NOTIFY_KINDS = [*settings.TRACKSOP_NOTIFY_KINDS, "in_transit"]
     shipment = dispatched_shipment()
@@ -458,7 +459,7 @@ def test_a_preference_changed_after_queuing_is_honoured_at_delivery(
 
 
 def test_a_dispatch_message_without_the_eta_is_suppressed_naming_it(
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     # No service dispatches without an ETA; an import or a correction could
     # leave one out, and the customer must not get a message that lacks it.
@@ -525,7 +526,8 @@ def test_a_broken_admin_template_falls_back_to_the_file(source: str) -> None:
 
 
 def test_a_message_no_template_can_render_is_failed_and_the_scan_still_saves(
-    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     shipment = dispatched_shipment()
 
@@ -555,7 +557,7 @@ def test_a_message_no_template_can_render_is_failed_and_the_scan_still_saves(
 
 
 @pytest.fixture
-def mail_server(settings: Any, smtp_sink: SmtpSink) -> SmtpSink:
+def mail_server(settings: Settings, smtp_sink: SmtpSink) -> SmtpSink:
     settings.MAILERS = {
         "default": {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
@@ -703,7 +705,7 @@ def test_a_message_that_is_gone_is_ignored(mail_server: SmtpSink) -> None:
     [(1, 30), (2, 60), (3, 120), (5, 480), (8, 3600), (30, 3600)],
 )
 def test_the_retry_delay_doubles_with_each_attempt_up_to_the_cap(
-    settings: Any, attempts: int, ceiling: float
+    settings: Settings, attempts: int, ceiling: float
 ) -> None:
     settings.TRACKSOP_NOTIFY_RETRY_BASE_SECONDS = 30.0
     settings.TRACKSOP_NOTIFY_RETRY_MAX_SECONDS = 3600.0
@@ -834,8 +836,9 @@ def sent_email(quiet_shipment: Shipment) -> Notification:
 def test_a_resend_is_a_new_message_to_the_current_address(
     cs_agent: User,
     sent_email: Notification,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
+    assert sent_email.shipment_id is not None
     Shipment.objects.filter(pk=sent_email.shipment_id).update(
         recipient_email="jane.new@example.net"
     )
@@ -920,7 +923,7 @@ def test_a_staff_alert_emails_each_user_once(
     supervisor: User,
     staff: User,
     quiet_shipment: Shipment,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         rows = outbox.staff_alert_queue(

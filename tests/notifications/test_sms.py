@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.utils import timezone
+from pytest_django import Settings
 
 from notifications import delivery
 from notifications.models import Channel, Kind, Notification, Status
@@ -151,7 +152,7 @@ def test_twilio_unreachable_is_a_temporary_failure(fake_twilio: FakeTwilio) -> N
 
 @pytest.mark.django_db
 def test_a_messaging_service_sid_is_sent_as_messaging_service_sid(
-    fake_twilio: FakeTwilio, settings: Any
+    fake_twilio: FakeTwilio, settings: Settings
 ) -> None:
     service = "MG" + "1" * 32
     settings.TWILIO_FROM = service
@@ -200,7 +201,7 @@ def test_an_invalid_phone_on_the_shipment_suppresses_the_text(
 
 @pytest.mark.django_db
 def test_the_file_backend_writes_one_file_per_text(
-    settings: Any, tmp_path: Path
+    settings: Settings, tmp_path: Path
 ) -> None:
     folder = tmp_path / "sms"
     settings.TRACKSOP_SMS_BACKEND = "file"
@@ -224,7 +225,7 @@ def test_the_file_backend_writes_one_file_per_text(
 
 @pytest.mark.django_db
 def test_the_console_backend_prints_the_text(
-    settings: Any, capsys: pytest.CaptureFixture[str]
+    settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings.TRACKSOP_SMS_BACKEND = "console"
     row = _sms(dispatched_shipment(recipient_phone=PHONE))

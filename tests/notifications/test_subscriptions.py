@@ -24,6 +24,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import Settings
 
 from notifications import delivery, links, outbox, rendering, subscriptions
 from notifications.models import (
@@ -41,7 +42,7 @@ from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import CarrierFactory, ShipmentFactory, dispatched_shipment
-from tests.helpers import next_hour_start
+from tests.helpers import TestResponse, next_hour_start
 from tests.notifications.conftest import SmtpSink
 
 pytestmark = pytest.mark.django_db
@@ -483,6 +484,7 @@ def test_confirmed_addresses_get_every_later_milestone_on_their_own_channel(
     ]
     for row in rows:
         assert row.status == Status.PENDING
+        assert row.subscription_id is not None
         stop = links.stop_url(shipment.public_token, row.subscription_id)
         assert row.body_text.endswith(stop) or stop in row.body_text
         assert links.manage_url(shipment.public_token, Audience.RECIPIENT) not in (
@@ -510,6 +512,7 @@ def test_confirmed_addresses_get_every_later_milestone_on_their_own_channel(
 
 def stop_of(row: Notification) -> str:
     assert row.subscription_id is not None
+    assert row.shipment is not None
     return links.stop_url(row.shipment.public_token, row.subscription_id)
 
 
@@ -555,7 +558,7 @@ def test_handling_an_event_twice_writes_nothing_new_for_subscribers(
 
 
 @pytest.fixture
-def mail_server(settings: Any, smtp_sink: SmtpSink) -> SmtpSink:
+def mail_server(settings: Settings, smtp_sink: SmtpSink) -> SmtpSink:
     settings.MAILERS = {
         "default": {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
@@ -670,7 +673,11 @@ def test_staff_resend_a_subscribers_message_to_the_subscriber(
 
 
 # As tests/notifications/test_templates.py: these two may take two segments.
-SMS_BUDGET = dict.fromkeys(CUSTOMER_KINDS, 1) | {Kind.DISPATCHED: 2, Kind.EXCEPTION: 2}
+SMS_BUDGET: dict[str, int] = {
+    **dict.fromkeys(CUSTOMER_KINDS, 1),
+    Kind.DISPATCHED: 2,
+    Kind.EXCEPTION: 2,
+}
 
 
 @pytest.fixture
@@ -693,7 +700,7 @@ def test_the_code_sms_fits_one_gsm7_segment_in_one_line(shipment: Shipment) -> N
 
 @pytest.mark.parametrize("channel", [EMAIL, SMS])
 def test_the_code_message_renders_from_its_files(channel: str) -> None:
-    context = {
+    context: dict[str, Any] = {
         "company": "TrackSOP",
         "code": "042042",
         "minutes": 30,
@@ -838,7 +845,7 @@ def _stop_path(subscription: Subscription) -> str:
     ).path
 
 
-def _html(response: Any) -> str:
+def _html(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -1108,7 +1115,7 @@ def test_the_forms_work_with_their_csrf_token(shipment: Shipment) -> None:
 
 @time_machine.travel(next_hour_start(), tick=True)  # no hour ends halfway
 def test_too_many_posts_from_one_client_get_a_try_later_page(
-    client: Client, shipment: Shipment, settings: Any
+    client: Client, shipment: Shipment, settings: Settings
 ) -> None:
     settings.TRACKSOP_PUBLIC_POST_RATE = "2/h"
     bad = {"channel": "email", "address": "nope"}

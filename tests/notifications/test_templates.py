@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from notifications import links, rendering
 from notifications.models import (
@@ -32,7 +33,8 @@ K = EventKind
 # SMS texts that may cost two segments: they carry the most facts (the dispatch
 # message the carrier and tracking number, the exception its cause and time).
 # Every other text fits one GSM-7 segment with the default TRACKSOP_PUBLIC_URL.
-SMS_BUDGET = dict.fromkeys(CUSTOMER_KINDS, 1) | {
+SMS_BUDGET: dict[str, int] = {
+    **dict.fromkeys(CUSTOMER_KINDS, 1),
     Kind.DISPATCHED: 2,
     Kind.EXCEPTION: 2,
 }
@@ -68,7 +70,7 @@ def _event(shipment: Shipment, kind: str, hub: Location) -> TrackingEvent | None
     """The event behind a message of this kind, with the details it shows."""
     eta = shipment.estimated_delivery
     assert eta is not None
-    data: dict[str, Any] = {
+    by_kind: dict[str, dict[str, str]] = {
         Kind.EXCEPTION: {
             "cause": "Address label damaged",
             "expected_resolution": (NOW + timedelta(days=1)).isoformat(),
@@ -79,7 +81,8 @@ def _event(shipment: Shipment, kind: str, hub: Location) -> TrackingEvent | None
             "to": (eta + timedelta(days=2)).isoformat(),
             "reason": "Severe weather at the hub",
         },
-    }.get(kind, {})
+    }
+    data: dict[str, Any] = by_kind.get(kind, {})
     if kind == Kind.DELAY:
         shipment.estimated_delivery = eta + timedelta(days=2)
     if kind == Kind.DELIVERED:
@@ -357,7 +360,7 @@ def test_an_admins_template_is_escaped_the_same_way(
 
 
 def test_an_admins_edit_applies_to_the_next_message_at_once(
-    awkward: Shipment, hub: Location, django_assert_num_queries: Any
+    awkward: Shipment, hub: Location, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     def subject() -> str:
         return rendering.render(

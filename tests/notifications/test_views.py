@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from notifications import links
 from notifications.models import (
@@ -28,6 +29,7 @@ from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import NotificationFactory, dispatched_shipment
+from tests.helpers import TestResponse
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +43,7 @@ def _as(client: Client, user: User) -> Client:
     return client
 
 
-def _page(response: Any) -> str:
+def _page(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -62,7 +64,7 @@ def _sent_email(shipment: Shipment) -> Notification:
 
 
 def _failed(shipment: Shipment, **kwargs: Any) -> Notification:
-    return NotificationFactory(  # type: ignore[no-any-return]
+    return NotificationFactory(
         shipment=shipment,
         status=Status.FAILED,
         sent_at=None,
@@ -601,7 +603,7 @@ def _history(shipment: Shipment, n: int, user: User) -> None:
 def test_the_shipment_page_costs_the_same_queries_for_3_or_30_messages(
     client: Client,
     cs_agent: User,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     shipment = dispatched_shipment()
@@ -621,12 +623,12 @@ def test_the_shipment_page_costs_the_same_queries_for_3_or_30_messages(
 def test_the_failed_list_costs_the_same_queries_for_3_or_30_messages(
     client: Client,
     request: pytest.FixtureRequest,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
     role: str,
 ) -> None:
     for i in range(n):
-        _failed(dispatched_shipment() if i % 10 == 0 else Shipment.objects.last())
+        _failed(dispatched_shipment() if i % 10 == 0 else Shipment.objects.latest("pk"))
     _as(client, request.getfixturevalue(role))
 
     with django_assert_max_num_queries(FAILED_QUERIES):

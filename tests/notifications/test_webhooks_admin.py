@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from pytest_django import Settings
 from standardwebhooks import Webhook
 
 from notifications.models import (
@@ -37,7 +38,7 @@ def integration() -> Integration:
 
 
 @pytest.fixture
-def local(settings: Any) -> None:
+def local(settings: Settings) -> None:
     settings.TRACKSOP_WEBHOOK_ALLOW_PRIVATE = True
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from notifications.models import (
@@ -148,7 +149,7 @@ def test_rotating_returns_the_new_secret_and_when_the_old_one_stops(
 
 
 def test_the_delivery_log_lists_messages_with_their_attempts_and_replays(
-    api: APIClient, settings: Any
+    api: APIClient, settings: Settings
 ) -> None:
     code = _create(api).json()["id"]
     ShipmentFactory()

@@ -24,6 +24,7 @@ from notifications.webhooks import outbox as webhook_outbox
 from shipments import services
 from shipments.checkpoints import checkpoint_record
 from shipments.dispatch import shipment_check
+from shipments.models import Location
 from shipments.status import EventKind
 from tests.factories import ShipmentFactory, dispatched_shipment
 from tests.notifications.conftest import wait_for
@@ -51,7 +52,7 @@ def _all_delivered() -> bool:
 
 
 def test_events_reach_the_receiver_signed_with_the_endpoint_secret(
-    receiver: Receiver, start_worker: Any, hub: Any
+    receiver: Receiver, start_worker: Any, hub: Location
 ) -> None:
     endpoint = _endpoint(receiver.url)
     start_worker(**WORKER_ENV)

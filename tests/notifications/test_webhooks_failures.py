@@ -14,6 +14,7 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from pytest_django import Settings
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -45,7 +46,7 @@ def integration(db: None) -> Integration:
 
 
 @pytest.fixture
-def local(settings: Any) -> None:
+def local(settings: Settings) -> None:
     settings.TRACKSOP_WEBHOOK_ALLOW_PRIVATE = True
     settings.TRACKSOP_WEBHOOK_READ_TIMEOUT = 0.5
     settings.TRACKSOP_WEBHOOK_CONNECT_TIMEOUT = 0.5
@@ -59,7 +60,9 @@ def _endpoint(integration: Integration, url: str) -> WebhookEndpoint:
 
 def _message() -> WebhookMessage:
     ShipmentFactory()
-    return WebhookMessage.objects.order_by("-pk").first()  # type: ignore[return-value]
+    message = WebhookMessage.objects.order_by("-pk").first()
+    assert message is not None
+    return message
 
 
 def _attempt(message: WebhookMessage) -> float | None:
@@ -67,7 +70,9 @@ def _attempt(message: WebhookMessage) -> float | None:
 
 
 def _last_attempt() -> WebhookAttempt:
-    return WebhookAttempt.objects.order_by("-pk").first()  # type: ignore[return-value]
+    attempt = WebhookAttempt.objects.order_by("-pk").first()
+    assert attempt is not None
+    return attempt
 
 
 @pytest.mark.usefixtures("local")
@@ -121,7 +126,10 @@ def test_a_redirect_counts_as_a_failure_and_is_not_followed(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("local", "eager_tasks")
 def test_a_410_disables_the_endpoint_at_once_and_tells_its_owner(
-    receiver: Receiver, integration: Integration, settings: Any, smtp_sink: SmtpSink
+    receiver: Receiver,
+    integration: Integration,
+    settings: Settings,
+    smtp_sink: SmtpSink,
 ) -> None:
     settings.MAILERS = _smtp(smtp_sink)
     receiver.answers = [410]
@@ -142,7 +150,7 @@ def test_a_410_disables_the_endpoint_at_once_and_tells_its_owner(
 
 @pytest.mark.usefixtures("local")
 def test_a_message_fails_for_good_after_the_last_retry_of_the_schedule(
-    receiver: Receiver, integration: Integration, settings: Any
+    receiver: Receiver, integration: Integration, settings: Settings
 ) -> None:
     settings.TRACKSOP_WEBHOOK_RETRY_SCHEDULE = [0, 0, 0]
     receiver.answers = [500] * 10
@@ -315,7 +323,10 @@ def _smtp(sink: SmtpSink) -> dict[str, Any]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("local", "eager_tasks")
 def test_an_endpoint_failing_for_five_days_is_disabled_and_its_owner_emailed_once(
-    receiver: Receiver, integration: Integration, settings: Any, smtp_sink: SmtpSink
+    receiver: Receiver,
+    integration: Integration,
+    settings: Settings,
+    smtp_sink: SmtpSink,
 ) -> None:
     settings.MAILERS = _smtp(smtp_sink)
     receiver.answers = [500] * 100
@@ -347,7 +358,9 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_owner_emailed_onc
     [mail] = smtp_sink.messages
     assert mail["To"] == "ops@shop.example"
     assert receiver.url in mail["Subject"]
-    assert "enable the endpoint" in mail.get_body().get_content()  # type: ignore[union-attr]
+    body = mail.get_body()
+    assert body is not None
+    assert "enable the endpoint" in body.get_content()
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == second.status == WebhookStatus.FAILED
@@ -362,7 +375,7 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_owner_emailed_onc
 
 
 def test_a_success_ends_the_failing_spell(
-    receiver: Receiver, integration: Integration, settings: Any
+    receiver: Receiver, integration: Integration, settings: Settings
 ) -> None:
     settings.TRACKSOP_WEBHOOK_ALLOW_PRIVATE = True
     receiver.answers = [500]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 import time_machine
 from django.utils import timezone
+from pytest_django import Settings
 
 from notifications.models import (
     WebhookAttempt,
@@ -47,7 +47,7 @@ def _message(endpoint: WebhookEndpoint, *, at: datetime, status: str) -> Webhook
 
 
 def test_finished_messages_older_than_the_keeping_time_go_with_their_attempts(
-    endpoint: WebhookEndpoint, settings: Any
+    endpoint: WebhookEndpoint, settings: Settings
 ) -> None:
     now = timezone.now()
     _message(endpoint, at=now - timedelta(days=31), status="delivered")
@@ -63,7 +63,7 @@ def test_finished_messages_older_than_the_keeping_time_go_with_their_attempts(
 
 
 def test_the_keeping_time_is_a_setting(
-    endpoint: WebhookEndpoint, settings: Any
+    endpoint: WebhookEndpoint, settings: Settings
 ) -> None:
     now = timezone.now()
     _message(endpoint, at=now - timedelta(days=8), status="delivered")

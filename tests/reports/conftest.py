@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
+from pytest_django import Settings
 
 from reports.models import Archive, ReportRun
 from tests.notifications.conftest import smtp_sink, start_worker
@@ -27,7 +27,9 @@ def report_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def archives(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def archives(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Retention archives go to a temporary folder, through the "reports"
     storage alias (what the purge saves with) and the Archive field."""
     from django.core.files.storage import FileSystemStorage

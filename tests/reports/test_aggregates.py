@@ -9,16 +9,18 @@ are closed. May closes on 1 July: it is still open."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
 from django.utils import timezone
+from pytest_django import Settings
 
 from reports import aggregates
-from reports.metrics import headline
+from reports.metrics import headline, headline_values
 from reports.models import PeriodAggregate
-from reports.periods import Filters, iso_week, month_of
+from reports.periods import Filters, Period, iso_week, month_of
 from reports.sections import report_data
 from tests.factories import CarrierFactory
 from tests.reports.test_metrics import delivered
@@ -34,36 +36,34 @@ MAY, APRIL, MARCH = (
 
 
 @pytest.fixture(autouse=True)
-def frozen(settings):  # type: ignore[no-untyped-def]
+def frozen(settings: Settings) -> Iterator[None]:
     settings.TIME_ZONE = "UTC"
     settings.TRACKSOP_REPORT_MIN_CELL = 1
     with time_machine.travel(TODAY, tick=False):
         yield
 
 
-def stored(month, scope="all", delivered=0):  # type: ignore[no-untyped-def]
-    data = {
-        k: {"value": None, "n": 0} for k in aggregates.headline_values(MAY, Filters())
-    }
+def stored(month: Period, scope: str = "all", delivered: int = 0) -> PeriodAggregate:
+    data = {k: {"value": None, "n": 0} for k in headline_values(MAY, Filters())}
     data["delivered"] = {"value": delivered, "n": delivered}
     return PeriodAggregate.objects.create(
         kind=month.kind, start=month.start, scope=scope, data=data
     )
 
 
-def series(period, filters=None):  # type: ignore[no-untyped-def]
+def series(period: Period, filters: Filters | None = None) -> dict[str, object]:
     items = headline(period, filters or Filters(), aggregates.trend_values)
     by_key = {i["key"]: i for i in items}
     return {p["start"]: p["value"] for p in by_key["delivered"]["series"]}
 
 
-def test_a_purged_month_still_draws_from_its_stored_figures():
+def test_a_purged_month_still_draws_from_its_stored_figures() -> None:
     # No shipment is left for March 2027; its stored row says 40 delivered.
     stored(MARCH, delivered=40)
     assert series(MAY)["2027-03-01"] == 40
 
 
-def test_a_closed_month_is_computed_once_and_then_read():
+def test_a_closed_month_is_computed_once_and_then_read() -> None:
     ups = CarrierFactory(code="ups")
     delivered(
         ups,
@@ -83,7 +83,7 @@ def test_a_closed_month_is_computed_once_and_then_read():
     assert PeriodAggregate.objects.filter(start=APRIL.start).count() == 1
 
 
-def test_a_month_still_open_is_counted_from_its_rows_and_not_stored():
+def test_a_month_still_open_is_counted_from_its_rows_and_not_stored() -> None:
     ups = CarrierFactory(code="ups")
     delivered(
         ups,
@@ -97,7 +97,7 @@ def test_a_month_still_open_is_counted_from_its_rows_and_not_stored():
     assert not PeriodAggregate.objects.filter(start=MAY.start).exists()
 
 
-def test_a_row_stored_before_the_month_closed_is_computed_again():
+def test_a_row_stored_before_the_month_closed_is_computed_again() -> None:
     row = stored(APRIL, delivered=99)
     early = datetime(2027, 5, 10, tzinfo=UTC)
     PeriodAggregate.objects.filter(pk=row.pk).update(computed_at=early)
@@ -106,7 +106,7 @@ def test_a_row_stored_before_the_month_closed_is_computed_again():
     assert timezone.localdate(row.computed_at) == TODAY.date()
 
 
-def test_a_filtered_trend_reads_the_rows_of_its_own_scope():
+def test_a_filtered_trend_reads_the_rows_of_its_own_scope() -> None:
     CarrierFactory(code="ups")
     stored(MARCH, delivered=40)
     stored(MARCH, scope="carrier:ups", delivered=12)
@@ -116,7 +116,7 @@ def test_a_filtered_trend_reads_the_rows_of_its_own_scope():
     )
 
 
-def test_the_purge_stores_the_month_for_everyone_each_carrier_and_each_hub():
+def test_the_purge_stores_the_month_for_everyone_each_carrier_and_each_hub() -> None:
     ups = CarrierFactory(code="ups")
     shipment = delivered(
         ups,
@@ -133,14 +133,14 @@ def test_the_purge_stores_the_month_for_everyone_each_carrier_and_each_hub():
     assert all(r.data["delivered"]["value"] == 1 for r in rows)
 
 
-def test_a_monthly_report_uses_the_stored_months_for_its_year_ago_and_series():
+def test_a_monthly_report_uses_the_stored_months_for_its_year_ago_and_series() -> None:
     stored(month_of(date(2026, 5, 1)), delivered=5)
     data = report_data(MAY, Filters())
     item = next(i for i in data["headline"] if i["key"] == "delivered")
     assert item["year_ago"] == 5
 
 
-def test_a_closed_week_is_stored_and_the_last_week_is_not():
+def test_a_closed_week_is_stored_and_the_last_week_is_not() -> None:
     june_7 = iso_week(date(2027, 6, 7))  # Mon 7 - Sun 13 June: closes on the 20th
     series(june_7)
     weeks = set(

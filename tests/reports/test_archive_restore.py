@@ -16,6 +16,7 @@ from shipments.checkpoints import checkpoint_record
 from shipments.models import Carrier, Shipment, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import dispatched_shipment
+from tests.helpers import stored_at
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ def test_an_archive_cut_short_in_a_copy_is_refused_and_loads_nothing(
     purged: tuple[list[int], Archive], archives: Path
 ) -> None:
     pks, archive = purged
-    path = archives / archive.file.name
+    path = stored_at(archives, archive.file)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
 

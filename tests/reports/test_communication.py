@@ -46,16 +46,18 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
 from django.conf import settings as django_settings
+from pytest_django import Settings
 
 from notifications.models import Audience, Channel, Kind, Notification, Status
 from reports import communication, sections
 from reports.models import ReportKind, ReportRun
 from reports.periods import Filters, iso_week
-from shipments.models import Inquiry, Shipment, TrackingEvent
+from shipments.models import Carrier, Inquiry, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
     CarrierFactory,
@@ -73,7 +75,9 @@ def at(day: int, hour: float, month: int = 3) -> datetime:
     return datetime(2027, month, day, int(hour), round(hour % 1 * 60), tzinfo=UTC)
 
 
-def dispatched(carrier, code: str, when: datetime, occurred=None):  # type: ignore[no-untyped-def]
+def dispatched(
+    carrier: Carrier, code: str, when: datetime, occurred: datetime | None = None
+) -> tuple[Shipment, TrackingEvent]:
     shipment = ShipmentFactory(shipment_id=code)
     Shipment.objects.filter(pk=shipment.pk).update(
         status=ShipmentStatus.DISPATCHED,
@@ -93,7 +97,15 @@ def dispatched(carrier, code: str, when: datetime, occurred=None):  # type: igno
     return shipment, event
 
 
-def message(shipment, event, channel, status, created, sent=None, **extra):  # type: ignore[no-untyped-def]
+def message(
+    shipment: Shipment | None,
+    event: TrackingEvent | None,
+    channel: str,
+    status: str,
+    created: datetime,
+    sent: datetime | None = None,
+    **extra: Any,
+) -> Notification:
     row = Notification.objects.create(
         shipment=shipment,
         event=event,
@@ -111,7 +123,12 @@ def message(shipment, event, channel, status, created, sent=None, **extra):  # t
     return row
 
 
-def inquiry(shipment, channel, received, answered=None):  # type: ignore[no-untyped-def]
+def inquiry(
+    shipment: Shipment,
+    channel: str,
+    received: datetime,
+    answered: datetime | None = None,
+) -> None:
     user = UserFactory(username="agent")
     row = Inquiry.objects.create(
         shipment=shipment,
@@ -127,7 +144,7 @@ def inquiry(shipment, channel, received, answered=None):  # type: ignore[no-unty
 
 
 @pytest.fixture
-def week(settings):  # type: ignore[no-untyped-def]
+def week(settings: Settings) -> None:
     settings.TIME_ZONE = "UTC"
     settings.TRACKSOP_HOLIDAY_COUNTRY = "US"
     settings.TRACKSOP_REPORT_MIN_CELL = 3
@@ -170,7 +187,7 @@ def week(settings):  # type: ignore[no-untyped-def]
     inquiry(a, Inquiry.Channel.PHONE, at(8, 1))
 
 
-def test_messages_count_each_outcome_by_kind_and_channel(week):
+def test_messages_count_each_outcome_by_kind_and_channel(week: None) -> None:
     found = communication.messages(WEEK, Filters())
     assert (found["messages"], found["sent"], found["failed"]) == (8, 5, 1)
     assert (found["suppressed"], found["pending"]) == (1, 1)
@@ -185,14 +202,14 @@ def test_messages_count_each_outcome_by_kind_and_channel(week):
     assert (sms["failed_rate"], sms["suppressed_rate"]) == (25.0, 25.0)
 
 
-def test_time_to_send_counts_from_the_events_recorded_time(week):
+def test_time_to_send_counts_from_the_events_recorded_time(week: None) -> None:
     found = communication.messages(WEEK, Filters())
     assert found["timed"] == 4  # the resend has no event
     assert found["send_minutes"]["p50"] == pytest.approx(8.0)
     assert found["send_minutes"]["p95"] == pytest.approx(27.0)
 
 
-def test_inquiries_per_100_dispatched_by_channel_and_time_to_answer(week):
+def test_inquiries_per_100_dispatched_by_channel_and_time_to_answer(week: None) -> None:
     found = communication.inquiries(WEEK, Filters(), shipments=4)
     assert found["count"] == 5
     assert found["per_100"] == 125.0
@@ -208,7 +225,9 @@ def test_inquiries_per_100_dispatched_by_channel_and_time_to_answer(week):
     assert (by["email"]["inquiries"], by["email"]["answered"]) == (2, 1)
 
 
-def test_a_carrier_filter_keeps_its_shipments_and_thin_cells_say_too_few(week):
+def test_a_carrier_filter_keeps_its_shipments_and_thin_cells_say_too_few(
+    week: None,
+) -> None:
     ups = Filters(carrier="ups")
     found = communication.messages(WEEK, ups)
     assert (found["messages"], found["sent"], found["failed"]) == (5, 4, 1)
@@ -222,14 +241,16 @@ def test_a_carrier_filter_keeps_its_shipments_and_thin_cells_say_too_few(week):
     assert [row["channel"] for row in asked["by_channel"]] == ["phone"]
 
 
-def test_the_last_evening_belongs_to_the_week_in_company_time(week, settings):
+def test_the_last_evening_belongs_to_the_week_in_company_time(
+    week: None, settings: Settings
+) -> None:
     # Monday 8 March 01:00 and 02:00 UTC are Sunday evening in New York.
     settings.TIME_ZONE = "America/New_York"
     assert communication.messages(WEEK, Filters())["messages"] == 9
     assert communication.inquiries(WEEK, Filters(), shipments=4)["count"] == 6
 
 
-def test_an_empty_period_has_no_rates_and_no_rows(week):
+def test_an_empty_period_has_no_rates_and_no_rows(week: None) -> None:
     empty = iso_week(date(2027, 2, 1))
     found = communication.messages(empty, Filters())
     assert found["messages"] == 0
@@ -241,7 +262,7 @@ def test_an_empty_period_has_no_rates_and_no_rows(week):
     assert asked["answer_hours"] == {"p50": None, "p90": None}
 
 
-def test_the_report_has_the_section_between_exceptions_and_feedback(week):
+def test_the_report_has_the_section_between_exceptions_and_feedback(week: None) -> None:
     data = sections.report_data(WEEK, Filters())
     keys = [s["key"] for s in data["sections"]]
     assert keys[keys.index("exceptions") + 1 : keys.index("feedback")] == [
@@ -260,7 +281,9 @@ def test_the_report_has_the_section_between_exceptions_and_feedback(week):
     assert [r["channel"] for r in inquiries["rows"]] == ["Phone", "Email", "Chat"]
 
 
-def test_the_definitions_are_the_docstrings_in_the_appendix_and_readme(week):
+def test_the_definitions_are_the_docstrings_in_the_appendix_and_readme(
+    week: None,
+) -> None:
     data = sections.report_data(WEEK, Filters())
     texts = {d["term"]: d["text"] for d in data["definitions"]}
     readme = Path(django_settings.BASE_DIR, "README.md").read_text()

@@ -53,6 +53,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
+from pytest_django import Settings
 
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
 from notifications.models import Audience, Channel, Kind, Notification, Status
@@ -133,7 +134,7 @@ def notice(
 
 
 @pytest.fixture
-def week(settings):  # type: ignore[no-untyped-def]
+def week(settings: Settings) -> None:
     settings.TIME_ZONE = "UTC"
     settings.TRACKSOP_REPORT_MIN_CELL = 3
     ups = CarrierFactory(code="ups", name="UPS", tracking_family="any")
@@ -208,7 +209,9 @@ def week(settings):  # type: ignore[no-untyped-def]
     reported(d5, "weather", at(5, 12))
 
 
-def test_checkpoint_shares_count_each_delivery_once_whenever_it_was_scanned(week):
+def test_checkpoint_shares_count_each_delivery_once_whenever_it_was_scanned(
+    week: None,
+) -> None:
     rows = metrics.delivered_rows(WEEK, Filters())
     found = compliance.checkpoints(WEEK, Filters(), rows)
     assert found["delivered"] == 4
@@ -219,7 +222,7 @@ def test_checkpoint_shares_count_each_delivery_once_whenever_it_was_scanned(week
     assert found["all_three_rate"] == 50.0
 
 
-def test_events_logged_more_than_two_hours_late(week):
+def test_events_logged_more_than_two_hours_late(week: None) -> None:
     assert compliance.late_entries(WEEK, Filters()) == {
         "events": 13,
         "late": 3,
@@ -227,12 +230,14 @@ def test_events_logged_more_than_two_hours_late(week):
     }
 
 
-def test_stalls_are_the_no_scan_detections_of_the_period(week):
+def test_stalls_are_the_no_scan_detections_of_the_period(week: None) -> None:
     assert compliance.stalls(WEEK, Filters()) == 1
     assert compliance.stalls(WEEK, UPS) == 0
 
 
-def test_the_week_runs_midnight_to_midnight_in_company_time(week, settings):
+def test_the_week_runs_midnight_to_midnight_in_company_time(
+    week: None, settings: Settings
+) -> None:
     settings.TIME_ZONE = "America/New_York"
     rows = metrics.delivered_rows(WEEK, Filters())
     found = compliance.compliance(WEEK, Filters(), rows)
@@ -242,7 +247,7 @@ def test_the_week_runs_midnight_to_midnight_in_company_time(week, settings):
     assert (found["events"], found["late"]) == (14, 2)
 
 
-def test_a_carrier_filter_keeps_to_that_carriers_shipments(week):
+def test_a_carrier_filter_keeps_to_that_carriers_shipments(week: None) -> None:
     found = compliance.compliance(WEEK, UPS, metrics.delivered_rows(WEEK, UPS))
     assert found["delivered"] == 2
     assert (found["pickup_rate"], found["hub_scan_rate"]) == (100.0, 50.0)
@@ -256,7 +261,7 @@ def test_a_carrier_filter_keeps_to_that_carriers_shipments(week):
     ]
 
 
-def test_exceptions_per_100_dispatched_by_carrier_and_origin_hub(week):
+def test_exceptions_per_100_dispatched_by_carrier_and_origin_hub(week: None) -> None:
     found = exception_metrics.exceptions_by_group(WEEK, Filters())
     assert found["by_carrier"] == [
         {"name": "-", "count": 1, "dispatched": 0, "per_100": None},
@@ -272,7 +277,7 @@ def test_exceptions_per_100_dispatched_by_carrier_and_origin_hub(week):
     ]  # fmt: skip
 
 
-def test_customer_notified_within_15_minutes_of_the_report(week):
+def test_customer_notified_within_15_minutes_of_the_report(week: None) -> None:
     assert exception_metrics.notified_in_time(WEEK, Filters()) == {
         "notify_due": 3,  # X1, X4, X6; X5 could not be reached, X7 had no notice
         "notified_in_time": 2,  # X4, and X6 by its resend
@@ -281,7 +286,9 @@ def test_customer_notified_within_15_minutes_of_the_report(week):
     }
 
 
-def test_the_report_has_a_compliance_section_and_the_new_exception_tables(week):
+def test_the_report_has_a_compliance_section_and_the_new_exception_tables(
+    week: None,
+) -> None:
     data = sections.report_data(WEEK, Filters())
     keys = [s["key"] for s in data["sections"]]
     assert keys.index("compliance") == keys.index("delivery") + 1

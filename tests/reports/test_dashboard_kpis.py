@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
+from django.test import Client
 from django.urls import reverse
+from pytest_django import DjangoAssertNumQueries
 
 from reports.models import ReportKind, ReportRun, ReportSchedule, RunStatus
 from reports.selectors import dashboard_kpis
@@ -15,7 +18,9 @@ from tracksop import roles
 pytestmark = pytest.mark.django_db
 
 
-def headline(on_time: float | None, created: int, *, too_few: bool = False):
+def headline(
+    on_time: float | None, created: int, *, too_few: bool = False
+) -> list[dict[str, object]]:
     return [
         {"key": "on_time", "label": "On time", "value": on_time, "unit": "pct",
          "n": 40, "too_few": too_few, "better": "up"},
@@ -24,7 +29,9 @@ def headline(on_time: float | None, created: int, *, too_few: bool = False):
     ]  # fmt: skip
 
 
-def weekly_run(schedule, monday: date, items, **extra) -> ReportRun:
+def weekly_run(
+    schedule: ReportSchedule, monday: date, items: list[dict[str, object]], **extra: Any
+) -> ReportRun:
     return ReportRun.objects.create(
         kind=ReportKind.WEEKLY,
         period_start=monday,
@@ -38,7 +45,7 @@ def weekly_run(schedule, monday: date, items, **extra) -> ReportRun:
 
 
 @pytest.fixture
-def weeks():
+def weeks() -> list[ReportRun]:
     schedule, _ = ReportSchedule.objects.get_or_create(kind=ReportKind.WEEKLY)
     first = date(2027, 3, 1)
     runs = [
@@ -60,7 +67,9 @@ def weeks():
     return runs
 
 
-def test_kpis_are_the_last_four_weeks_oldest_first_linking_the_latest(weeks):
+def test_kpis_are_the_last_four_weeks_oldest_first_linking_the_latest(
+    weeks: list[ReportRun],
+) -> None:
     kpis = dashboard_kpis()
     assert [k.label for k in kpis] == ["On time", "Shipments created"]
     on_time, created = kpis
@@ -73,8 +82,10 @@ def test_kpis_are_the_last_four_weeks_oldest_first_linking_the_latest(weeks):
 
 
 def test_supervisor_dashboard_shows_the_row_without_extra_queries(
-    weeks, client, django_assert_max_num_queries
-):
+    weeks: list[ReportRun],
+    client: Client,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+) -> None:
     client.force_login(UserFactory(role=roles.SUPERVISOR))
     with django_assert_max_num_queries(16):
         page = client.get(reverse("dashboard")).content.decode()
@@ -84,7 +95,9 @@ def test_supervisor_dashboard_shows_the_row_without_extra_queries(
     assert weeks[-1].get_absolute_url() in page
 
 
-def test_logistics_staff_see_no_report_figures(weeks, client):
+def test_logistics_staff_see_no_report_figures(
+    weeks: list[ReportRun], client: Client
+) -> None:
     client.force_login(UserFactory(role=roles.LOGISTICS))
     page = client.get(reverse("dashboard")).content.decode()
     assert 'data-testid="kpis"' not in page

@@ -26,11 +26,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from pytest_django import Settings
 
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
 from reports import metrics, sections
 from reports.periods import Filters, iso_week
-from shipments.models import Feedback, Shipment, TrackingEvent
+from shipments.models import Carrier, Feedback, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import CarrierFactory, OwnFleetFactory, ShipmentFactory
 
@@ -54,8 +55,15 @@ def event(shipment: Shipment, kind: str, when: datetime, status: str) -> Trackin
 
 
 def delivered(
-    carrier, code, *, dispatched, eta, delivered_at, attempt=None, now_eta=None
-):  # type: ignore[no-untyped-def]
+    carrier: Carrier,
+    code: str,
+    *,
+    dispatched: datetime,
+    eta: date | None,
+    delivered_at: datetime,
+    attempt: datetime | None = None,
+    now_eta: date | None = None,
+) -> Shipment:
     shipment = ShipmentFactory(shipment_id=code)
     Shipment.objects.filter(pk=shipment.pk).update(
         created_at=at(26, 9, month=2),
@@ -77,7 +85,7 @@ def delivered(
 
 
 @pytest.fixture
-def week(settings):  # type: ignore[no-untyped-def]
+def week(settings: Settings) -> dict[str, Shipment]:
     settings.TIME_ZONE = "UTC"
     settings.TRACKSOP_HOLIDAY_COUNTRY = "US"
     settings.TRACKSOP_REPORT_MIN_CELL = 3
@@ -142,7 +150,9 @@ def week(settings):  # type: ignore[no-untyped-def]
     return {"s1": s1, "s2": s2, "s3": s3, "s4": s4}
 
 
-def test_volume_counts_each_step_in_the_week_and_what_is_open_at_its_end(week):
+def test_volume_counts_each_step_in_the_week_and_what_is_open_at_its_end(
+    week: dict[str, Shipment],
+) -> None:
     assert metrics.volume(WEEK, Filters()) == {
         "created": 3,  # S4, S5, S6
         "dispatched": 4,
@@ -153,7 +163,9 @@ def test_volume_counts_each_step_in_the_week_and_what_is_open_at_its_end(week):
     }
 
 
-def test_on_time_is_judged_against_the_eta_given_at_dispatch(week):
+def test_on_time_is_judged_against_the_eta_given_at_dispatch(
+    week: dict[str, Shipment],
+) -> None:
     found = metrics.delivery(metrics.delivered_rows(WEEK, Filters()))
     assert found["delivered"] == 4
     assert found["on_time_rate"] == pytest.approx(200 / 3)
@@ -165,7 +177,9 @@ def test_on_time_is_judged_against_the_eta_given_at_dispatch(week):
     }  # fmt: skip
 
 
-def test_transit_percentiles_in_hours_and_business_days(week):
+def test_transit_percentiles_in_hours_and_business_days(
+    week: dict[str, Shipment],
+) -> None:
     found = metrics.delivery(metrics.delivered_rows(WEEK, Filters()))
     assert found["transit_hours"]["p50"] == pytest.approx(65.25)
     assert found["transit_hours"]["p90"] == pytest.approx(87.1)
@@ -175,7 +189,7 @@ def test_transit_percentiles_in_hours_and_business_days(week):
     assert found["transit_business_days"]["p50"] == pytest.approx((s1 + s2) / 2)
 
 
-def test_a_company_holiday_is_not_a_business_day(week):
+def test_a_company_holiday_is_not_a_business_day(week: dict[str, Shipment]) -> None:
     from reports.models import Holiday
 
     Holiday.objects.create(date=date(2027, 3, 3), name="Stocktake")
@@ -185,7 +199,9 @@ def test_a_company_holiday_is_not_a_business_day(week):
     assert found["transit_business_days"]["p50"] == pytest.approx(14 / 24 + 1)
 
 
-def test_the_last_evening_belongs_to_the_week_in_company_time(week, settings):
+def test_the_last_evening_belongs_to_the_week_in_company_time(
+    week: dict[str, Shipment], settings: Settings
+) -> None:
     # In New York, S4's delivery (Sun 23:30 UTC) is Sunday 18:30: still in the
     # week; S1's dispatch at Mon 10:00 UTC is 05:00 local: in the week too.
     settings.TIME_ZONE = "America/New_York"
@@ -194,7 +210,7 @@ def test_the_last_evening_belongs_to_the_week_in_company_time(week, settings):
     assert metrics.volume(iso_week(date(2027, 3, 8)), Filters())["delivered"] == 0
 
 
-def test_carrier_filter_and_too_few_cells(week):
+def test_carrier_filter_and_too_few_cells(week: dict[str, Shipment]) -> None:
     ups = Filters(carrier="ups")
     assert metrics.volume(WEEK, ups)["delivered"] == 2
     table = metrics.delivery_by(
@@ -206,7 +222,9 @@ def test_carrier_filter_and_too_few_cells(week):
     assert by["ups"]["on_time_rate"] == {"too_few": True, "n": 2}
 
 
-def test_exceptions_acknowledge_resolve_escalate_and_backlog(week):
+def test_exceptions_acknowledge_resolve_escalate_and_backlog(
+    week: dict[str, Shipment],
+) -> None:
     found = metrics.exceptions(WEEK, Filters(), shipments=4)
     assert found["count"] == 2  # the void one is left out
     assert found["per_100"] == 50.0
@@ -219,7 +237,7 @@ def test_exceptions_acknowledge_resolve_escalate_and_backlog(week):
     assert found["by_cause"] == {"carrier_delay": 1, "damaged": 1}
 
 
-def test_csat_counts_only_those_who_rated(week):
+def test_csat_counts_only_those_who_rated(week: dict[str, Shipment]) -> None:
     found = metrics.feedback(WEEK, Filters(), delivered=4)
     assert found["response_rate"] == 75.0
     assert found["average"] == pytest.approx(11 / 3)
@@ -228,7 +246,9 @@ def test_csat_counts_only_those_who_rated(week):
     assert found["lowest"] == [{"shipment": "SH-S2", "rating": 2, "comment": "Late"}]
 
 
-def test_report_data_has_headline_with_trends_and_definitions(week):
+def test_report_data_has_headline_with_trends_and_definitions(
+    week: dict[str, Shipment],
+) -> None:
     data = sections.report_data(WEEK, Filters())
     items = {i["key"]: i for i in data["headline"]}
     assert items["on_time_rate"]["value"] == pytest.approx(200 / 3)

@@ -6,8 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from reports import services
 from reports.models import ReportRun, RunStatus
@@ -30,7 +33,7 @@ def last_month() -> Any:
     ],
 )
 def test_only_supervisors_and_managers_see_reports(
-    client: Any, role: str, status: int
+    client: Client, role: str, status: int
 ) -> None:
     client.force_login(UserFactory(role=role))
     assert client.get(reverse("report-list")).status_code == status
@@ -38,7 +41,9 @@ def test_only_supervisors_and_managers_see_reports(
 
 @pytest.mark.django_db
 def test_the_list_asks_a_bounded_number_of_queries(
-    client: Any, supervisor: Any, django_assert_max_num_queries: Any
+    client: Client,
+    supervisor: User,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
 ) -> None:
     carrier = CarrierFactory()
     for k in range(30):
@@ -57,7 +62,7 @@ def test_the_list_asks_a_bounded_number_of_queries(
 
 
 @pytest.mark.django_db
-def test_a_bad_period_shows_a_field_error(client: Any, supervisor: Any) -> None:
+def test_a_bad_period_shows_a_field_error(client: Client, supervisor: User) -> None:
     client.force_login(supervisor)
     today = timezone.localdate()
     response = client.post(
@@ -71,7 +76,7 @@ def test_a_bad_period_shows_a_field_error(client: Any, supervisor: Any) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_supervisor_asks_reads_and_downloads_a_report(
-    client: Any, supervisor: Any
+    client: Client, supervisor: User
 ) -> None:
     carrier = CarrierFactory()
     client.force_login(supervisor)
@@ -80,7 +85,7 @@ def test_a_supervisor_asks_reads_and_downloads_a_report(
         {"kind": "monthly", "start": last_month(), "carrier": carrier.code},
     )
     run = ReportRun.objects.get()
-    assert response.url == run.get_absolute_url()
+    assert response.url == run.get_absolute_url()  # type: ignore[attr-defined]  # a redirect
     page = client.get(run.get_absolute_url()).content.decode()
     assert 'http-equiv="refresh"' in page
     services.report_make(run.pk)
@@ -90,4 +95,5 @@ def test_a_supervisor_asks_reads_and_downloads_a_report(
     download = client.get(reverse("report-file", args=[run.pk, "pdf"]))
     assert download.status_code == 200
     assert "attachment" in download["Content-Disposition"]
-    assert b"".join(download.streaming_content).startswith(b"%PDF")
+    # A FileResponse; the test client's response type does not say so.
+    assert b"".join(download.streaming_content).startswith(b"%PDF")  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -18,6 +19,7 @@ from notifications.models import Notification
 from reports.models import Archive, PeriodAggregate, RetentionPurge
 from shipments.models import Feedback, Inquiry, Shipment, TrackingEvent
 from tests.factories import ShipmentFactory, UserFactory, dispatched_shipment
+from tests.helpers import stored_at
 from tracksop import roles
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +33,7 @@ def backdate(shipment: Shipment, days: int) -> None:
 
 
 @pytest.fixture
-def old_and_new(archives):
+def old_and_new(archives: Path) -> dict[str, Shipment]:
     with time_machine.travel(NOW - timedelta(days=800), tick=False):
         supervisor = UserFactory(role=roles.SUPERVISOR)
         old = dispatched_shipment(recipient_email="old@example.net")
@@ -69,7 +71,9 @@ def counts(shipment: Shipment) -> dict[str, int]:
     }
 
 
-def test_dry_run_lists_the_month_and_deletes_nothing(old_and_new, capsys):
+def test_dry_run_lists_the_month_and_deletes_nothing(
+    old_and_new: dict[str, Shipment], capsys: pytest.CaptureFixture[str]
+) -> None:
     call_command("retention_purge", "--dry-run")
     out = capsys.readouterr().out
     assert "1 shipments would be archived" in out
@@ -77,7 +81,9 @@ def test_dry_run_lists_the_month_and_deletes_nothing(old_and_new, capsys):
     assert RetentionPurge.objects.get().dry_run is True
 
 
-def test_archive_purge_restore_round_trip(old_and_new, capsys):
+def test_archive_purge_restore_round_trip(
+    old_and_new: dict[str, Shipment], capsys: pytest.CaptureFixture[str]
+) -> None:
     old = old_and_new["old"]
     before = counts(old)
     assert before["events"] >= 3
@@ -112,10 +118,12 @@ def test_archive_purge_restore_round_trip(old_and_new, capsys):
         call_command("archive_restore", archive.file.name)
 
 
-def test_a_damaged_archive_is_refused_and_loads_nothing(old_and_new, archives):
+def test_a_damaged_archive_is_refused_and_loads_nothing(
+    old_and_new: dict[str, Shipment], archives: Path
+) -> None:
     call_command("retention_purge")
     archive = Archive.objects.get()
-    path = archives / archive.file.name
+    path = stored_at(archives, archive.file)
     lines = gzip.decompress(path.read_bytes()).splitlines()
     # One row altered: the manifest's hash no longer matches.
     lines[0] = lines[0].replace(b"old@example.net", b"evil@example.net")
@@ -128,7 +136,9 @@ def test_a_damaged_archive_is_refused_and_loads_nothing(old_and_new, archives):
     assert not Shipment.objects.filter(pk=old_and_new["old"].pk).exists()
 
 
-def test_events_cannot_be_deleted_outside_the_purge(old_and_new):
+def test_events_cannot_be_deleted_outside_the_purge(
+    old_and_new: dict[str, Shipment],
+) -> None:
     event = TrackingEvent.objects.filter(shipment=old_and_new["recent"]).first()
     assert event is not None
     # Even plain SQL: the append-only trigger lets only the purge through.
@@ -142,7 +152,7 @@ def test_events_cannot_be_deleted_outside_the_purge(old_and_new):
     assert TrackingEvent.objects.filter(pk=event.pk).exists()
 
 
-def test_retention_below_twelve_months_is_refused_at_start():
+def test_retention_below_twelve_months_is_refused_at_start() -> None:
     import os
     import subprocess
     import sys

@@ -14,6 +14,7 @@ import time_machine
 from django.core.files.storage import FileSystemStorage
 from django.db import DatabaseError, connection
 from django.utils import timezone
+from pytest_django import Settings
 
 from reports import retention
 from reports.models import Archive, PeriodAggregate, RetentionPurge
@@ -21,6 +22,7 @@ from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import dispatched_shipment
+from tests.helpers import stored_at
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +72,7 @@ def refuse_deleting() -> Iterator[Any]:
 def archived_rows(archive: Archive, folder: Path) -> dict[int, dict[str, list[Any]]]:
     """The verified archive's rows by shipment, read back from its file."""
     assert archive.verified_at is not None
-    data = (folder / archive.file.name).read_bytes()
+    data = stored_at(folder, archive.file).read_bytes()
     return retention.read_archive(data).by_shipment
 
 
@@ -146,11 +148,13 @@ class TruncatingStorage(FileSystemStorage):
         from django.core.files.base import ContentFile
 
         data = content.read()
-        return super()._save(name, ContentFile(data[: len(data) // 2]))
+        # Storage._save is Django's documented hook; django-stubs leave it out.
+        saved: str = super()._save(name, ContentFile(data[: len(data) // 2]))  # type: ignore[misc]
+        return saved
 
 
 def test_an_archive_the_storage_damaged_is_caught_before_anything_is_deleted(
-    delivered_long_ago: list[int], settings: Any, archives: Path
+    delivered_long_ago: list[int], settings: Settings, archives: Path
 ) -> None:
     settings.STORAGES = {
         **settings.STORAGES,

@@ -12,9 +12,11 @@ import pytest
 import time_machine
 from django.conf import settings as django_settings
 from django.core.files.storage import FileSystemStorage, storages
+from pytest_django import Settings
 
 from reports import schedules, services
 from reports.models import ReportKind, ReportRun, ReportSchedule, RunStatus
+from tests.helpers import stored_at
 
 pytestmark = pytest.mark.django_db
 
@@ -36,12 +38,14 @@ class CsvRefusingStorage(FileSystemStorage):
     def _save(self, name: str, content: Any) -> str:
         if self.broken and name.endswith(".zip"):
             raise OSError(28, "No space left on device")
-        return super()._save(name, content)
+        # Storage._save is Django's documented hook; django-stubs leave it out.
+        saved: str = super()._save(name, content)  # type: ignore[misc]
+        return saved
 
 
 @pytest.fixture
 def refusing_storage(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, report_files: Path
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, report_files: Path
 ) -> CsvRefusingStorage:
     """The `reports` storage alias set to CsvRefusingStorage. The fields took
     their storage when the model loaded, so they are given the new one."""
@@ -89,7 +93,7 @@ def test_a_storage_failing_while_saving_the_csv_fails_the_run_and_keeps_no_pdf(
 
 
 def test_weasyprint_failing_to_draw_the_pdf_fails_the_run_with_its_reason(
-    settings: Any, tmp_path: Path, report_files: Path
+    settings: Settings, tmp_path: Path, report_files: Path
 ) -> None:
     # A report template WeasyPrint cannot lay out: nested deeper than its
     # recursive layout goes.
@@ -130,7 +134,7 @@ def test_a_schedule_whose_run_failed_makes_a_new_one_at_the_next_beat(
     assert done is not None
     assert done.status == RunStatus.DONE, done.error
     assert done.period_start == first.period_start
-    assert (report_files / done.csv.name).is_file()
+    assert stored_at(report_files, done.csv).is_file()
     # Done: later beats return that run and make no other.
     with time_machine.travel(beat(3), tick=False):
         assert services.report_schedules_run() == [done]

@@ -14,7 +14,7 @@ from django.utils import timezone
 from reports import render, services
 from reports.models import ReportRun, RunStatus
 from tests.factories import CarrierFactory
-from tests.helpers import race
+from tests.helpers import race, stored_at
 
 
 def last_month_day() -> Any:
@@ -32,7 +32,7 @@ def test_a_monthly_run_is_made_with_a_pdf_that_shows_the_figures(
     assert done.status == RunStatus.DONE, done.error
     assert done.pdf_size
     assert len(done.pdf_sha256) == 64
-    path = report_files / done.pdf.name
+    path = stored_at(report_files, done.pdf)
     text = subprocess.run(  # noqa: S603
         ["pdftotext", str(path), "-"],  # noqa: S607
         capture_output=True,
@@ -40,10 +40,11 @@ def test_a_monthly_run_is_made_with_a_pdf_that_shows_the_figures(
         text=True,
     ).stdout
     assert "Delivery report" in text
+    assert done.data is not None
     for item in done.data["headline"]:
         assert item["label"] in text
-    assert (report_files / done.csv.name).exists()
-    assert (report_files / done.xlsx.name).exists()
+    assert stored_at(report_files, done.csv).exists()
+    assert stored_at(report_files, done.xlsx).exists()
     # Done is final: a second make changes nothing.
     assert services.report_make(run.pk) is None
 

@@ -6,6 +6,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.test import Client
+from pytest_django import Settings
 
 from reports.schedules import recipients
 from reports.services import schedule_due_period as due_period
@@ -14,7 +16,7 @@ NY = ZoneInfo("America/New_York")
 
 
 @pytest.fixture(autouse=True)
-def _new_york(settings):
+def _new_york(settings: Settings) -> None:
     settings.TIME_ZONE = "America/New_York"
 
 
@@ -35,7 +37,9 @@ def _new_york(settings):
         ),
     ],
 )
-def test_weekly_schedule_releases_last_iso_week_on_monday_at_six(now, start, end):
+def test_weekly_schedule_releases_last_iso_week_on_monday_at_six(
+    now: datetime, start: date, end: date
+) -> None:
     period = due_period("weekly", now)
     assert period is not None
     assert (period.kind, period.start, period.end) == ("weekly", start, end)
@@ -50,13 +54,15 @@ def test_weekly_schedule_releases_last_iso_week_on_monday_at_six(now, start, end
         (datetime(2027, 1, 1, 7, 0, tzinfo=NY), date(2026, 12, 1), date(2026, 12, 31)),
     ],
 )
-def test_monthly_schedule_releases_last_month_on_the_first_at_six(now, start, end):
+def test_monthly_schedule_releases_last_month_on_the_first_at_six(
+    now: datetime, start: date, end: date
+) -> None:
     period = due_period("monthly", now)
     assert period is not None
     assert (period.kind, period.start, period.end) == ("monthly", start, end)
 
 
-def test_recipients_are_role_members_with_email_and_extra_addresses_once():
+def test_recipients_are_role_members_with_email_and_extra_addresses_once() -> None:
     found = recipients(
         [("Sam Super", "Sam@Example.com"), ("No Mail", ""), ("Dup", "sam@example.com")],
         "boss@example.com\n\n  not an address \nSAM@example.com\n",
@@ -69,8 +75,8 @@ def test_recipients_are_role_members_with_email_and_extra_addresses_once():
 
 @pytest.mark.django_db
 def test_supervisor_edits_recipients_in_the_admin_and_a_bad_address_is_refused(
-    client,
-):
+    client: Client,
+) -> None:
     from django.contrib.auth.models import Group
 
     from reports.models import ReportSchedule

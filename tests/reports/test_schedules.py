@@ -21,8 +21,9 @@ def schedule_of(kind: str) -> ReportSchedule:
     )[0]
 
 
-def company(*args: int) -> datetime:
-    return datetime(*args, tzinfo=zoneinfo.ZoneInfo(settings.TIME_ZONE))  # type: ignore[misc]
+def company(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    return datetime(year, month, day, hour, minute, tzinfo=tz)
 
 
 def test_the_weekly_schedule_makes_last_week_from_monday_six_oclock() -> None:

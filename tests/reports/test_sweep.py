@@ -34,7 +34,7 @@ def queued_tasks() -> list[tuple[str, str]]:
     return found
 
 
-def test_a_run_whose_task_was_lost_is_queued_again_and_a_new_one_is_left():
+def test_a_run_whose_task_was_lost_is_queued_again_and_a_new_one_is_left() -> None:
     purge_broker()
     now = timezone.now()
     lost = services.report_request(kind="monthly", start=last_month())
@@ -49,7 +49,7 @@ def test_a_run_whose_task_was_lost_is_queued_again_and_a_new_one_is_left():
     purge_broker()
 
 
-def test_a_run_left_running_by_a_killed_worker_fails_and_can_be_asked_again():
+def test_a_run_left_running_by_a_killed_worker_fails_and_can_be_asked_again() -> None:
     purge_broker()
     now = timezone.now()
     stuck = services.report_request(kind="monthly", start=last_month())

@@ -13,6 +13,7 @@ from django.utils import timezone
 from reports import services
 from reports.models import ReportRun, RunStatus
 from tests.factories import CarrierFactory
+from tests.helpers import stored_at
 from tests.notifications.conftest import wait_for
 
 
@@ -33,12 +34,13 @@ def test_a_worker_makes_the_requested_run_into_a_pdf(
     wait_for(finished, timeout=90, what="the worker to make the report")
     assert run.status == RunStatus.DONE, run.error
     text = subprocess.run(  # noqa: S603
-        ["pdftotext", str(files / run.pdf.name), "-"],  # noqa: S607
+        ["pdftotext", str(stored_at(files, run.pdf)), "-"],  # noqa: S607
         capture_output=True,
         check=True,
         text=True,
     ).stdout
     assert carrier.name in text
+    assert run.data is not None
     for item in run.data["headline"]:
         assert item["label"] in text
     assert ReportRun.objects.count() == 1

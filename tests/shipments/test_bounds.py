@@ -17,11 +17,12 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import Settings
 
 from notifications.rendering import message_context
 from shipments import services
 from shipments.checkpoints import bulk_scan_record, checkpoint_record
-from shipments.models import Shipment, TrackingEvent
+from shipments.models import Carrier, Location, Shipment, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import LocationFactory, dispatched_shipment
 from tracksop.middleware import SESSION_KEY
@@ -96,7 +97,7 @@ def test_a_carrier_scan_within_the_tolerance_before_creation_is_accepted(
 
 
 def test_the_service_refuses_a_checkpoint_before_the_shipment_existed(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     settings.TRACKSOP_PAST_TOLERANCE_DAYS = 2
     shipment = dispatched_shipment()
@@ -114,7 +115,7 @@ def test_the_service_refuses_a_checkpoint_before_the_shipment_existed(
 
 
 def test_a_bulk_scan_dated_year_one_is_listed_as_a_problem(
-    staff: User, hub: Any
+    staff: User, hub: Location
 ) -> None:
     shipment = dispatched_shipment()
     result = bulk_scan_record(
@@ -149,7 +150,7 @@ def test_the_eta_form_refuses_a_date_past_the_maximum_naming_it(
 
 
 def test_the_dispatch_form_refuses_an_eta_past_the_maximum(
-    client: Client, staff: User, own_fleet: Any
+    client: Client, staff: User, own_fleet: Carrier
 ) -> None:
     from tests.factories import ready_shipment
 
@@ -170,7 +171,7 @@ def test_the_dispatch_form_refuses_an_eta_past_the_maximum(
 
 
 def test_the_service_refuses_an_eta_too_far_ahead_or_before_creation(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     settings.TRACKSOP_MAX_ETA_DAYS = 10
     shipment = dispatched_shipment()

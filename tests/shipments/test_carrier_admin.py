@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from pytest_django import Settings
 
 from shipments.credentials import credentials_decrypt, credentials_encrypt
 from shipments.models import Carrier, CarrierAccount
@@ -100,7 +101,7 @@ def test_the_change_page_never_shows_the_stored_credentials(
 
 
 def test_credentials_the_key_no_longer_opens_are_said_to_need_entering_again(
-    admin_client: Client, ups: Carrier, settings: Any
+    admin_client: Client, ups: Carrier, settings: Settings
 ) -> None:
     account = _account(ups)
     settings.TRACKSOP_CREDENTIALS_KEY = "a-new-key-since-they-were-stored"

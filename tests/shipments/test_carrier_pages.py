@@ -11,9 +11,11 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from shipments import selectors
 from shipments.credentials import credentials_encrypt
+from shipments.fake_carrier import FakeCarrier
 from shipments.ingest import CheckpointIn, checkpoints_ingest
 from shipments.models import Carrier, CarrierAccount, CarrierSync, Shipment, Source
 from shipments.status import EventKind
@@ -195,7 +197,7 @@ def test_the_panel_costs_no_query_of_its_own(
     client: Client,
     supervisor: User,
     shipment: Shipment,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
 ) -> None:
     _sync(shipment, flag="Delivered after returned")
     client.force_login(supervisor)
@@ -208,7 +210,7 @@ def test_the_panel_costs_no_query_of_its_own(
 
 
 def test_the_panel_reads_only_what_the_shipment_page_joined(
-    shipment: Shipment, django_assert_num_queries: Any
+    shipment: Shipment, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     _sync(shipment)
     loaded = selectors.shipment_get(user=None, code=shipment.shipment_id)  # type: ignore[arg-type]
@@ -414,7 +416,7 @@ def test_the_stale_filtered_monitor_costs_the_same_queries_for_3_or_30(
     cs_agent: User,
     ups: Carrier,
     account: CarrierAccount,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     from tests.shipments.test_views import MONITOR_QUERIES
@@ -477,7 +479,7 @@ def test_sync_now_brings_the_carriers_checkpoints_and_says_how_many(
     client: Client,
     staff: User,
     shipment: Shipment,
-    fake_carrier: Any,
+    fake_carrier: FakeCarrier,
     karrio_imported: None,
 ) -> None:
     fake_carrier.script(
@@ -513,7 +515,7 @@ def test_sync_now_says_when_the_carrier_does_not_know_the_number(
     client: Client,
     staff: User,
     shipment: Shipment,
-    fake_carrier: Any,
+    fake_carrier: FakeCarrier,
     karrio_imported: None,
 ) -> None:
     fake_carrier.script(UPS_A, scenario="unknown")
@@ -532,7 +534,7 @@ def test_a_carrier_failing_on_sync_now_is_a_clear_message_not_a_500(
     client: Client,
     staff: User,
     shipment: Shipment,
-    fake_carrier: Any,
+    fake_carrier: FakeCarrier,
     karrio_imported: None,
     mode: str,
 ) -> None:

@@ -13,6 +13,7 @@ from django.core import mail
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Kind, Notification
@@ -167,7 +168,7 @@ def test_polling_the_same_answer_twice_records_each_scan_once(
 
 
 def test_carrier_places_become_locations_that_later_scans_find(
-    fake_carrier: FakeCarrier, settings: Any
+    fake_carrier: FakeCarrier, settings: Settings
 ) -> None:
     settings.TIME_ZONE = "America/New_York"  # the company's: US places get it
     ups = connect()
@@ -433,7 +434,7 @@ def test_wrong_credentials_mark_the_account_failing_and_alert_staff_once(
     fake_carrier: FakeCarrier,
     supervisors: list[str],
     eager_tasks: None,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     ups = connect()
     shipments = dispatched_earlier(ups, 2)
@@ -536,7 +537,7 @@ def test_a_carrier_answering_500_backs_off_and_marks_the_shipments_error(
     assert sync.last_result == R.ERROR
     assert "UPS is not answering properly" in sync.last_message
     assert sync.failures == 2
-    assert sync.next_due_at >= ups.backoff_until  # type: ignore[operator]
+    assert sync.next_due_at >= ups.backoff_until
 
     # It answers again: the back-off ends with the first good answer.
     fake_carrier.set_mode("ok")

@@ -15,6 +15,7 @@ import time_machine
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from shipments import carrier_sync
 from shipments.carrier_sync import carrier_sync_due, rate_take
@@ -47,7 +48,7 @@ Queued = list[tuple[int, list[int]]]
 
 @pytest.fixture
 def run_due(
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> Callable[..., tuple[int, Queued]]:
     """Run the beat's service; (shipments queued, [(account, ids)] of the
     batch tasks it queued after commit)."""
@@ -56,7 +57,7 @@ def run_due(
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             count = carrier_sync_due(now=now)
         batches = [
-            (c.args[0], list(c.args[1]))
+            (c.args[0], list(c.args[1]))  # type: ignore[attr-defined]  # the callbacks are partials
             for c in callbacks
             if getattr(c, "func", None) is carrier_sync.batch_queue_now
         ]
@@ -107,7 +108,7 @@ def test_only_dispatched_shipments_of_a_connected_carrier_are_followed(
 
 
 def test_due_shipments_are_queued_in_tasks_of_whole_carrier_requests(
-    run_due: Callable[..., tuple[int, Queued]], settings: Any
+    run_due: Callable[..., tuple[int, Queued]], settings: Settings
 ) -> None:
     settings.TRACKSOP_CARRIER_SYNC = {
         **settings.TRACKSOP_CARRIER_SYNC,

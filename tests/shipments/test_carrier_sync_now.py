@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
 
 import pytest
 import time_machine
 from django.core.cache import cache
 from django.utils import timezone
+from pytest_django import Settings
 
 from shipments.carrier_sync import SyncRefused, carrier_sync_shipment, rate_take
 from shipments.fake_carrier import FakeCarrier
@@ -30,7 +30,7 @@ def _fresh_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _patient(settings: Any) -> None:
+def _patient(settings: Settings) -> None:
     """The first request of a process loads karrio, slow on a busy machine:
     a generous wait (the timeout itself has its own test)."""
     settings.TRACKSOP_CARRIER_SYNC = {
@@ -86,7 +86,7 @@ def test_sync_now_of_a_number_the_carrier_does_not_know_says_so(
 # not at the 1 s timeout; no date is involved here.
 @pytest.mark.clock_free
 def test_sync_now_gives_up_waiting_for_a_carrier_that_hangs(
-    fake_carrier: FakeCarrier, settings: Any
+    fake_carrier: FakeCarrier, settings: Settings
 ) -> None:
     settings.TRACKSOP_CARRIER_SYNC = {
         **settings.TRACKSOP_CARRIER_SYNC,

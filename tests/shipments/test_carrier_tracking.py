@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.core.cache import cache
+from pytest_django import Settings
 
 from shipments import carrier_tracking as ct
 from shipments.carrier_status import CarrierEvent, Places, carrier_checkpoint
@@ -252,7 +253,7 @@ def test_garbage_is_unavailable(
 
 
 def test_a_carrier_that_hangs_times_out(
-    fake_carrier: FakeCarrier, settings: Any
+    fake_carrier: FakeCarrier, settings: Settings
 ) -> None:
     settings.TRACKSOP_CARRIER_TIMEOUT = 0.5
     fake_carrier.set_mode("hang", provider="ups", hang_s=5)
@@ -265,7 +266,7 @@ def test_a_carrier_that_hangs_times_out(
     assert "did not answer" in unavailable.value.message
 
 
-def test_a_refused_connection(settings: Any) -> None:
+def test_a_refused_connection(settings: Settings) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -378,7 +379,7 @@ def test_local_times_with_their_offset_become_utc(
 
 
 def test_dhl_local_times_are_read_in_the_company_time_zone(
-    fake_carrier: FakeCarrier, settings: Any
+    fake_carrier: FakeCarrier, settings: Settings
 ) -> None:
     """DHL's XML-PI gives the scan's local date and time and no offset: they
     are read in TIME_ZONE (the fake writes them so)."""

@@ -17,6 +17,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Notification
@@ -53,7 +54,7 @@ UPS_URL = "/api/v1/carriers/ups/webhook/"
 
 
 @pytest.fixture(autouse=True)
-def secrets(settings: Any) -> None:
+def secrets(settings: Settings) -> None:
     settings.TRACKSOP_CARRIER_WEBHOOK_SECRETS = {
         "acme": SECRET,
         "ups": UPS_CREDENTIAL,
@@ -135,7 +136,9 @@ def assert_nothing_stored() -> None:
 
 
 def test_a_signed_push_is_stored_raw_and_answered_at_once(
-    client: Client, acme: Carrier, django_capture_on_commit_callbacks: Any
+    client: Client,
+    acme: Carrier,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     shipment = acme_shipment(acme)
     body = push("push-1", event(shipment, "ev-1", "in_transit", 30))
@@ -154,7 +157,9 @@ def test_a_signed_push_is_stored_raw_and_answered_at_once(
 
 
 def test_a_replayed_push_answers_duplicate_and_queues_nothing(
-    client: Client, acme: Carrier, django_capture_on_commit_callbacks: Any
+    client: Client,
+    acme: Carrier,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     shipment = acme_shipment(acme)
     body = push("push-1", event(shipment, "ev-1", "in_transit", 30))
@@ -243,7 +248,7 @@ def test_it_refuses_a_push_with_bad_fields_and_names_them(
 
 
 def test_it_refuses_a_huge_body_with_413(
-    client: Client, acme: Carrier, settings: Any
+    client: Client, acme: Carrier, settings: Settings
 ) -> None:
     settings.TRACKSOP_API_MAX_BODY = 2_000
     body = push("p", {"description": "x" * 3_000})
@@ -266,7 +271,7 @@ def test_an_unknown_or_inactive_carrier_is_a_404(client: Client, acme: Carrier) 
 
 
 def test_a_carrier_without_a_secret_refuses_every_push_and_logs_it(
-    client: Client, acme: Carrier, settings: Any, caplog: pytest.LogCaptureFixture
+    client: Client, acme: Carrier, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings.TRACKSOP_CARRIER_WEBHOOK_SECRETS = {}
     body = push("p", {})
@@ -617,7 +622,9 @@ def test_a_worker_follows_a_ups_package_from_ups_samples_to_delivered(
 
 
 def test_the_sweeper_queues_a_push_whose_task_was_lost(
-    client: Client, acme: Carrier, django_capture_on_commit_callbacks: Any
+    client: Client,
+    acme: Carrier,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     shipment = acme_shipment(acme)
     post_generic(client, push("push-1", event(shipment, "ev-1", "in_transit", 30)))

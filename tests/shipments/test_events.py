@@ -49,7 +49,9 @@ def received() -> Iterator[list[dict[str, Any]]]:
     events_recorded.disconnect(receiver)
 
 
-def test_each_checkpoint_announces_itself_with_the_previous_status(received) -> None:
+def test_each_checkpoint_announces_itself_with_the_previous_status(
+    received: list[dict[str, Any]],
+) -> None:
     shipment = dispatched_shipment()
     received.clear()
     event = checkpoint_record(
@@ -79,7 +81,9 @@ def test_a_failing_listener_rolls_the_checkpoint_back() -> None:
     assert shipment.status == "dispatched"
 
 
-def test_checkpoints_on_many_shipments_are_one_announcement(received) -> None:
+def test_checkpoints_on_many_shipments_are_one_announcement(
+    received: list[dict[str, Any]],
+) -> None:
     shipments = [dispatched_shipment() for _ in range(3)]
     received.clear()
     before = {s.pk: (s.version, s.updated_at) for s in shipments}

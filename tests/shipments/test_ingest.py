@@ -16,6 +16,7 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import Cause, DeliveryException, ExceptionChange
@@ -114,7 +115,9 @@ def _scenario(shipments: Sequence[Shipment], now: datetime) -> list[list[Checkpo
     return [first, second]
 
 
-def _snapshot(shipments: Sequence[Shipment], results: list[list[IngestResult]]):  # type: ignore[no-untyped-def]
+def _snapshot(
+    shipments: Sequence[Shipment], results: list[list[IngestResult]]
+) -> tuple[Any, ...]:
     """Everything both paths must agree on, with ids made comparable: a
     shipment by its place in the world, an event by its place in the log."""
     index = {s.pk: n for n, s in enumerate(shipments)}
@@ -181,7 +184,7 @@ def _snapshot(shipments: Sequence[Shipment], results: list[list[IngestResult]]):
     ]
     outbox = sorted(
         (
-            index[n.shipment_id],
+            index[n.shipment_id],  # type: ignore[index]  # filtered by shipment below
             position.get(n.event_id or 0),
             n.kind,
             n.channel,
@@ -293,7 +296,7 @@ def _day(shipments: Sequence[Shipment], now: datetime) -> list[CheckpointIn]:
 
 @pytest.mark.django_db
 def test_a_batch_costs_the_same_queries_at_10_and_500_items(
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
 ) -> None:
     LocationFactory(code="hub-a")
     fleet = OwnFleetFactory()
@@ -362,7 +365,7 @@ def test_a_refused_batch_item_leaves_a_concurrent_single_scan_alone() -> None:
 
 @pytest.mark.django_db
 def test_the_public_pages_of_a_batch_show_its_scans(
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     fleet = OwnFleetFactory()
     shipments = [dispatched_shipment(carrier=fleet) for _ in range(2)]

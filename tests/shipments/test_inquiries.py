@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, Settings
 
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import DeliveryException
@@ -32,7 +33,7 @@ from tests.factories import (
     UserFactory,
     dispatched_shipment,
 )
-from tests.helpers import race
+from tests.helpers import TestResponse, race
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +54,7 @@ def _as(client: Client, user: User) -> Client:
     return client
 
 
-def _page(response: Any) -> str:
+def _page(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -230,11 +231,12 @@ def test_the_staff_timeline_interleaves_inquiries_with_events_by_time(
         e.inquiry if isinstance(e, selectors.InquiryEntry) else e.event for e in merged
     ]
     assert shown[1:] == [first, note, second]
+    assert isinstance(shown[0], TrackingEvent)
     assert shown[0].kind == EventKind.CREATED
 
 
 def test_someone_who_may_not_see_inquiries_gets_none_and_no_query(
-    cs_agent: User, django_assert_num_queries: Any
+    cs_agent: User, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     shipment = ShipmentFactory()
     _log(shipment, cs_agent)
@@ -572,7 +574,7 @@ def test_the_shipment_page_costs_the_same_queries_for_3_or_30_inquiries(
     client: Client,
     cs_agent: User,
     supervisor: User,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     shipment = dispatched_shipment()
@@ -636,7 +638,9 @@ def test_the_list_filters_by_channel_and_by_who_logged_it(
     assert rows({"channel": "email", "mine": "on"}) == [mine_by_email]
 
 
-def test_the_list_is_paginated(client: Client, cs_agent: User, settings: Any) -> None:
+def test_the_list_is_paginated(
+    client: Client, cs_agent: User, settings: Settings
+) -> None:
     settings.TRACKSOP_PAGE_SIZE = 2
     shipment = dispatched_shipment()
     made = [_log(shipment, cs_agent, f"Call {i}") for i in range(3)]
@@ -655,7 +659,7 @@ def test_the_list_costs_the_same_queries_for_3_or_30_inquiries(
     client: Client,
     cs_agent: User,
     supervisor: User,
-    django_assert_max_num_queries: Any,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     hub = LocationFactory()

@@ -18,6 +18,7 @@ from tests.factories import (
     dispatched_shipment,
     ready_shipment,
 )
+from tests.helpers import TestResponse
 from tracksop import roles
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db
 AMBIGUOUS = "00000123450000000027"
 
 
-def _dispatch(client: Client, shipment: Shipment, number: str) -> object:
+def _dispatch(client: Client, shipment: Shipment, number: str) -> TestResponse:
     return client.post(
         reverse("shipment-dispatch", args=[shipment.shipment_id]),
         {

@@ -9,17 +9,23 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import (
+    DjangoAssertNumQueries,
+    DjangoCaptureOnCommitCallbacks,
+    Settings,
+)
 
 from exceptions_mgmt.services import exception_report
 from shipments.checkpoints import checkpoint_record, event_void
 from shipments.feedback import FeedbackRefused, feedback_record
-from shipments.models import Feedback, Shipment
+from shipments.models import Feedback, Location, Shipment
 from shipments.public import tracking_page_forget
 from shipments.status import EventKind
 from tests.factories import (
@@ -29,7 +35,7 @@ from tests.factories import (
     dispatched_shipment,
     roles,
 )
-from tests.helpers import next_hour_start, race
+from tests.helpers import TestResponse, next_hour_start, race
 from tracksop.http import rate_limits_local_reset
 
 # Distinctive strings: none may appear on any public page.
@@ -78,14 +84,14 @@ def _empty_cache() -> Iterator[None]:
 
 
 @pytest.fixture
-def chicago():  # type: ignore[no-untyped-def]
+def chicago() -> Location:
     return LocationFactory(
         code="chi", name="Chicago North Hub", city="Chicago", timezone="America/Chicago"
     )
 
 
 @pytest.fixture
-def shipment(db: None, chicago) -> Shipment:  # type: ignore[no-untyped-def]
+def shipment(db: None, chicago: Location) -> Shipment:
     staff = UserFactory(
         username="staffina", first_name="Staffina", last_name="Wardwell"
     )
@@ -115,7 +121,7 @@ def page_url(s: Shipment) -> str:
     return reverse("public-tracking", args=[s.public_token])
 
 
-def html(response) -> str:  # type: ignore[no-untyped-def]
+def html(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -137,8 +143,8 @@ class TestTrackingPage:
         assert 'aria-current="step"' in body
 
     def test_it_shows_no_personal_data_staff_or_internal_notes(
-        self, client: Client, shipment: Shipment, chicago
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, chicago: Location
+    ) -> None:
         exception_report(
             shipment=shipment,
             user=UserFactory(first_name="Staffina", last_name="Wardwell"),
@@ -173,8 +179,8 @@ class TestTrackingPage:
         assert "We expect to solve it by" in body
 
     def test_internal_and_voided_events_are_not_shown(
-        self, client: Client, shipment: Shipment, supervisor
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, supervisor: User
+    ) -> None:
         wrong = checkpoint_record(
             shipment=shipment, kind=EventKind.OUT_FOR_DELIVERY, user=None
         )
@@ -202,8 +208,8 @@ class TestTrackingPage:
         self,
         client: Client,
         shipment: Shipment,
-        django_assert_max_num_queries,  # type: ignore[no-untyped-def]
-        django_assert_num_queries,  # type: ignore[no-untyped-def]
+        django_assert_max_num_queries: DjangoAssertNumQueries,
+        django_assert_num_queries: DjangoAssertNumQueries,
     ) -> None:
         for _ in range(5):
             checkpoint_record(
@@ -229,7 +235,7 @@ class TestTrackingPage:
         self,
         client: Client,
         shipment: Shipment,
-        django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
     ) -> None:
         etag = client.get(page_url(shipment))["ETag"]
         with django_capture_on_commit_callbacks(execute=True):
@@ -289,7 +295,9 @@ class TestTrackingPage:
 class TestLookup:
     url = "/track/"
 
-    def post(self, client: Client, number: str, second: str, ip: str = "10.0.0.1"):  # type: ignore[no-untyped-def]
+    def post(
+        self, client: Client, number: str, second: str, ip: str = "10.0.0.1"
+    ) -> TestResponse:
         return client.post(
             self.url,
             {"tracking_number": number, "second_factor": second},
@@ -316,7 +324,7 @@ class TestLookup:
         unknown = self.post(client, "1Z999AA10123456791", "90210")
         assert wrong.status_code == unknown.status_code == 404
 
-        def bare(r):  # type: ignore[no-untyped-def]
+        def bare(r: TestResponse) -> str:
             text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html(r))
             return text.replace("1Z999AA10123456784", "N").replace(
                 "1Z999AA10123456791", "N"
@@ -339,8 +347,8 @@ class TestLookup:
         assert huge.status_code == 400
 
     def test_a_flood_from_one_address_gets_429(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_CLIENT = "3/m"
         for _ in range(3):
             assert self.post(client, "1Z999AA10123456791", "1").status_code == 404
@@ -357,8 +365,8 @@ class TestLookup:
         )
 
     def test_guessing_one_numbers_postcode_from_many_addresses_is_capped(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
         number = "1Z999AA10123456784"
         for i in range(3):
@@ -383,8 +391,8 @@ class TestLookup:
         )
 
     def test_only_wrong_guesses_count_against_a_number(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
         number = "1Z999AA10123456784"
         # The owner, on several devices, looks the package up again and again.
@@ -401,8 +409,8 @@ class TestLookup:
 
     @override_settings(TRACKSOP_PROXY_COUNT=1)
     def test_a_flood_of_wrong_guesses_from_many_addresses_never_locks_the_owner_out(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "3/h"
         number = "1Z999AA10123456784"
         for i in range(40):
@@ -426,12 +434,12 @@ class TestLookup:
         self,
         client: Client,
         shipment: Shipment,
-        settings,  # type: ignore[no-untyped-def]
+        settings: Settings,
     ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "2/h"
         existing, unknown = "1Z999AA10123456784", "1Z999AA10123456791"
 
-        def bare(r):  # type: ignore[no-untyped-def]
+        def bare(r: TestResponse) -> tuple[int, str | None, str]:
             text = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html(r))
             return (
                 r.status_code,
@@ -452,11 +460,11 @@ class TestLookup:
 
     @override_settings(TRACKSOP_PROXY_COUNT=1)
     def test_behind_a_proxy_the_client_is_the_forwarded_address(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_CLIENT = "1/m"
 
-        def post(forwarded: str):  # type: ignore[no-untyped-def]
+        def post(forwarded: str) -> TestResponse:
             return client.post(
                 self.url,
                 {"tracking_number": "1Z999AA10123456791", "second_factor": "1"},
@@ -470,8 +478,8 @@ class TestLookup:
 
     @override_settings(CACHES=DEAD_REDIS)
     def test_while_redis_is_down_the_limits_still_hold(
-        self, client: Client, shipment: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, shipment: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_LOOKUP_RATE_PER_CLIENT = "5/m"
         settings.TRACKSOP_LOOKUP_RATE_PER_NUMBER = "2/h"
         number = "1Z999AA10123456784"
@@ -531,8 +539,11 @@ class TestFeedback:
         assert Feedback.objects.get(shipment=delivered).rating == 4
 
     def test_the_page_thanks_instead_of_asking_again(
-        self, client: Client, delivered: Shipment, django_capture_on_commit_callbacks
-    ) -> None:  # type: ignore[no-untyped-def]
+        self,
+        client: Client,
+        delivered: Shipment,
+        django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
+    ) -> None:
         assert self.url(delivered) in html(client.get(page_url(delivered)))
         with django_capture_on_commit_callbacks(execute=True):
             client.post(self.url(delivered), {"rating": "5"})
@@ -550,7 +561,7 @@ class TestFeedback:
         ],
     )
     def test_bad_input_is_a_400_at_the_field_and_stores_nothing(
-        self, client: Client, delivered: Shipment, data: dict, message: str
+        self, client: Client, delivered: Shipment, data: dict[str, str], message: str
     ) -> None:
         response = client.post(self.url(delivered), data)
         assert response.status_code == 400
@@ -597,8 +608,8 @@ class TestFeedback:
         assert Feedback.objects.count() == 1
 
     def test_a_flood_of_posts_gets_429(
-        self, client: Client, delivered: Shipment, settings
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, client: Client, delivered: Shipment, settings: Settings
+    ) -> None:
         settings.TRACKSOP_PUBLIC_POST_RATE = "2/m"
         client.post(self.url(delivered), {"rating": "9"})
         client.post(self.url(delivered), {"rating": "9"})

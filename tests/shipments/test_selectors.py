@@ -8,11 +8,12 @@ import pytest
 import time_machine
 from django.contrib.auth.models import User
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from shipments import selectors, services
 from shipments.checkpoints import checkpoint_record, event_void
 from shipments.dispatch import shipment_dispatch
-from shipments.models import Carrier, Shipment
+from shipments.models import Carrier, Location, Shipment
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
     CarrierFactory,
@@ -69,7 +70,9 @@ def search(user: User, query: str, **kwargs: int) -> selectors.SearchResult:
 # --- shipment_search ---------------------------------------------------------
 
 
-def test_it_finds_a_tracking_number_exactly(cs_agent, parcel, other) -> None:
+def test_it_finds_a_tracking_number_exactly(
+    cs_agent: User, parcel: Shipment, other: Shipment
+) -> None:
     result = search(cs_agent, UPS_A)
     assert result.shipments == [parcel]
     assert result.exact == parcel
@@ -80,7 +83,7 @@ def test_it_finds_a_tracking_number_exactly(cs_agent, parcel, other) -> None:
     ["1z999aa10123456784", " 1Z 999 AA1 0123 4567 84 ", "1z-999-aa1.0123.4567.84"],
 )
 def test_it_normalises_a_typed_tracking_number(
-    cs_agent, parcel, other, typed: str
+    cs_agent: User, parcel: Shipment, other: Shipment, typed: str
 ) -> None:
     result = search(cs_agent, typed)
     assert result.exact == parcel
@@ -88,7 +91,7 @@ def test_it_normalises_a_typed_tracking_number(
 
 
 def test_a_tracking_number_prefix_lists_without_an_exact_match(
-    cs_agent, parcel, other
+    cs_agent: User, parcel: Shipment, other: Shipment
 ) -> None:
     result = search(cs_agent, "1z999aa1012345")
     assert set(result.shipments) == {parcel, other}
@@ -96,30 +99,34 @@ def test_a_tracking_number_prefix_lists_without_an_exact_match(
 
 
 def test_an_exact_tracking_number_wins_over_prefix_neighbours(
-    cs_agent, parcel, other
+    cs_agent: User, parcel: Shipment, other: Shipment
 ) -> None:
     assert search(cs_agent, UPS_B).exact == other
 
 
-def test_a_short_fragment_is_not_a_prefix_search(cs_agent, parcel) -> None:
+def test_a_short_fragment_is_not_a_prefix_search(
+    cs_agent: User, parcel: Shipment
+) -> None:
     assert search(cs_agent, "1Z9").shipments == []
 
 
 @pytest.mark.parametrize("typed", ["SH-T4KQ9", "sh-t4kq9", "  sh-T4kq9 "])
-def test_it_finds_a_shipment_id(cs_agent, parcel, other, typed: str) -> None:
+def test_it_finds_a_shipment_id(
+    cs_agent: User, parcel: Shipment, other: Shipment, typed: str
+) -> None:
     result = search(cs_agent, typed)
     assert result.shipments == [parcel]
     assert result.exact == parcel
 
 
-def test_it_finds_a_shipment_not_yet_dispatched_by_its_id(cs_agent) -> None:
+def test_it_finds_a_shipment_not_yet_dispatched_by_its_id(cs_agent: User) -> None:
     shipment = ShipmentFactory(shipment_id="")
     assert search(cs_agent, shipment.shipment_id.lower()).exact == shipment
 
 
 @pytest.mark.parametrize("typed", ["ORD-Alpha-7", "ord-alpha-7", "ORD-ALPHA-7"])
 def test_it_finds_an_order_number_in_any_case(
-    cs_agent, parcel, other, typed: str
+    cs_agent: User, parcel: Shipment, other: Shipment, typed: str
 ) -> None:
     result = search(cs_agent, typed)
     assert result.shipments == [parcel]
@@ -129,13 +136,15 @@ def test_it_finds_an_order_number_in_any_case(
 @pytest.mark.parametrize(
     "typed", ["marguerite.o@example.com", "MARGUERITE.O@EXAMPLE.COM"]
 )
-def test_it_finds_an_email_in_any_case(cs_agent, parcel, other, typed: str) -> None:
+def test_it_finds_an_email_in_any_case(
+    cs_agent: User, parcel: Shipment, other: Shipment, typed: str
+) -> None:
     result = search(cs_agent, typed)
     assert result.shipments == [parcel]
     assert result.exact == parcel
 
 
-def test_a_partial_email_finds_nothing(cs_agent, parcel) -> None:
+def test_a_partial_email_finds_nothing(cs_agent: User, parcel: Shipment) -> None:
     assert search(cs_agent, "marguerite.o@").shipments == []
 
 
@@ -151,43 +160,49 @@ def test_a_partial_email_finds_nothing(cs_agent, parcel) -> None:
     ],
 )
 def test_it_finds_a_phone_number_in_any_format(
-    cs_agent, parcel, other, typed: str
+    cs_agent: User, parcel: Shipment, other: Shipment, typed: str
 ) -> None:
     result = search(cs_agent, typed)
     assert result.shipments == [parcel]
     assert result.exact == parcel
 
 
-def test_part_of_a_phone_number_finds_nothing(cs_agent, parcel) -> None:
+def test_part_of_a_phone_number_finds_nothing(cs_agent: User, parcel: Shipment) -> None:
     assert search(cs_agent, "555-0143").shipments == []
 
 
 @pytest.mark.parametrize("typed", ["okonkwo", "OKONK", "guerite Ok"])
 def test_it_finds_a_name_fragment_without_calling_it_exact(
-    cs_agent, parcel, other, typed: str
+    cs_agent: User, parcel: Shipment, other: Shipment, typed: str
 ) -> None:
     result = search(cs_agent, typed)
     assert result.shipments == [parcel]
     assert result.exact is None
 
 
-def test_a_name_fragment_needs_three_characters(cs_agent, parcel) -> None:
+def test_a_name_fragment_needs_three_characters(
+    cs_agent: User, parcel: Shipment
+) -> None:
     assert search(cs_agent, "Ok").shipments == []
 
 
-def test_it_lists_every_name_match_newest_first(cs_agent, parcel) -> None:
+def test_it_lists_every_name_match_newest_first(
+    cs_agent: User, parcel: Shipment
+) -> None:
     newer = ShipmentFactory(recipient_name="Chidi Okonkwo")
     assert search(cs_agent, "okonkwo").shipments == [newer, parcel]
 
 
 @pytest.mark.parametrize("typed", ["", "   ", "\t\n"])
-def test_an_empty_query_finds_nothing(cs_agent, parcel, typed: str) -> None:
+def test_an_empty_query_finds_nothing(
+    cs_agent: User, parcel: Shipment, typed: str
+) -> None:
     result = search(cs_agent, typed)
     assert (result.shipments, result.exact, result.truncated) == ([], None, False)
     assert result.query == ""
 
 
-def test_an_order_number_shared_by_two_shipments_is_not_exact(cs_agent) -> None:
+def test_an_order_number_shared_by_two_shipments_is_not_exact(cs_agent: User) -> None:
     first = ShipmentFactory(order_number="ORD-SPLIT-1")
     second = ShipmentFactory(order_number="ord-split-1")
     ShipmentFactory(order_number="ORD-SPLIT-10")
@@ -196,7 +211,7 @@ def test_an_order_number_shared_by_two_shipments_is_not_exact(cs_agent) -> None:
     assert result.exact is None
 
 
-def test_it_stops_at_the_limit_and_says_so(cs_agent) -> None:
+def test_it_stops_at_the_limit_and_says_so(cs_agent: User) -> None:
     for _ in range(3):
         ShipmentFactory(order_number="ORD-BULK")
     result = search(cs_agent, "ord-bulk", limit=2)
@@ -207,18 +222,22 @@ def test_it_stops_at_the_limit_and_says_so(cs_agent) -> None:
 
 
 def test_search_is_one_query(
-    cs_agent, parcel, other, django_assert_num_queries
+    cs_agent: User,
+    parcel: Shipment,
+    other: Shipment,
+    django_assert_num_queries: DjangoAssertNumQueries,
 ) -> None:
     with django_assert_num_queries(1):
         result = search(cs_agent, "1Z999AA1")
-        assert [s.carrier.name for s in result.shipments] == ["UPS", "UPS"]
+        # Both are dispatched, so both have a carrier.
+        assert [s.carrier.name for s in result.shipments] == ["UPS", "UPS"]  # type: ignore[union-attr]
 
 
 # --- shipment_timeline -------------------------------------------------------
 
 
 def test_the_timeline_marks_voided_events_and_keeps_time_order(
-    supervisor, hub, django_assert_num_queries
+    supervisor: User, hub: Location, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     start = timezone.now() - timedelta(hours=1)
     with time_machine.travel(start, tick=False) as clock:
@@ -286,7 +305,7 @@ def closed_shipments(staff: User) -> list[Shipment]:
 
 
 def test_the_monitor_lists_open_shipments_by_eta_without_eta_last(
-    staff, django_assert_num_queries
+    staff: User, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     later = dispatched_due(5)
     soon = dispatched_due(1)
@@ -311,7 +330,7 @@ def test_the_monitor_lists_open_shipments_by_eta_without_eta_last(
 
 
 def test_the_dashboard_counts_open_shipments_by_status_and_overdue(
-    staff, django_assert_num_queries
+    staff: User, django_assert_num_queries: DjangoAssertNumQueries
 ) -> None:
     ShipmentFactory()
     ready_shipment()
@@ -339,6 +358,6 @@ def test_the_dashboard_counts_open_shipments_by_status_and_overdue(
     }
 
 
-def test_the_dashboard_is_all_zero_when_nothing_is_open(staff) -> None:
+def test_the_dashboard_is_all_zero_when_nothing_is_open(staff: User) -> None:
     closed_shipments(staff)
     assert selectors.dashboard_counts() == {"by_status": {}, "overdue": 0, "open": 0}

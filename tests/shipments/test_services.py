@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -10,7 +11,7 @@ from django.utils import timezone
 from shipments import services
 from shipments.checkpoints import checkpoint_record, event_void
 from shipments.dispatch import shipment_dispatch
-from shipments.models import Shipment, TrackingEvent
+from shipments.models import Carrier, Location, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
     CarrierFactory,
@@ -32,7 +33,7 @@ def test_it_generates_a_shipment_id_when_none_is_given() -> None:
     assert list(shipment.events.values_list("kind", flat=True)) == [K.CREATED]
 
 
-def test_it_refuses_dispatch_before_the_check(own_fleet) -> None:
+def test_it_refuses_dispatch_before_the_check(own_fleet: Carrier) -> None:
     shipment = ShipmentFactory()
     with pytest.raises(
         services.TransitionRefused, match="Created cannot become Dispatched"
@@ -49,9 +50,10 @@ def test_it_refuses_dispatch_before_the_check(own_fleet) -> None:
     assert shipment.tracking_number is None
 
 
-def test_it_generates_a_valid_s10_number_for_the_own_fleet(own_fleet) -> None:
+def test_it_generates_a_valid_s10_number_for_the_own_fleet(own_fleet: Carrier) -> None:
     shipment = dispatched_shipment(carrier=own_fleet)
     assert shipment.status == S.DISPATCHED
+    assert shipment.tracking_number is not None
     assert len(shipment.tracking_number) == 13
     assert shipment.tracking_number.startswith("TS")
     assert shipment.tracking_number.endswith("US")
@@ -85,7 +87,9 @@ def test_it_refuses_a_tracking_number_another_shipment_has() -> None:
     assert first.shipment_id in exc.value.message_dict["tracking_number"][0]
 
 
-def test_a_late_scan_joins_the_timeline_without_moving_status_back(hub) -> None:
+def test_a_late_scan_joins_the_timeline_without_moving_status_back(
+    hub: Location,
+) -> None:
     shipment = dispatched_shipment()
     now = timezone.now()
     checkpoint_record(
@@ -123,7 +127,7 @@ def test_a_repeated_external_id_is_harmless() -> None:
     assert shipment.events.filter(kind=K.PICKED_UP).count() == 1
 
 
-def test_voiding_an_event_rederives_the_status(supervisor) -> None:
+def test_voiding_an_event_rederives_the_status(supervisor: User) -> None:
     shipment = dispatched_shipment()
     wrong = checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
     event_void(event=wrong, user=supervisor, reason="Scanned the wrong parcel")
@@ -143,7 +147,7 @@ def test_the_database_refuses_to_edit_or_delete_events() -> None:
     assert connection.vendor == "postgresql"
 
 
-def test_a_stale_version_is_refused(staff) -> None:
+def test_a_stale_version_is_refused(staff: User) -> None:
     shipment = ShipmentFactory()
     services.shipment_update(
         shipment=shipment, user=staff, details={"contents": "Maps"}, expected_version=1
@@ -158,7 +162,7 @@ def test_a_stale_version_is_refused(staff) -> None:
     assert Shipment.objects.get(pk=shipment.pk).contents == "Maps"
 
 
-def test_voiding_the_dispatch_frees_the_tracking_number(supervisor) -> None:
+def test_voiding_the_dispatch_frees_the_tracking_number(supervisor: User) -> None:
     shipment = dispatched_shipment()
     dispatch = shipment.events.get(kind=K.DISPATCHED)
     event_void(event=dispatch, user=supervisor, reason="Wrong parcel")

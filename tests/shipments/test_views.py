@@ -19,11 +19,12 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from shipments import services
 from shipments import tracking_numbers as tn
 from shipments.checkpoints import checkpoint_record, event_void
-from shipments.models import Shipment, TrackingEvent
+from shipments.models import Carrier, Location, Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import (
     CarrierFactory,
@@ -32,6 +33,7 @@ from tests.factories import (
     dispatched_shipment,
     ready_shipment,
 )
+from tests.helpers import TestResponse
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +58,9 @@ def _code(s: Shipment) -> list[Any]:
 
 
 def _first_event(s: Shipment) -> list[Any]:
-    return [s.shipment_id, s.events.exclude(kind=K.CREATED).first().pk]
+    event = s.events.exclude(kind=K.CREATED).first()
+    assert event is not None
+    return [s.shipment_id, event.pk]
 
 
 def _none(s: Shipment) -> list[Any]:
@@ -155,7 +159,7 @@ def test_read_only_pages_reject_a_post(
 
 
 def test_a_forbidden_role_gets_403_on_post_and_nothing_is_saved(
-    client: Client, cs_agent: User, shipment: Shipment, own_fleet: Any
+    client: Client, cs_agent: User, shipment: Shipment, own_fleet: Carrier
 ) -> None:
     response = _as(client, cs_agent).post(
         reverse("shipment-dispatch", args=[shipment.shipment_id]),
@@ -209,7 +213,7 @@ def _minute(when: Any) -> str:
 
 
 def test_logistics_staff_walk_a_shipment_from_entry_to_the_first_hub(
-    client: Client, staff: User, own_fleet: Any, hub: Any
+    client: Client, staff: User, own_fleet: Carrier, hub: Location
 ) -> None:
     _as(client, staff)
     two_hours_ago = timezone.now() - timedelta(hours=2)
@@ -249,6 +253,7 @@ def test_logistics_staff_walk_a_shipment_from_entry_to_the_first_hub(
         assert shipment.status == S.DISPATCHED
         assert shipment.carrier == own_fleet
         assert shipment.estimated_delivery == eta
+        assert shipment.tracking_number is not None
         candidate = tn.validate(shipment.tracking_number, tn.Family.S10)
         assert candidate.check_digit_ok
         assert shipment.tracking_number.startswith("TS")
@@ -278,6 +283,7 @@ def test_logistics_staff_walk_a_shipment_from_entry_to_the_first_hub(
     detail = client.get(response["Location"])
     assert detail.status_code == 200
     assert "Logged: Arrived at hub." in detail.content.decode()
+    assert shipment.tracking_number is not None
     assert shipment.tracking_number in detail.content.decode()
 
 
@@ -393,7 +399,7 @@ def _errors(response: Any, field: str) -> list[str]:
     return list(response.context["form"].errors.get(field, []))
 
 
-def _page(response: Any) -> str:
+def _page(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -577,7 +583,7 @@ def test_dispatch_refuses_a_tracking_number_another_shipment_has(
 
 
 def test_dispatch_refuses_an_eta_in_the_past(
-    client: Client, staff: User, own_fleet: Any
+    client: Client, staff: User, own_fleet: Carrier
 ) -> None:
     shipment = ready_shipment()
     yesterday = timezone.localdate() - timedelta(days=1)
@@ -595,7 +601,7 @@ def test_dispatch_refuses_an_eta_in_the_past(
 
 
 def test_dispatch_of_a_shipment_that_is_not_ready_is_refused_with_409(
-    client: Client, staff: User, own_fleet: Any
+    client: Client, staff: User, own_fleet: Carrier
 ) -> None:
     shipment = ShipmentFactory()
     response = _dispatch(_as(client, staff), shipment, carrier=own_fleet.pk)
@@ -799,7 +805,7 @@ def _scan(client: Client, numbers: str, location: Any) -> Any:
 
 @pytest.mark.parametrize("numbers", ["", "\n \n\t\n"], ids=["empty", "blank lines"])
 def test_a_bulk_scan_without_numbers_is_refused(
-    client: Client, staff: User, hub: Any, numbers: str
+    client: Client, staff: User, hub: Location, numbers: str
 ) -> None:
     dispatched_shipment()
     events = TrackingEvent.objects.count()
@@ -810,10 +816,11 @@ def test_a_bulk_scan_without_numbers_is_refused(
 
 
 def test_a_bulk_scan_of_more_than_500_numbers_is_refused(
-    client: Client, staff: User, hub: Any
+    client: Client, staff: User, hub: Location
 ) -> None:
     known = dispatched_shipment()
     events = TrackingEvent.objects.count()
+    assert known.tracking_number is not None
     numbers = [known.tracking_number] + [
         tn.s10_generate(prefix="RR", serial=n, country="GB") for n in range(500)
     ]
@@ -826,11 +833,13 @@ def test_a_bulk_scan_of_more_than_500_numbers_is_refused(
 
 
 def test_a_bulk_scan_saves_the_known_numbers_and_lists_the_rest_with_reasons(
-    client: Client, staff: User, hub: Any
+    client: Client, staff: User, hub: Location
 ) -> None:
     ups = CarrierFactory()
     first = dispatched_shipment(carrier=ups, tracking_number=UPS_A)
     second = dispatched_shipment()
+    assert first.tracking_number is not None
+    assert second.tracking_number is not None
     events = TrackingEvent.objects.count()
     lines = [
         first.tracking_number,
@@ -871,7 +880,7 @@ def test_a_bulk_scan_saves_the_known_numbers_and_lists_the_rest_with_reasons(
 
 
 def test_a_bulk_scan_where_nothing_could_be_saved_is_422(
-    client: Client, staff: User, hub: Any
+    client: Client, staff: User, hub: Location
 ) -> None:
     response = _scan(_as(client, staff), UPS_UNUSED, hub)
     assert response.status_code == 422
@@ -909,7 +918,10 @@ def _shipments(n: int) -> list[Shipment]:
 
 @pytest.mark.parametrize("n", [3, 30])
 def test_the_monitor_costs_the_same_queries_for_3_or_30_shipments(
-    client: Client, cs_agent: User, django_assert_max_num_queries: Any, n: int
+    client: Client,
+    cs_agent: User,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+    n: int,
 ) -> None:
     _shipments(n)
     _as(client, cs_agent)
@@ -921,7 +933,10 @@ def test_the_monitor_costs_the_same_queries_for_3_or_30_shipments(
 
 @pytest.mark.parametrize("n", [3, 30])
 def test_the_search_results_cost_the_same_queries_for_3_or_30_shipments(
-    client: Client, cs_agent: User, django_assert_max_num_queries: Any, n: int
+    client: Client,
+    cs_agent: User,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+    n: int,
 ) -> None:
     _shipments(n)
     _as(client, cs_agent)
@@ -936,8 +951,8 @@ def test_the_detail_page_costs_the_same_queries_for_3_or_30_events(
     client: Client,
     staff: User,
     supervisor: User,
-    hub: Any,
-    django_assert_max_num_queries: Any,
+    hub: Location,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
     n: int,
 ) -> None:
     # Recorded, a located note by a person, and a supervisor's correction of
@@ -998,7 +1013,7 @@ def test_a_password_reset_mails_a_link_that_sets_a_new_password(
     client: Client,
     staff: User,
     eager_tasks: None,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):  # the mail's task
         response = client.post(reverse("password_reset"), {"email": staff.email})
@@ -1008,7 +1023,7 @@ def test_a_password_reset_mails_a_link_that_sets_a_new_password(
     message = mail.outbox[0]
     assert message.to == [staff.email]
     assert message.subject == "Reset your TrackSOP password"
-    link = re.search(r"http://testserver(/accounts/reset/\S+/)", message.body)
+    link = re.search(r"http://testserver(/accounts/reset/\S+/)", str(message.body))
     assert link, message.body
 
     form = client.get(link.group(1), follow=True)
@@ -1040,7 +1055,7 @@ def test_a_password_reset_for_an_unknown_email_sends_nothing(
     client: Client,
     staff: User,
     eager_tasks: None,
-    django_capture_on_commit_callbacks: Any,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -1133,7 +1148,7 @@ def test_a_scanned_label_gives_its_zip_code_to_a_shipment_without_a_postcode(
 
 
 def test_a_bulk_scan_of_usps_labels_finds_the_shipment_by_its_number(
-    client: Client, staff: User, hub: Any
+    client: Client, staff: User, hub: Location
 ) -> None:
     shipment = dispatched_shipment(carrier=_usps(), tracking_number=USPS_NUMBER)
     response = _scan(

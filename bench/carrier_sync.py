@@ -11,7 +11,7 @@ The fake carrier runs in a process of its own (`manage.py fake_carrier
 - ceiling, HTTP only: the polling loop doing only the HTTP calls, `N` threads
   each asking the fake for one batch of numbers (BATCH_SIZE[provider]) at a
   time with a token fetched once; nothing parsed, nothing written.
-- ceiling, adapter: the same loop through `carrier_tracking.track` (karrio's
+- ceiling, adapter: the same loop through `adapter.client.track` (karrio's
   connector, its parsing, the token from the cache), still writing nothing:
   what karrio costs over the bare HTTP.
 - full loop: `scale` undelivered shipments of a carrier connected through
@@ -118,7 +118,7 @@ def http_only(
 ) -> float:
     """Seconds for the bare HTTP calls of one polling cycle (UPS and USPS:
     one GET a number; FedEx: one POST a batch)."""
-    from shipments.carrier_tracking import BATCH_SIZE
+    from shipments.carriers.tracking import BATCH_SIZE
 
     base = fake.api_urls()[provider]
     token_path = {
@@ -154,10 +154,11 @@ def http_only(
 def adapter_only(
     fake: FakeCarrierProcess, provider: str, items: list[str], workers: int
 ) -> float:
-    """Seconds for the same cycle through `carrier_tracking.track`."""
+    """Seconds for the same cycle through `adapter.client.track`."""
     from django.conf import settings
 
-    from shipments import carrier_tracking as ct
+    from shipments.carriers.adapter.client import track
+    from shipments.carriers.tracking import BATCH_SIZE, Connection
 
     settings.TRACKSOP_CARRIER_API_URLS = fake.api_urls()
     credentials = {
@@ -166,16 +167,16 @@ def adapter_only(
         "usps": {"client_id": "bench", "client_secret": "bench"},
         "dhl_express": {"site_id": "bench", "password": "benchbench"},
     }[provider]
-    connection = ct.Connection(account_id=0, provider=provider, credentials=credentials)
-    ct.track(connection, items[:1])  # the token, once, into the cache
+    connection = Connection(account_id=0, provider=provider, credentials=credentials)
+    track(connection, items[:1])  # the token, once, into the cache
 
     def call(batch: list[str]) -> None:
-        answers = ct.track(connection, batch)
+        answers = track(connection, batch)
         assert len(answers) == len(batch)
 
     started = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(call, batches(items, ct.BATCH_SIZE[provider])))
+        list(pool.map(call, batches(items, BATCH_SIZE[provider])))
     return time.monotonic() - started
 
 
@@ -281,7 +282,7 @@ def full_loop(
     from django.test import override_settings
     from django.utils import timezone
 
-    from shipments import carrier_sync
+    from shipments.carriers.due import carrier_sync_due
     from shipments.models import CarrierSync
 
     seed(provider, count)
@@ -293,7 +294,7 @@ def full_loop(
         os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = BROKER_URL
         # The first beat makes the sync rows (first due times spread over the
         # interval); one polling cycle asks about all of them: due now.
-        carrier_sync.carrier_sync_due()
+        carrier_sync_due()
         broker.flushdb()
         CarrierSync.objects.update(next_due_at=timezone.now(), queued_at=None)
         log = Path(tempfile.gettempdir()) / "bench-carrier-worker.log"
@@ -310,7 +311,7 @@ def full_loop(
                     raise RuntimeError(f"The worker died: {log.read_text()[-2000:]}")
                 if time.monotonic() - started > 3600:
                     raise RuntimeError("The polling cycle took over an hour")
-                carrier_sync.carrier_sync_due()
+                carrier_sync_due()
                 time.sleep(1)
             seconds = time.monotonic() - started
         finally:

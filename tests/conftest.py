@@ -114,9 +114,9 @@ ALL_SCOPES = ["shipments:read", "shipments:write", "events:write", "webhooks:man
 
 @pytest.fixture
 def fake_carrier(settings):  # type: ignore[no-untyped-def]
-    """The local fake of the carriers' tracking APIs (shipments.fake_carrier),
+    """The local fake of the carriers' tracking APIs (shipments.carriers.fake),
     on a free port, with every provider's requests pointed at it."""
-    from shipments.fake_carrier import FakeCarrier
+    from shipments.carriers.fake.server import FakeCarrier
 
     with FakeCarrier() as fake:
         settings.TRACKSOP_CARRIER_API_URLS = fake.api_urls()

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from shipments.credentials import credentials_encrypt
+from shipments.carriers.credentials import credentials_encrypt
 from shipments.ingest import CheckpointIn, checkpoints_ingest
 from shipments.models import CarrierAccount, CarrierSync, Shipment, Source
 from shipments.status import EventKind

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from shipments import selectors
-from shipments.credentials import credentials_encrypt
+from shipments.carriers.credentials import credentials_encrypt
 from shipments.ingest import CheckpointIn, checkpoints_ingest
 from shipments.models import Carrier, CarrierAccount, CarrierSync, Shipment, Source
 from shipments.status import EventKind

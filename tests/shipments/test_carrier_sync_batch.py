@@ -17,8 +17,8 @@ from django.utils import timezone
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Kind, Notification
 from shipments import services
-from shipments.carrier_sync import carrier_sync_batch
-from shipments.fake_carrier import FakeCarrier
+from shipments.carriers.fake.server import FakeCarrier
+from shipments.carriers.sync import carrier_sync_batch
 from shipments.models import (
     CarrierAccount,
     CarrierSync,

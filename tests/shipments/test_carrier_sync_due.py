@@ -16,8 +16,10 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from shipments import carrier_sync, services
-from shipments.carrier_sync import carrier_sync_due, rate_take
+from shipments import services
+from shipments.carriers import due
+from shipments.carriers.accounts import rate_take
+from shipments.carriers.due import carrier_sync_due
 from shipments.models import CarrierAccount, CarrierSync, Shipment, TrackingProvider
 from shipments.status import EventKind, ShipmentStatus
 from tests.factories import CarrierFactory, dispatched_shipment, ready_shipment
@@ -57,7 +59,7 @@ def run_due(
         batches = [
             (c.args[0], list(c.args[1]))
             for c in callbacks
-            if getattr(c, "func", None) is carrier_sync.batch_queue_now
+            if getattr(c, "func", None) is due.batch_queue_now
         ]
         return count, batches
 

@@ -196,12 +196,11 @@ CREDENTIALS = {
 def seed(provider: str, count: int) -> None:
     """A fresh database: one carrier connected through `provider`, `count`
     shipments dispatched two hours ago with their tracking numbers."""
-    from decimal import Decimal
-
     from django.utils import timezone
 
     from bench import db
-    from shipments.models import Carrier, CarrierAccount, Shipment
+    from bench.seed import dispatched_shipments
+    from shipments.models import Carrier, CarrierAccount
 
     db.fresh(DATABASE)
     family = {"ups": "ups", "fedex": "fedex", "usps": "usps"}.get(provider, "s10")
@@ -215,38 +214,13 @@ def seed(provider: str, count: int) -> None:
         requests_per_minute=10**6,
     )
     now = timezone.now()
-    dispatched = now - timedelta(hours=2)
-    Shipment.objects.bulk_create(
-        (
-            Shipment(
-                shipment_id=f"SH-C{n:07d}",
-                order_number=f"ORD-{800000 + n}",
-                sender_name="TrackSOP Bench Warehouse",
-                sender_address="1 Dock Road, Newark, NJ",
-                recipient_name=f"Customer {n}",
-                recipient_email=f"customer{n}@example.net",
-                recipient_address=f"{n % 999 + 1} Main Street",
-                recipient_postcode="10001",
-                recipient_city="New York",
-                recipient_country="US",
-                weight_kg=Decimal("1.250"),
-                length_cm=Decimal(30),
-                width_cm=Decimal(20),
-                height_cm=Decimal(10),
-                contents="Books",
-                carrier=carrier,
-                tracking_number=number,
-                estimated_delivery=(now + timedelta(days=3)).date(),
-                dispatch_eta=(now + timedelta(days=3)).date(),
-                dispatched_at=dispatched,
-                status="dispatched",
-                status_changed_at=dispatched,
-                resume_status="dispatched",
-                last_event_at=dispatched,
-            )
-            for n, number in enumerate(numbers(count, provider))
-        ),
-        batch_size=5000,
+    tracking = numbers(count, provider)
+    dispatched_shipments(
+        range(count),
+        carrier=carrier,
+        codes=lambda n: (f"SH-C{n:07d}", f"ORD-{800000 + n}", tracking[n]),
+        dispatched_at=now - timedelta(hours=2),
+        eta=(now + timedelta(days=3)).date(),
     )
 
 

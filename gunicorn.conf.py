@@ -25,7 +25,7 @@ wsgi.Response.default_headers = _without_server  # type: ignore[method-assign]
 
 def post_worker_init(worker: object) -> None:
     """Load karrio in the background as each web worker starts, so the first
-    *Sync now* does not wait for it (shipments.carrier_sync)."""
-    from shipments.carrier_sync import karrio_warm_up_soon
+    *Sync now* does not wait for it (shipments.carriers.sync)."""
+    from shipments.carriers.sync import karrio_warm_up_soon
 
     karrio_warm_up_soon()

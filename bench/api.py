@@ -133,9 +133,11 @@ class Timed:
 def run(checkpoints: int = CHECKPOINTS) -> tuple[list[Row], list[str]]:
     from django.db import connection
 
+    from bench import db
+
     shipments = max(1, checkpoints // STEPS)
     started = time.monotonic()
-    _fresh_database()
+    db.fresh(DATABASE)
     http_set = _seed(shipments, "BA")
     # The in-process row is a comparison, not the target: a tenth is enough.
     direct_set = _seed(max(1, shipments // DIRECT_SHARE), "BB")
@@ -220,91 +222,32 @@ def run(checkpoints: int = CHECKPOINTS) -> tuple[list[Row], list[str]]:
 # --- the data ---------------------------------------------------------------
 
 
-def _fresh_database() -> None:
-    from django.core.management import call_command
-
-    from bench import db
-
-    db.use("postgres")
-    with db.admin_connection() as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    db.use(DATABASE)
-    call_command("migrate", verbosity=0, interactive=False)
-
-
 def _seed(count: int, prefix: str) -> list[tuple[int, str]]:
     """`count` dispatched shipments (own fleet) with their three events, in
     bulk; returns (pk, shipment ID) in creation order."""
     from django.utils import timezone
 
-    from shipments.models import Carrier, Location, Shipment, TrackingEvent
+    from bench.seed import dispatched_shipments, own_fleet
+    from shipments.models import Location
 
-    fleet, _ = Carrier.objects.get_or_create(
-        code="bench-fleet",
-        defaults={
-            "name": "Bench fleet",
-            "tracking_family": "s10",
-            "is_own_fleet": True,
-        },
-    )
     for code in HUBS:
         Location.objects.get_or_create(
             code=code,
             defaults={"name": code, "city": code[6:].upper(), "country": "US"},
         )
-    dispatched = timezone.now() - timedelta(days=2)
-    eta = (timezone.now() + timedelta(days=2)).date()
-    made: list[tuple[int, str]] = []
-    for chunk in batched(range(count), 5000):
-        rows = [
-            Shipment(
-                shipment_id=f"{prefix}-{n:07d}",
-                order_number=f"ORD-{prefix}{n:07d}",
-                sender_name="Acme Warehouse",
-                sender_address="1 Dock Road, Newark",
-                recipient_name=f"Customer {n}",
-                recipient_email=f"customer{n}@example.net",
-                recipient_phone=f"+1202555{n % 10000:04d}",
-                recipient_address="742 Evergreen Terrace",
-                recipient_postcode="62704",
-                recipient_city="Springfield",
-                recipient_country="US",
-                weight_kg=2,
-                length_cm=30,
-                width_cm=20,
-                height_cm=10,
-                contents="Books",
-                carrier=fleet,
-                tracking_number=f"{prefix}{n:09d}US",
-                estimated_delivery=eta,
-                dispatch_eta=eta,
-                dispatched_at=dispatched,
-                status="dispatched",
-                status_changed_at=dispatched,
-                resume_status="dispatched",
-                last_event_at=dispatched,
-            )
-            for n in chunk
-        ]
-        Shipment.objects.bulk_create(rows)
-        TrackingEvent.objects.bulk_create(
-            TrackingEvent(
-                shipment=s,
-                kind=kind,
-                occurred_at=dispatched,
-                source="import",
-                status_after=status,
-            )
-            for s in rows
-            for kind, status in (
-                ("created", "created"),
-                ("check_passed", "ready"),
-                ("dispatched", "dispatched"),
-            )
-        )
-        made += [(s.pk, s.shipment_id) for s in rows]
-    return made
+    return dispatched_shipments(
+        range(count),
+        carrier=own_fleet(),
+        codes=lambda n: (
+            f"{prefix}-{n:07d}",
+            f"ORD-{prefix}{n:07d}",
+            f"{prefix}{n:09d}US",
+        ),
+        dispatched_at=timezone.now() - timedelta(days=2),
+        eta=(timezone.now() + timedelta(days=2)).date(),
+        phone=True,
+        history=True,
+    )
 
 
 def _scans(shipments: Sequence[tuple[int, str]]) -> list[Scan]:

@@ -11,7 +11,7 @@ The fake carrier runs in a process of its own (`manage.py fake_carrier
 - ceiling, HTTP only: the polling loop doing only the HTTP calls, `N` threads
   each asking the fake for one batch of numbers (BATCH_SIZE[provider]) at a
   time with a token fetched once; nothing parsed, nothing written.
-- ceiling, adapter: the same loop through `carrier_tracking.track` (karrio's
+- ceiling, adapter: the same loop through `adapter.client.track` (karrio's
   connector, its parsing, the token from the cache), still writing nothing:
   what karrio costs over the bare HTTP.
 - full loop: `scale` undelivered shipments of a carrier connected through
@@ -118,7 +118,7 @@ def http_only(
 ) -> float:
     """Seconds for the bare HTTP calls of one polling cycle (UPS and USPS:
     one GET a number; FedEx: one POST a batch)."""
-    from shipments.carrier_tracking import BATCH_SIZE
+    from shipments.carriers.tracking import BATCH_SIZE
 
     base = fake.api_urls()[provider]
     token_path = {
@@ -154,10 +154,11 @@ def http_only(
 def adapter_only(
     fake: FakeCarrierProcess, provider: str, items: list[str], workers: int
 ) -> float:
-    """Seconds for the same cycle through `carrier_tracking.track`."""
+    """Seconds for the same cycle through `adapter.client.track`."""
     from django.conf import settings
 
-    from shipments import carrier_tracking as ct
+    from shipments.carriers.adapter.client import track
+    from shipments.carriers.tracking import BATCH_SIZE, Connection
 
     settings.TRACKSOP_CARRIER_API_URLS = fake.api_urls()
     credentials = {
@@ -166,16 +167,16 @@ def adapter_only(
         "usps": {"client_id": "bench", "client_secret": "bench"},
         "dhl_express": {"site_id": "bench", "password": "benchbench"},
     }[provider]
-    connection = ct.Connection(account_id=0, provider=provider, credentials=credentials)
-    ct.track(connection, items[:1])  # the token, once, into the cache
+    connection = Connection(account_id=0, provider=provider, credentials=credentials)
+    track(connection, items[:1])  # the token, once, into the cache
 
     def call(batch: list[str]) -> None:
-        answers = ct.track(connection, batch)
+        answers = track(connection, batch)
         assert len(answers) == len(batch)
 
     started = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(call, batches(items, ct.BATCH_SIZE[provider])))
+        list(pool.map(call, batches(items, BATCH_SIZE[provider])))
     return time.monotonic() - started
 
 
@@ -195,12 +196,11 @@ CREDENTIALS = {
 def seed(provider: str, count: int) -> None:
     """A fresh database: one carrier connected through `provider`, `count`
     shipments dispatched two hours ago with their tracking numbers."""
-    from decimal import Decimal
-
     from django.utils import timezone
 
     from bench import db
-    from shipments.models import Carrier, CarrierAccount, Shipment
+    from bench.seed import dispatched_shipments
+    from shipments.models import Carrier, CarrierAccount
 
     db.fresh(DATABASE)
     family = {"ups": "ups", "fedex": "fedex", "usps": "usps"}.get(provider, "s10")
@@ -214,38 +214,13 @@ def seed(provider: str, count: int) -> None:
         requests_per_minute=10**6,
     )
     now = timezone.now()
-    dispatched = now - timedelta(hours=2)
-    Shipment.objects.bulk_create(
-        (
-            Shipment(
-                shipment_id=f"SH-C{n:07d}",
-                order_number=f"ORD-{800000 + n}",
-                sender_name="TrackSOP Bench Warehouse",
-                sender_address="1 Dock Road, Newark, NJ",
-                recipient_name=f"Customer {n}",
-                recipient_email=f"customer{n}@example.net",
-                recipient_address=f"{n % 999 + 1} Main Street",
-                recipient_postcode="10001",
-                recipient_city="New York",
-                recipient_country="US",
-                weight_kg=Decimal("1.250"),
-                length_cm=Decimal(30),
-                width_cm=Decimal(20),
-                height_cm=Decimal(10),
-                contents="Books",
-                carrier=carrier,
-                tracking_number=number,
-                estimated_delivery=(now + timedelta(days=3)).date(),
-                dispatch_eta=(now + timedelta(days=3)).date(),
-                dispatched_at=dispatched,
-                status="dispatched",
-                status_changed_at=dispatched,
-                resume_status="dispatched",
-                last_event_at=dispatched,
-            )
-            for n, number in enumerate(numbers(count, provider))
-        ),
-        batch_size=5000,
+    tracking = numbers(count, provider)
+    dispatched_shipments(
+        range(count),
+        carrier=carrier,
+        codes=lambda n: (f"SH-C{n:07d}", f"ORD-{800000 + n}", tracking[n]),
+        dispatched_at=now - timedelta(hours=2),
+        eta=(now + timedelta(days=3)).date(),
     )
 
 
@@ -281,7 +256,7 @@ def full_loop(
     from django.test import override_settings
     from django.utils import timezone
 
-    from shipments import carrier_sync
+    from shipments.carriers.due import carrier_sync_due
     from shipments.models import CarrierSync
 
     seed(provider, count)
@@ -293,7 +268,7 @@ def full_loop(
         os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = BROKER_URL
         # The first beat makes the sync rows (first due times spread over the
         # interval); one polling cycle asks about all of them: due now.
-        carrier_sync.carrier_sync_due()
+        carrier_sync_due()
         broker.flushdb()
         CarrierSync.objects.update(next_due_at=timezone.now(), queued_at=None)
         log = Path(tempfile.gettempdir()) / "bench-carrier-worker.log"
@@ -310,7 +285,7 @@ def full_loop(
                     raise RuntimeError(f"The worker died: {log.read_text()[-2000:]}")
                 if time.monotonic() - started > 3600:
                     raise RuntimeError("The polling cycle took over an hour")
-                carrier_sync.carrier_sync_due()
+                carrier_sync_due()
                 time.sleep(1)
             seconds = time.monotonic() - started
         finally:

@@ -30,7 +30,7 @@ def admin_connection() -> psycopg.Connection[Any]:
     )
 
 
-def _admin(sql: str, *params: object) -> list[tuple[object, ...]]:
+def admin_execute(sql: str, *params: object) -> list[tuple[object, ...]]:
     """Run one statement on the maintenance database (CREATE/DROP DATABASE)."""
     with admin_connection() as conn:
         cur = conn.execute(sql, params)  # type: ignore[arg-type]
@@ -49,8 +49,8 @@ def database_url() -> str:
 def fresh(name: str) -> None:
     """Drop and create database `name`, switch to it and migrate it."""
     connection.close()
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{name}"')
+    admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_execute(f'CREATE DATABASE "{name}"')
     use(name)
     call_command("migrate", verbosity=0, interactive=False)
 
@@ -68,8 +68,8 @@ def prepare(shipments: int) -> str:
     exactly `shipments` shipments. Returns what was done, for the log."""
     name = database_name(shipments)
     started = time.monotonic()
-    if not _admin("SELECT 1 FROM pg_database WHERE datname = %s", name):
-        _admin(f'CREATE DATABASE "{name}"')
+    if not admin_execute("SELECT 1 FROM pg_database WHERE datname = %s", name):
+        admin_execute(f'CREATE DATABASE "{name}"')
     use(name)
     call_command("migrate", verbosity=0, interactive=False)
     have = Shipment.objects.count()
@@ -80,8 +80,8 @@ def prepare(shipments: int) -> str:
     if have:
         # A partial or different seeding: start over rather than top up.
         connection.close()
-        _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
-        _admin(f'CREATE DATABASE "{name}"')
+        admin_execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin_execute(f'CREATE DATABASE "{name}"')
         use(name)
         call_command("migrate", verbosity=0, interactive=False)
     call_command("seed_demo", shipments=shipments, force=True)

@@ -229,8 +229,8 @@ def prepare(messages: int) -> str:
 
     started = time.monotonic()
     name = database_name(messages)
-    if not _admin("SELECT 1 FROM pg_database WHERE datname = %s", name):
-        _admin(f'CREATE DATABASE "{name}"')
+    if not db.admin_execute("SELECT 1 FROM pg_database WHERE datname = %s", name):
+        db.admin_execute(f'CREATE DATABASE "{name}"')
     db.use(name)
     call_command("migrate", verbosity=0, interactive=False)
     # Rows written before emails were built at write time have no bytes.
@@ -240,8 +240,8 @@ def prepare(messages: int) -> str:
     from django.db import connection
 
     connection.close()
-    _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{name}"')
+    db.admin_execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    db.admin_execute(f'CREATE DATABASE "{name}"')
     db.use(name)
     call_command("migrate", verbosity=0, interactive=False)
     _seed(messages)

@@ -149,49 +149,26 @@ def prepare(messages: int) -> str:
 
 
 def _seed(count: int) -> None:
-    from decimal import Decimal
-
+    """`count` dispatched shipments of the own fleet, no recipient email or
+    phone (the scans notify nobody: the webhooks are what is measured)."""
     from django.db import connection
     from django.utils import timezone
 
+    from bench.seed import dispatched_shipments, own_fleet
     from shipments import tracking_numbers as tn
-    from shipments.models import Carrier, Shipment
-    from shipments.status import ShipmentStatus
 
-    fleet = Carrier.objects.create(
-        code="fleet", name="TrackSOP Fleet", tracking_family="s10", is_own_fleet=True
-    )
     now = timezone.now()
-    dispatched = now - timedelta(hours=2)
-    Shipment.objects.bulk_create(
-        (
-            Shipment(
-                shipment_id=f"SH-W{n:07d}",
-                order_number=f"ORD-{700000 + n}",
-                sender_name="TrackSOP Bench Warehouse",
-                sender_address="1 Dock Road, Newark, NJ",
-                recipient_name=f"Customer {n}",
-                recipient_address=f"{n % 999 + 1} Main Street",
-                recipient_postcode="10001",
-                recipient_city="New York",
-                recipient_country="US",
-                weight_kg=Decimal("1.250"),
-                length_cm=Decimal(30),
-                width_cm=Decimal(20),
-                height_cm=Decimal(10),
-                contents="Books",
-                carrier=fleet,
-                tracking_number=tn.s10_generate(prefix="TW", serial=n, country="US"),
-                estimated_delivery=(now + timedelta(days=3)).date(),
-                dispatched_at=dispatched,
-                status=ShipmentStatus.DISPATCHED,
-                status_changed_at=dispatched,
-                resume_status=ShipmentStatus.DISPATCHED,
-                last_event_at=dispatched,
-                version=3,
-            )
-            for n in range(1, count + 1)
+    dispatched_shipments(
+        range(1, count + 1),
+        carrier=own_fleet(),
+        codes=lambda n: (
+            f"SH-W{n:07d}",
+            f"ORD-{700000 + n}",
+            tn.s10_generate(prefix="TW", serial=n, country="US"),
         ),
+        dispatched_at=now - timedelta(hours=2),
+        eta=(now + timedelta(days=3)).date(),
+        email=False,
         batch_size=2000,
     )
     with connection.cursor() as cursor:

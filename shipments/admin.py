@@ -12,13 +12,13 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from shipments.carrier_tracking import credentials_missing
-from shipments.credentials import (
+from shipments.carriers.credentials import (
     CredentialsUnavailable,
     credentials_decrypt,
     credentials_encrypt,
     credentials_parse,
 )
+from shipments.carriers.tracking import credentials_missing
 from shipments.models import (
     Carrier,
     CarrierAccount,

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions, serializers, status
 
-from shipments.carrier_status import CarrierEvent, CarrierLocation
+from shipments.carriers.status import CarrierEvent, CarrierLocation
 from shipments.ingest import INGEST_LIMIT
 from shipments.models import PushFormat
 

@@ -4,7 +4,7 @@
 and queues its processing after commit; `carrier_webhook_process` (the task's
 service) claims the row and records what became of each carrier event;
 `carrier_events_ingest` is the path any carrier feed takes into the timeline
-(the mapping table in `shipments.carrier_status`, then `checkpoints_ingest`).
+(the mapping table in `shipments.carriers.status`, then `checkpoints_ingest`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from shipments.carrier_formats import Push, kept_headers, parse
-from shipments.carrier_status import CarrierEvent, Places, carrier_checkpoint
+from shipments.carriers.status import CarrierEvent, Places, carrier_checkpoint
 from shipments.ingest import INGEST_LIMIT, CheckpointIn, checkpoints_ingest
 from shipments.models import Carrier, CarrierWebhook, Source
 

@@ -625,10 +625,10 @@ class CarrierWebhook(models.Model):
 
 class CarrierAccount(models.Model):
     """The company's API account with an external carrier, used to poll its
-    tracking API (`shipments.carrier_sync`). Credentials are a JSON object of
-    the karrio connection settings, stored encrypted (`shipments.credentials`)
-    or read from the environment variable named in `credentials_env`; they are
-    never shown back."""
+    tracking API (`shipments.carriers`). Credentials are a JSON object of
+    the karrio connection settings, stored encrypted
+    (`shipments.carriers.credentials`) or read from the environment variable
+    named in `credentials_env`; they are never shown back."""
 
     class State(models.TextChoices):
         UNCHECKED = "unchecked", _("Not used yet")
@@ -670,7 +670,7 @@ class CarrierAccount(models.Model):
     # No request before this (the carrier answered 429 or 5xx).
     backoff_until = models.DateTimeField(null=True, blank=True)
     # Requests in a row the carrier refused with 429 or 5xx: the back-off
-    # doubles with each (shipments.carrier_cadence.account_backoff).
+    # doubles with each (shipments.carriers.cadence.account_backoff).
     failures = models.PositiveIntegerField(default=0)
     last_poll_at = models.DateTimeField(null=True, blank=True)
 

@@ -28,8 +28,8 @@ from django.views.decorators.http import (
 
 from shipments import checkpoints, dispatch, inquiries, selectors, services
 from shipments.access import access_log_write
-from shipments.carrier_sync import SyncRefused, carrier_sync_shipment
-from shipments.carrier_tracking import CarrierError
+from shipments.carriers.sync import SyncRefused, carrier_sync_shipment
+from shipments.carriers.tracking import CarrierError
 from shipments.forms import (
     BulkScanForm,
     CheckForm,

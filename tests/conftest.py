@@ -19,7 +19,7 @@ from tracksop import roles
 if TYPE_CHECKING:
     from rest_framework.test import APIClient
 
-    from shipments.fake_carrier import FakeCarrier
+    from shipments.carriers.fake.server import FakeCarrier
     from tracksop.models import ApiKey
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls in
@@ -124,9 +124,9 @@ ALL_SCOPES = ["shipments:read", "shipments:write", "events:write", "webhooks:man
 
 @pytest.fixture
 def fake_carrier(settings: Settings) -> Iterator[FakeCarrier]:
-    """The local fake of the carriers' tracking APIs (shipments.fake_carrier),
+    """The local fake of the carriers' tracking APIs (shipments.carriers.fake),
     on a free port, with every provider's requests pointed at it."""
-    from shipments.fake_carrier import FakeCarrier
+    from shipments.carriers.fake.server import FakeCarrier
 
     with FakeCarrier() as fake:
         settings.TRACKSOP_CARRIER_API_URLS = fake.api_urls()

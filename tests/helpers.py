@@ -77,8 +77,9 @@ def karrio_warm_up() -> None:
     2-core machine."""
     from django.test import override_settings
 
-    from shipments.carrier_tracking import Connection, track
-    from shipments.fake_carrier import FakeCarrier
+    from shipments.carriers.adapter.client import track
+    from shipments.carriers.fake.server import FakeCarrier
+    from shipments.carriers.tracking import Connection
 
     with (
         FakeCarrier() as fake,

@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 from exceptions_mgmt.models import UNRESOLVED, DeliveryException, ExceptionStatus
 from notifications.models import Kind, Notification, Status
 from notifications.selectors import failed_count
-from shipments.credentials import credentials_for
-from shipments.fake_carrier import FakeCarrier
+from shipments.carriers.credentials import credentials_for
+from shipments.carriers.fake.server import FakeCarrier
 from shipments.models import (
     CarrierAccount,
     CarrierSync,

@@ -35,13 +35,13 @@ def _warm_up_carriers(sender: Any = None, **_: Any) -> None:
     # warm up themselves (below).
     pool = getattr(sender, "pool", None)
     if not type(pool).__module__.endswith("prefork"):
-        from shipments.carrier_sync import karrio_warm_up_soon
+        from shipments.carriers.sync import karrio_warm_up_soon
 
         karrio_warm_up_soon()
 
 
 @worker_process_init.connect
 def _warm_up_carriers_in_child(**_: Any) -> None:
-    from shipments.carrier_sync import karrio_warm_up_soon
+    from shipments.carriers.sync import karrio_warm_up_soon
 
     karrio_warm_up_soon()

@@ -14,8 +14,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 
-from shipments.credentials import credentials_encrypt
-from shipments.fake_carrier import FakeCarrier
+from shipments.carriers.credentials import credentials_encrypt
+from shipments.carriers.fake.server import FakeCarrier
 from shipments.ingest import CheckpointIn, checkpoints_ingest
 from shipments.models import CarrierAccount, CarrierSync, Shipment, Source
 from shipments.status import EventKind

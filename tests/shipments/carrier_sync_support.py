@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shipments.carrier_tracking import CREDENTIAL_FIELDS
-from shipments.credentials import credentials_encrypt
+from shipments.carriers.credentials import credentials_encrypt
+from shipments.carriers.tracking import CREDENTIAL_FIELDS
 from shipments.models import CarrierAccount, CarrierSync, Shipment, TrackingProvider
 from tests.factories import CarrierFactory, dispatched_shipment
 

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from pytest_django import Settings
 
-from shipments.credentials import credentials_decrypt, credentials_encrypt
+from shipments.carriers.credentials import credentials_decrypt, credentials_encrypt
 from shipments.models import Carrier, CarrierAccount
 from tests.factories import CarrierFactory, OwnFleetFactory, UserFactory
 from tracksop import roles

@@ -14,8 +14,8 @@ from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
 from shipments import selectors
-from shipments.credentials import credentials_encrypt
-from shipments.fake_carrier import FakeCarrier
+from shipments.carriers.credentials import credentials_encrypt
+from shipments.carriers.fake.server import FakeCarrier
 from shipments.ingest import CheckpointIn, checkpoints_ingest
 from shipments.models import Carrier, CarrierAccount, CarrierSync, Shipment, Source
 from shipments.status import EventKind

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipments.carrier_status import (
+from shipments.carriers.status import (
     DHL_CODES,
     EXCEPTION,
     FEDEX_CODES,

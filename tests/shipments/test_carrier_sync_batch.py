@@ -17,9 +17,9 @@ from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Kind, Notification
-from shipments.carrier_sync import carrier_sync_batch
+from shipments.carriers.fake.server import FakeCarrier
+from shipments.carriers.sync import carrier_sync_batch
 from shipments.checkpoints import checkpoint_record
-from shipments.fake_carrier import FakeCarrier
 from shipments.models import (
     CarrierAccount,
     CarrierSync,

@@ -13,8 +13,8 @@ from statistics import pstdev
 import pytest
 import time_machine
 
-from shipments import carrier_cadence as c
-from shipments.carrier_cadence import Cadence, cadence_settings, next_sync
+from shipments.carriers import cadence as c
+from shipments.carriers.cadence import Cadence, cadence_settings, next_sync
 from shipments.models import CarrierSync
 from shipments.status import ShipmentStatus
 

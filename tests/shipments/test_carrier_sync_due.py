@@ -17,8 +17,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
-from shipments import carrier_sync
-from shipments.carrier_sync import carrier_sync_due, rate_take
+from shipments.carriers import due
+from shipments.carriers.accounts import rate_take
+from shipments.carriers.due import carrier_sync_due
 from shipments.checkpoints import checkpoint_record
 from shipments.models import CarrierAccount, CarrierSync, Shipment, TrackingProvider
 from shipments.status import EventKind, ShipmentStatus
@@ -59,7 +60,7 @@ def run_due(
         batches = [
             (c.args[0], list(c.args[1]))  # type: ignore[attr-defined]  # the callbacks are partials
             for c in callbacks
-            if getattr(c, "func", None) is carrier_sync.batch_queue_now
+            if getattr(c, "func", None) is due.batch_queue_now
         ]
         return count, batches
 

@@ -12,8 +12,9 @@ from django.core.cache import cache
 from django.utils import timezone
 from pytest_django import Settings
 
-from shipments.carrier_sync import SyncRefused, carrier_sync_shipment, rate_take
-from shipments.fake_carrier import FakeCarrier
+from shipments.carriers.accounts import rate_take
+from shipments.carriers.fake.server import FakeCarrier
+from shipments.carriers.sync import SyncRefused, carrier_sync_shipment
 from shipments.models import CarrierAccount, CarrierSync, Source, TrackingEvent
 from shipments.status import EventKind
 from tests.factories import dispatched_shipment, ready_shipment

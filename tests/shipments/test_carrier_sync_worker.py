@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Kind, Notification
-from shipments.carrier_sync import carrier_sync_due
-from shipments.fake_carrier import FakeCarrier
+from shipments.carriers.due import carrier_sync_due
+from shipments.carriers.fake.server import FakeCarrier
 from shipments.models import CarrierSync, Source, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 from tests.notifications.conftest import smtp_sink, start_worker, wait_for

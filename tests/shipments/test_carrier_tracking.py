@@ -1,5 +1,5 @@
 """The carrier tracking adapter: karrio's real UPS, FedEx, USPS and DHL Express
-connectors over real HTTP to the local fake carrier (shipments.fake_carrier),
+connectors over real HTTP to the local fake carrier (shipments.carriers.fake),
 which answers with the carriers' documented shapes. Nothing reaches the
 internet; no test depends on today's date (journeys are anchored at now, and
 the time zone tests freeze the clock)."""
@@ -21,9 +21,19 @@ import time_machine
 from django.core.cache import cache
 from pytest_django import Settings
 
-from shipments import carrier_tracking as ct
-from shipments.carrier_status import CarrierEvent, Places, carrier_checkpoint
-from shipments.fake_carrier import FakeCarrier
+from shipments.carriers.adapter.client import DjangoTokenCache, karrio_sdk, track
+from shipments.carriers.adapter.events import event_id
+from shipments.carriers.fake.server import FakeCarrier
+from shipments.carriers.status import CarrierEvent, Places, carrier_checkpoint
+from shipments.carriers.tracking import (
+    CarrierAuthFailed,
+    CarrierRateLimited,
+    CarrierUnavailable,
+    Connection,
+    KarrioMissing,
+    NotFound,
+    Tracked,
+)
 from shipments.status import EventKind
 from tests.factories import LocationFactory
 
@@ -39,7 +49,7 @@ NUMBER = {
 }
 
 
-def connection(provider: str, **overrides: Any) -> ct.Connection:
+def connection(provider: str, **overrides: Any) -> Connection:
     """A connection whose credentials no other test used (so no token of
     theirs is in the shared cache)."""
     key = uuid.uuid4().hex
@@ -49,11 +59,11 @@ def connection(provider: str, **overrides: Any) -> ct.Connection:
         "usps": {"client_id": key, "client_secret": "secret"},
         "dhl_express": {"site_id": key, "password": "password1"},
     }[provider]
-    return ct.Connection(account_id=1, provider=provider, credentials=credentials)
+    return Connection(account_id=1, provider=provider, credentials=credentials)
 
 
-def tracked(result: ct.Tracked | ct.NotFound) -> ct.Tracked:
-    assert isinstance(result, ct.Tracked), result
+def tracked(result: Tracked | NotFound) -> Tracked:
+    assert isinstance(result, Tracked), result
     return result
 
 
@@ -63,7 +73,7 @@ def test_each_carrier_answers_a_journey_oldest_first(
 ) -> None:
     number = NUMBER[provider]
     before = datetime.now(UTC)
-    answer = tracked(ct.track(connection(provider), [number])[number])
+    answer = tracked(track(connection(provider), [number])[number])
 
     assert answer.tracking_number == number
     assert not answer.delivered
@@ -90,8 +100,8 @@ def test_polling_twice_gives_the_same_event_ids(
 ) -> None:
     number = NUMBER[provider]
     conn = connection(provider)
-    first = tracked(ct.track(conn, [number])[number])
-    second = tracked(ct.track(conn, [number])[number])
+    first = tracked(track(conn, [number])[number])
+    second = tracked(track(conn, [number])[number])
 
     assert [e.event_id for e in first.events] == [e.event_id for e in second.events]
     assert len({e.event_id for e in first.events}) == len(first.events)
@@ -102,7 +112,7 @@ def test_a_delivered_package(fake_carrier: FakeCarrier, provider: str) -> None:
     number = NUMBER[provider]
     fake_carrier.script(number, "delivered")
 
-    answer = tracked(ct.track(connection(provider), [number])[number])
+    answer = tracked(track(connection(provider), [number])[number])
 
     assert answer.delivered
     assert answer.carrier_status == "delivered"
@@ -117,9 +127,9 @@ def test_a_number_the_carrier_does_not_know(
 ) -> None:
     fake_carrier.script("UNKNOWN1", "unknown")
 
-    answer = ct.track(connection(provider), ["UNKNOWN1"])["UNKNOWN1"]
+    answer = track(connection(provider), ["UNKNOWN1"])["UNKNOWN1"]
 
-    assert isinstance(answer, ct.NotFound)
+    assert isinstance(answer, NotFound)
     expected = {
         "ups": "Tracking Information Not Found",
         "fedex": "Tracking number cannot be found",
@@ -136,9 +146,9 @@ def test_an_unknown_number_leaves_the_others_of_its_request_answered(
     fake_carrier.script("UNKNOWN2", "unknown")
     numbers = [NUMBER[provider], "UNKNOWN2", "5550001111"]
 
-    answers = ct.track(connection(provider), numbers)
+    answers = track(connection(provider), numbers)
 
-    assert isinstance(answers["UNKNOWN2"], ct.NotFound)
+    assert isinstance(answers["UNKNOWN2"], NotFound)
     assert tracked(answers[NUMBER[provider]]).events
     assert tracked(answers["5550001111"]).events
     assert fake_carrier.stats()[f"{provider}.track"] == 1  # one request
@@ -154,11 +164,11 @@ def test_a_number_karrio_cannot_parse_leaves_the_batch_answered(
     fake_carrier.script("UNKNOWN3", "unknown")
     numbers = [NUMBER[provider], "LABEL1", "UNKNOWN3"]
 
-    answers = ct.track(connection(provider), numbers)
+    answers = track(connection(provider), numbers)
 
     assert tracked(answers[NUMBER[provider]]).events
     assert tracked(answers["LABEL1"]).events == []
-    assert isinstance(answers["UNKNOWN3"], ct.NotFound)
+    assert isinstance(answers["UNKNOWN3"], NotFound)
     assert not answers["UNKNOWN3"].unreadable
     assert fake_carrier.stats()[f"{provider}.track"] == 1  # read, not asked again
 
@@ -168,7 +178,7 @@ def test_more_numbers_than_a_request_takes_are_sent_in_several(
 ) -> None:
     numbers = [f"1Z{n:016d}" for n in range(3)]
 
-    answers = ct.track(connection("ups"), numbers)
+    answers = track(connection("ups"), numbers)
 
     assert sorted(answers) == numbers
     assert fake_carrier.stats() == {"ups.token": 1, "ups.track": 3}
@@ -188,17 +198,17 @@ def test_wrong_credentials(
 ) -> None:
     fake_carrier.set_mode("wrong_credentials", provider=provider)
 
-    with pytest.raises(ct.CarrierAuthFailed) as refused:
-        ct.track(connection(provider), [NUMBER[provider]])
+    with pytest.raises(CarrierAuthFailed) as refused:
+        track(connection(provider), [NUMBER[provider]])
 
     assert message in refused.value.message
 
 
 def test_missing_credentials_are_named() -> None:
-    conn = ct.Connection(1, "fedex", {"track_api_key": "k"})
+    conn = Connection(1, "fedex", {"track_api_key": "k"})
 
-    with pytest.raises(ct.CarrierAuthFailed) as refused:
-        ct.track(conn, ["794644790138"])
+    with pytest.raises(CarrierAuthFailed) as refused:
+        track(conn, ["794644790138"])
 
     assert "track_secret_key" in refused.value.message
 
@@ -209,19 +219,19 @@ def test_too_many_requests_says_when_to_retry(
 ) -> None:
     fake_carrier.set_mode("rate_limited", provider=provider, retry_after=7)
 
-    with pytest.raises(ct.CarrierRateLimited) as limited:
-        ct.track(connection(provider), [NUMBER[provider]])
+    with pytest.raises(CarrierRateLimited) as limited:
+        track(connection(provider), [NUMBER[provider]])
 
     assert limited.value.retry_after == 7
 
 
 def test_too_many_requests_without_retry_after(fake_carrier: FakeCarrier) -> None:
     conn = connection("fedex")
-    ct.track(conn, ["794644790138"])  # a token first: the limit hits tracking
+    track(conn, ["794644790138"])  # a token first: the limit hits tracking
     fake_carrier.set_mode("rate_limited", endpoint="track", retry_after=None)
 
-    with pytest.raises(ct.CarrierRateLimited) as limited:
-        ct.track(conn, ["794644790138"])
+    with pytest.raises(CarrierRateLimited) as limited:
+        track(conn, ["794644790138"])
 
     assert limited.value.retry_after is None
     assert "too many requests" in limited.value.message.lower()
@@ -232,8 +242,8 @@ def test_a_server_error(fake_carrier: FakeCarrier, provider: str) -> None:
     # Tracking only: karrio retries USPS's token request on 5xx (3 s).
     fake_carrier.set_mode("server_error", provider=provider, endpoint="track")
 
-    with pytest.raises(ct.CarrierUnavailable) as unavailable:
-        ct.track(connection(provider), [NUMBER[provider]])
+    with pytest.raises(CarrierUnavailable) as unavailable:
+        track(connection(provider), [NUMBER[provider]])
 
     assert "500" in unavailable.value.message or "refused" in unavailable.value.message
 
@@ -248,8 +258,8 @@ def test_garbage_is_unavailable(
 ) -> None:
     fake_carrier.set_mode("garbage", provider=provider, endpoint=endpoint)
 
-    with pytest.raises(ct.CarrierUnavailable):
-        ct.track(connection(provider), [NUMBER[provider]])
+    with pytest.raises(CarrierUnavailable):
+        track(connection(provider), [NUMBER[provider]])
 
 
 def test_a_carrier_that_hangs_times_out(
@@ -259,8 +269,8 @@ def test_a_carrier_that_hangs_times_out(
     fake_carrier.set_mode("hang", provider="ups", hang_s=5)
     started = time.monotonic()
 
-    with pytest.raises(ct.CarrierUnavailable) as unavailable:
-        ct.track(connection("ups"), [NUMBER["ups"]])
+    with pytest.raises(CarrierUnavailable) as unavailable:
+        track(connection("ups"), [NUMBER["ups"]])
 
     assert time.monotonic() - started < 3
     assert "did not answer" in unavailable.value.message
@@ -272,8 +282,8 @@ def test_a_refused_connection(settings: Settings) -> None:
         port = sock.getsockname()[1]
     settings.TRACKSOP_CARRIER_API_URLS = {"fedex": f"http://127.0.0.1:{port}/fedex"}
 
-    with pytest.raises(ct.CarrierUnavailable) as unavailable:
-        ct.track(connection("fedex"), ["794644790138"])
+    with pytest.raises(CarrierUnavailable) as unavailable:
+        track(connection("fedex"), ["794644790138"])
 
     assert "did not answer" in unavailable.value.message
 
@@ -283,11 +293,11 @@ def test_the_oauth_token_is_shared_through_the_django_cache(
     fake_carrier: FakeCarrier, provider: str
 ) -> None:
     conn = connection(provider)
-    ct.track(conn, [NUMBER[provider]])
+    track(conn, [NUMBER[provider]])
     # Another worker: a Connection of its own, a fresh karrio gateway and
     # cache; only the Django cache (Redis) is shared.
-    other = ct.Connection(2, provider, dict(conn.credentials), conn.test_mode)
-    ct.track(other, [NUMBER[provider]])
+    other = Connection(2, provider, dict(conn.credentials), conn.test_mode)
+    track(other, [NUMBER[provider]])
 
     stats = fake_carrier.stats()
     assert stats[f"{provider}.token"] == 1
@@ -295,11 +305,11 @@ def test_the_oauth_token_is_shared_through_the_django_cache(
 
 
 def test_cached_token_keys_do_not_hold_the_secret(fake_carrier: FakeCarrier) -> None:
-    conn = ct.Connection(
+    conn = Connection(
         1, "ups", {"client_id": uuid.uuid4().hex, "client_secret": "s3cr3t"}
     )
-    token_cache = ct.DjangoTokenCache()
-    ct.track(conn, [NUMBER["ups"]])
+    token_cache = DjangoTokenCache()
+    track(conn, [NUMBER["ups"]])
 
     key = f"ups|{conn.credentials['client_id']}|s3cr3t"
     assert cache.get(token_cache.key(key))["access_token"].startswith("fake-ups-")
@@ -310,13 +320,13 @@ def test_a_cached_token_the_carrier_no_longer_takes_is_replaced(
     fake_carrier: FakeCarrier,
 ) -> None:
     conn = connection("usps")
-    ct.track(conn, [NUMBER["usps"]])
+    track(conn, [NUMBER["usps"]])
     revoked = {"access_token": "revoked", "expiry": "2999-01-01 00:00:00"}
-    token_cache = ct.DjangoTokenCache()
+    token_cache = DjangoTokenCache()
     key = f"access|usps|{conn.credentials['client_id']}|secret"
     cache.set(token_cache.key(key), revoked)
 
-    answer = tracked(ct.track(conn, [NUMBER["usps"]])[NUMBER["usps"]])
+    answer = tracked(track(conn, [NUMBER["usps"]])[NUMBER["usps"]])
 
     assert answer.events
     assert fake_carrier.stats()["usps.token"] == 2
@@ -325,13 +335,13 @@ def test_a_cached_token_the_carrier_no_longer_takes_is_replaced(
 
 def test_a_refused_token_is_forgotten(fake_carrier: FakeCarrier) -> None:
     conn = connection("ups")
-    ct.track(conn, [NUMBER["ups"]])
+    track(conn, [NUMBER["ups"]])
     fake_carrier.set_mode("wrong_credentials", endpoint="track")
 
-    with pytest.raises(ct.CarrierAuthFailed):
-        ct.track(conn, [NUMBER["ups"]])
+    with pytest.raises(CarrierAuthFailed):
+        track(conn, [NUMBER["ups"]])
     fake_carrier.set_mode("ok")
-    ct.track(conn, [NUMBER["ups"]])
+    track(conn, [NUMBER["ups"]])
 
     # The first token, the one the retry of the refused request took, and a
     # new one after the refusal.
@@ -366,7 +376,7 @@ def test_local_times_with_their_offset_become_utc(
                 {"kind": "departed", "hours_ago": 0, "place": DENVER},
             ],
         )
-        answer = tracked(ct.track(connection(provider), [number])[number])
+        answer = tracked(track(connection(provider), [number])[number])
 
     assert [e.occurred_at for e in answer.events] == [
         FROZEN - timedelta(hours=7),
@@ -402,9 +412,7 @@ def test_dhl_local_times_are_read_in_the_company_time_zone(
                 }
             ],
         )
-        answer = tracked(
-            ct.track(connection("dhl_express"), ["3180831640"])["3180831640"]
-        )
+        answer = tracked(track(connection("dhl_express"), ["3180831640"])["3180831640"])
 
     (event,) = answer.events
     assert event.occurred_at == FROZEN - timedelta(hours=2)
@@ -430,7 +438,7 @@ def test_polled_events_map_through_the_carrier_tables(
             {"kind": "exception", "hours_ago": 1},
         ],
     )
-    answer = tracked(ct.track(connection(provider), [number])[number])
+    answer = tracked(track(connection(provider), [number])[number])
     places = Places.load()
 
     results = [carrier_checkpoint(provider, e, places=places) for e in answer.events]
@@ -456,9 +464,9 @@ def test_polled_events_map_through_the_carrier_tables(
 
 def test_event_ids_are_deterministic() -> None:
     when = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
-    one = ct.event_id("ups", "1Z1", "AR", when, "Atlanta, GA")
-    assert one == ct.event_id("ups", "1Z1", "AR", when, "Atlanta, GA")
-    assert one != ct.event_id(
+    one = event_id("ups", "1Z1", "AR", when, "Atlanta, GA")
+    assert one == event_id("ups", "1Z1", "AR", when, "Atlanta, GA")
+    assert one != event_id(
         "ups", "1Z1", "AR", when + timedelta(minutes=1), "Atlanta, GA"
     )
     assert one.startswith("ups:")
@@ -466,13 +474,13 @@ def test_event_ids_are_deterministic() -> None:
 
 
 def test_without_the_carriers_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    ct.karrio_sdk.cache_clear()
+    karrio_sdk.cache_clear()
     monkeypatch.setitem(sys.modules, "karrio.sdk", None)
     try:
-        with pytest.raises(ct.KarrioMissing):
-            ct.track(connection("ups"), ["1Z1"])
+        with pytest.raises(KarrioMissing):
+            track(connection("ups"), ["1Z1"])
     finally:
-        ct.karrio_sdk.cache_clear()
+        karrio_sdk.cache_clear()
 
 
 def test_carrier_event_shape_is_what_the_sync_maps() -> None:
@@ -504,9 +512,9 @@ def test_the_fake_carriers_control_api(fake_carrier: FakeCarrier) -> None:
         == 200
     )
 
-    assert isinstance(ct.track(connection("ups"), ["CTRL1"])["CTRL1"], ct.NotFound)
-    with pytest.raises(ct.CarrierRateLimited):
-        ct.track(connection("fedex"), ["CTRL1"])
+    assert isinstance(track(connection("ups"), ["CTRL1"])["CTRL1"], NotFound)
+    with pytest.raises(CarrierRateLimited):
+        track(connection("fedex"), ["CTRL1"])
     with urllib.request.urlopen(f"{base}/_fake/stats", timeout=5) as answer:  # noqa: S310
         stats = json.load(answer)["requests"]
     assert stats == {"ups.token": 1, "ups.track": 1, "fedex.token": 1}

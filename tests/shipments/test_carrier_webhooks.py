@@ -23,7 +23,7 @@ from exceptions_mgmt.models import DeliveryException
 from notifications.models import Notification
 from shipments import carrier_services
 from shipments.carrier_formats import generic_signature
-from shipments.carrier_status import (
+from shipments.carriers.status import (
     GENERIC,
     UPS_CODES,
     UPS_TYPES,

@@ -19,7 +19,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from shipments.carrier_cadence import cadence_settings
+from shipments.carriers.cadence import cadence_settings
 from shipments.tracking_numbers import S10_COUNTRY_CODES
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -441,7 +441,7 @@ TRACKSOP_CARRIER_API_URLS: dict[str, str] = (
 # Seconds a carrier's API may take to answer one request.
 TRACKSOP_CARRIER_TIMEOUT = env.float("TRACKSOP_CARRIER_TIMEOUT", default=10.0)
 
-# Carrier tracking sync (shipments.carrier_cadence.DEFAULTS lists each name,
+# Carrier tracking sync (shipments.carriers.cadence.DEFAULTS lists each name,
 # its unit and default): "interval_minutes=60,out_for_delivery_minutes=15".
 try:
     TRACKSOP_CARRIER_SYNC: dict[str, float] = cadence_settings(
@@ -532,8 +532,8 @@ if _stale_hours <= 0:
     raise ImproperlyConfigured("TRACKSOP_CARRIER_STALE_AFTER_HOURS must be above 0.")
 TRACKSOP_CARRIER_STALE_AFTER = timedelta(hours=_stale_hours)
 # The key carrier account credentials are encrypted with in the database
-# (shipments.credentials); SECRET_KEY when empty. Changing it makes the stored
-# credentials unreadable: the admin then asks for them again.
+# (shipments.carriers.credentials); SECRET_KEY when empty. Changing it makes
+# the stored credentials unreadable: the admin then asks for them again.
 TRACKSOP_CREDENTIALS_KEY = env.str("TRACKSOP_CREDENTIALS_KEY", default="")
 
 # Exceptions: the sweep raises a delay exception for a package past its ETA and

@@ -1,4 +1,4 @@
-"""Run the local fake carrier (shipments.fake_carrier) in the foreground: the
+"""Run the local fake carrier (shipments.carriers.fake) in the foreground: the
 demo's and the benchmark's stand-in for the UPS, FedEx, USPS and DHL Express
 tracking APIs. Point the app at it with the TRACKSOP_CARRIER_API_URLS line it
 prints."""
@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from shipments.fake_carrier import FakeCarrier
+from shipments.carriers.fake.server import FakeCarrier
 
 
 class Command(BaseCommand):

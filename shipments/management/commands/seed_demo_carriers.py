@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from shipments import tracking_numbers as tn
-from shipments.credentials import credentials_encrypt
+from shipments.carriers.credentials import credentials_encrypt
 from shipments.models import (
     Carrier,
     CarrierAccount,

@@ -2,7 +2,7 @@
 
 A carrier event names a place (its facility code, city, country). The sync
 resolves it, before the events are recorded, to a Location code: a known one
-(`carrier_status.Places.code_for`: the facility code, or the only Location in
+(`status.Places.code_for`: the facility code, or the only Location in
 that city), else one made now under a derived code ("ups-louisville-us"), a
 hub, or a depot for last-mile scans, with the place's time zone when it can
 tell. Later scans at the same place find it by that code or city.
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.utils.text import slugify
 
-from shipments.carrier_status import CarrierEvent, CarrierLocation, Places, status_rule
+from shipments.carriers.status import CarrierEvent, CarrierLocation, Places, status_rule
 from shipments.models import CarrierAccount, Location
 from shipments.status import EventKind
 

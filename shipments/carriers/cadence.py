@@ -1,8 +1,8 @@
 """When to ask a carrier again about a shipment: pure rules, no I/O.
 
-The carrier sync (`shipments.carrier_sync`) stores one due time per shipment
-(`CarrierSync.next_due_at`) and asks these functions for the next one after
-each attempt. The numbers come from the TRACKSOP_CARRIER_SYNC setting
+The carrier sync (`shipments.carriers.due` and `.sync`) stores one due time
+per shipment (`CarrierSync.next_due_at`) and asks these functions for the
+next one after each attempt. The numbers come from the TRACKSOP_CARRIER_SYNC setting
 (`cadence_settings`: DEFAULTS with the environment's overrides).
 
 Due times are spread: each shipment has its own fixed fraction (`spread`), so
@@ -110,6 +110,9 @@ class Cadence:
     retry_after_max: timedelta
     failing_retry: timedelta
     lease: timedelta
+    requests_per_task: int  # carrier requests one batch task makes...
+    threads: int  # ...and how many at once
+    sync_now_timeout: float  # seconds Sync now waits for the carrier
 
     @classmethod
     def from_settings(cls, values: Mapping[str, float]) -> Cadence:
@@ -129,6 +132,9 @@ class Cadence:
             retry_after_max=timedelta(hours=v["retry_after_max_hours"]),
             failing_retry=timedelta(minutes=v["failing_retry_minutes"]),
             lease=timedelta(minutes=v["lease_minutes"]),
+            requests_per_task=int(v["requests_per_task"]),
+            threads=int(v["threads"]),
+            sync_now_timeout=float(v["sync_now_timeout_seconds"]),
         )
 
 
@@ -216,5 +222,5 @@ def account_backoff(
     the carrier asked for, else doubling with each failure in a row."""
     if retry_after is not None and retry_after > 0:
         return min(timedelta(seconds=retry_after), cadence.retry_after_max)
-    doubled = cadence.backoff_base * 2 ** min(max(failures - 1, 0), 20)
+    doubled = cadence.backoff_base * int(2 ** min(max(failures - 1, 0), 20))
     return min(doubled, cadence.backoff_max)

@@ -48,6 +48,7 @@ from shipments.status import (
 )
 from tracksop import dates
 from tracksop.bulk import bulk_set
+from tracksop.errors import Refused
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractUser, AnonymousUser
@@ -103,7 +104,7 @@ INQUIRY_ANSWER_MAX = Inquiry._meta.get_field("answer").max_length or 4000
 BULK_SCAN_LIMIT = 500
 
 
-class StaleShipment(Exception):
+class StaleShipment(Refused):
     """The shipment changed after the user loaded the form."""
 
     def __init__(self, shipment: Shipment) -> None:

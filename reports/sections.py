@@ -62,7 +62,9 @@ BY_COLUMNS = [
 ]
 
 
-def _by_table(key: str, title: str, name: str, rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+def _by_table(
+    key: str, title: str, name: str, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "key": key,
         "title": title,
@@ -73,7 +75,7 @@ def _by_table(key: str, title: str, name: str, rows: list[dict[str, Any]]):  # t
 
 def _count_table(
     key: str, title: str, name: str, counts: dict[str, int], *, keep_order: bool = False
-):  # type: ignore[no-untyped-def]
+) -> dict[str, Any]:
     return {
         "key": key,
         "title": title,

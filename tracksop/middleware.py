@@ -39,7 +39,8 @@ def session_expired(*, login_at: float | None, now: float) -> bool:
     One with no login time is from before this rule: its age is unknown."""
     if login_at is None:
         return True
-    return now - login_at >= settings.TRACKSOP_SESSION_MAX_HOURS * 3600
+    max_hours: float = settings.TRACKSOP_SESSION_MAX_HOURS
+    return now - login_at >= max_hours * 3600
 
 
 class SessionLifetimeMiddleware:

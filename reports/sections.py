@@ -26,20 +26,17 @@ from reports.exception_metrics import (
     exceptions_by_group,
     notified_in_time,
 )
+from reports.headline import change, changed_most, headline, headline_figures
 from reports.metrics import (
     BUCKET_LABELS,
     Delivered,
     cell,
-    change,
-    changed_most,
     delivered_rows,
     delivery,
     delivery_by,
     destination,
     exceptions,
     feedback,
-    headline,
-    headline_figures,
     lateness,
     percentile,
     rate,

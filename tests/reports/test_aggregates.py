@@ -16,7 +16,7 @@ import time_machine
 from django.utils import timezone
 
 from reports import aggregates
-from reports.metrics import headline
+from reports.headline import headline
 from reports.models import PeriodAggregate
 from reports.periods import Filters, iso_week, month_of
 from reports.sections import report_data

@@ -124,7 +124,7 @@ def measure(scale: int, large: bool) -> dict[str, Any]:
     from bench import db, pages
     from reports import selectors
     from reports.aggregates import trend_values
-    from reports.metrics import headline
+    from reports.headline import headline
     from reports.models import PeriodAggregate, ReportRun, ReportSchedule
     from reports.periods import Filters, iso_week, month_of
     from reports.render import report_pdf

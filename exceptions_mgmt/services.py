@@ -40,6 +40,7 @@ from shipments.services import TransitionRefused
 from shipments.status import CLOSED, MOVING, EventKind, ShipmentStatus
 from tracksop import dates
 from tracksop.bulk import bulk_set
+from tracksop.errors import Refused
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -50,7 +51,7 @@ WORK = "exceptions_mgmt.work_exception"
 SUPERVISE = "exceptions_mgmt.supervise_exception"
 
 
-class ExceptionConflict(Exception):
+class ExceptionConflict(Refused):
     """Someone else changed it first (resolved it, say); the message says what."""
 
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -41,28 +39,26 @@ from exceptions_mgmt.models import DeliveryException
 from exceptions_mgmt.services import SUPERVISE, WORK, ExceptionConflict
 from notifications.models import Channel, Status
 from shipments import selectors as shipment_selectors
-from shipments import views as shipment_views
 from shipments.access import access_log_write
 from shipments.inquiries import inquiry_answer
 from shipments.models import AccessLog, Inquiry, Shipment
 from shipments.services import TransitionRefused
-from shipments.views import GET_POST, staff_view
 from tracksop import dates
+from tracksop.web import (
+    GET_POST,
+    form_page,
+    page_params,
+    paginate,
+    posted,
+    run_service,
+    staff_view,
+)
 
 VIEW = "exceptions_mgmt.view_deliveryexception"
 
 
 def _user(request: HttpRequest) -> User:
     return cast(User, request.user)  # staff_view: never anonymous here
-
-
-def _run(form: BaseForm, action: Callable[[], Any]) -> tuple[Any, int]:
-    """The shipment pages' mapping of refusals onto the form, plus ours."""
-    try:
-        return shipment_views._run(form, action)
-    except ExceptionConflict as exc:
-        form.add_error(None, str(exc))
-        return None, 409
 
 
 # --- the queue ---------------------------------------------------------------
@@ -86,18 +82,13 @@ def _queue_page(
         request=request,
         workers=selectors.exception_workers(),
     )
-    page = Paginator(filterset.qs, settings.TRACKSOP_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    params = request.GET.copy()
-    params.pop("page", None)
     return render(
         request,
         "exceptions_mgmt/queue.html",
         {
             "filter": filterset,
-            "page": page,
-            "params": params.urlencode(),
+            "page": paginate(request, filterset.qs),
+            "params": page_params(request),
             "bulk": bulk,
             "now": timezone.now(),
             "today": timezone.localdate(),
@@ -256,7 +247,7 @@ def _act(
     """One action on one exception: validate, call its service, report."""
     status = 400
     if form.is_valid():
-        result, status = _run(form, lambda: perform(form.cleaned_data))
+        result, status = run_service(form, lambda: perform(form.cleaned_data))
         if status == 200:
             messages.success(request, success(result))
             return redirect(exception)
@@ -375,13 +366,13 @@ def report(request: HttpRequest, code: str) -> HttpResponse:
         and user.has_perm("shipments.answer_inquiry")
     )
     form = ReportForm(
-        shipment_views._posted(request),
+        posted(request),
         initial=_from_inquiry(inquiry),
         answers_inquiry=inquiry.pk if answers and inquiry else None,
     )
     status = 200
     if request.method == "POST" and form.is_valid():
-        exception, status = _run(
+        exception, status = run_service(
             form,
             lambda: services.exception_report(
                 shipment=shipment, user=user, inquiry=inquiry, **form.report_kwargs()
@@ -399,7 +390,7 @@ def report(request: HttpRequest, code: str) -> HttpResponse:
     )
     if inquiry is not None:
         intro += f" Reported from customer inquiry #{inquiry.pk}."
-    return shipment_views._form_page(
+    return form_page(
         request,
         form,
         title=f"Report an exception — {shipment.shipment_id}",
@@ -472,14 +463,14 @@ def _customer_told(exception: DeliveryException) -> str:
 @staff_view(WORK)
 @GET_POST
 def scan(request: HttpRequest) -> HttpResponse:
-    form = ScanReportForm(shipment_views._posted(request))
+    form = ScanReportForm(posted(request))
     result = None
     status = 200
     if request.method == "POST":
         status = 400
         if form.is_valid():
             details = form.report_kwargs()
-            result, refused = _run(
+            result, refused = run_service(
                 form,
                 lambda: services.exceptions_report_scanned(
                     user=_user(request),

@@ -72,7 +72,7 @@ def _lease() -> tuple[datetime, datetime]:
 
 
 def _opts(model: type[Model]) -> Options[Any]:
-    return model._meta  # noqa: SLF001  Django's documented Model _meta API
+    return model._meta
 
 
 # --- the fast path -------------------------------------------------------

@@ -10,7 +10,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -38,8 +37,8 @@ from notifications.models import (
 )
 from notifications.subscriptions import SubscriptionError
 from shipments.models import Shipment
-from shipments.views import GET_POST, staff_view
 from tracksop.http import over_limit, public_not_found, public_page, too_many
+from tracksop.web import GET_POST, paginate, posted, staff_view
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +107,7 @@ def failed_list(request: HttpRequest) -> HttpResponse:
         if not ids:
             messages.error(request, "Tick the messages to send again.")
         return redirect("notification-failed")
-    page = Paginator(
-        selectors.failed_notifications(), settings.TRACKSOP_PAGE_SIZE
-    ).get_page(request.GET.get("page"))
+    page = paginate(request, selectors.failed_notifications())
     return render(request, "notifications/failed.html", {"page": page})
 
 
@@ -210,10 +207,7 @@ def _party(token: str, code: str) -> tuple[Shipment, str]:
 def manage(request: HttpRequest, token: str, code: str) -> HttpResponse:
     shipment, audience = _party(token, code)
     current = selectors.preference_for(shipment, audience)
-    form = PreferenceForm(
-        request.POST if request.method == "POST" else None,
-        initial={"channels": current},
-    )
+    form = PreferenceForm(posted(request), initial={"channels": current})
     status = 200
     saved = False
     if request.method == "POST":
@@ -282,7 +276,7 @@ def subscribe(request: HttpRequest, token: str) -> HttpResponse:
     shipment = _public_shipment(token)
     if shipment is None:
         return public_not_found(request)
-    form = SubscribeForm(request.POST if request.method == "POST" else None)
+    form = SubscribeForm(posted(request))
     context = {
         "form": form,
         "closed": shipment.is_closed,

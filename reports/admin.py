@@ -1,4 +1,6 @@
-from typing import Any
+"""The admin of holidays, report schedules and the audit of purges."""
+
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin
@@ -7,15 +9,25 @@ from django.http import HttpRequest
 from reports.models import Holiday, ReportSchedule, RetentionPurge
 from reports.schedules import address_lines
 
+# ModelAdmin and ModelForm are generic in django-stubs only; at run time they
+# are not (no django_stubs_ext patch in production), so they are subscripted
+# for the type checker alone.
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[Any]
+    ScheduleModelForm = forms.ModelForm[ReportSchedule]
+else:
+    ModelAdmin = admin.ModelAdmin
+    ScheduleModelForm = forms.ModelForm
+
 
 @admin.register(Holiday)
-class HolidayAdmin(admin.ModelAdmin):
+class HolidayAdmin(ModelAdmin):
     list_display = ["date", "name"]
     search_fields = ["name"]
     date_hierarchy = "date"
 
 
-class ReportScheduleForm(forms.ModelForm):  # type: ignore[type-arg]
+class ReportScheduleForm(ScheduleModelForm):
     class Meta:
         model = ReportSchedule
         fields = ["is_active", "recipient_groups", "recipient_emails"]
@@ -31,7 +43,7 @@ class ReportScheduleForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(ReportSchedule)
-class ReportScheduleAdmin(admin.ModelAdmin):
+class ReportScheduleAdmin(ModelAdmin):
     """Supervisors choose who gets the weekly and monthly reports."""
 
     form = ReportScheduleForm
@@ -55,7 +67,7 @@ class ReportScheduleAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetentionPurge)
-class RetentionPurgeAdmin(admin.ModelAdmin):
+class RetentionPurgeAdmin(ModelAdmin):
     """The audit of every purge: read-only."""
 
     list_display = ["started_at", "run_by_label", "cutoff", "dry_run", "status"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from reports.metrics import headline_values
+from reports.headline import headline_values
 from reports.models import PeriodAggregate
 from reports.periods import Filters, Period, month_of
 from shipments.models import Carrier, Location, Shipment

@@ -40,7 +40,7 @@ def _scale(values: list[float | None]) -> float:
     top = max((v for v in values if v is not None), default=0.0)
     if top <= 0:
         return 1.0
-    magnitude = 10 ** math.floor(math.log10(top))
+    magnitude: float = 10 ** math.floor(math.log10(top))
     for step in (1, 2, 2.5, 5, 10):
         if top <= step * magnitude:
             return step * magnitude

@@ -8,6 +8,8 @@ and the PDF show the same figures forever) and generating again makes a new run.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
@@ -16,6 +18,9 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from shipments.models import Carrier, Location
+
+if TYPE_CHECKING:
+    from django.core.files.storage import Storage
 
 
 class ReportKind(models.TextChoices):
@@ -34,7 +39,7 @@ class RunStatus(models.TextChoices):
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
-def report_storage():  # type: ignore[no-untyped-def]
+def report_storage() -> Storage:
     """The storage report files and archives go to (settings.STORAGES)."""
     from django.core.files.storage import storages
 

@@ -38,7 +38,9 @@ def report_pdf(run: ReportRun, data: dict[str, Any]) -> bytes:
     import weasyprint
 
     html = report_html(run, data)
-    return weasyprint.HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf()
+    document = weasyprint.HTML(string=html, base_url=str(settings.BASE_DIR))
+    pdf: bytes = document.write_pdf()
+    return pdf
 
 
 def cell_text(cell: Any) -> str:
@@ -125,7 +127,7 @@ def report_xlsx(data: dict[str, Any]) -> bytes:
     from openpyxl.styles import Font
 
     book = Workbook()
-    book.remove(book.active)  # type: ignore[arg-type]
+    book.remove(book.active)
     used: set[str] = set()
     for _section, table in tables(data):
         title = re.sub(r"[\[\]:*?/\\]", " ", str(table.get("title") or "Table"))[:31]

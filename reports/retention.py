@@ -179,13 +179,7 @@ def read_archive(data: bytes, *, keep_rows: bool = False) -> ArchiveContents:
         lines.pop()
     if not lines:
         raise ArchiveError("The archive is empty: it has no manifest.")
-    try:
-        manifest = json.loads(lines[-1])["manifest"]
-        expected_counts = {str(k): int(v) for k, v in manifest["counts"].items()}
-        expected_hash = str(manifest["sha256"])
-        month = str(manifest["month"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ArchiveError("The archive's last line is not a valid manifest.") from exc
+    expected_counts, expected_hash, month = _manifest(lines[-1])
     digest = hashlib.sha256()
     counts: dict[str, int] = defaultdict(int)
     contents = ArchiveContents(month=month, counts={}, sha256="")
@@ -200,12 +194,7 @@ def read_archive(data: bytes, *, keep_rows: bool = False) -> ArchiveContents:
         if label not in ARCHIVED_MODELS:
             raise ArchiveError(f"Line {number} names an unexpected model {label!r}.")
         counts[label] += 1
-        if label == "shipments.shipment":
-            owner = pk
-        elif label in VIA_EXCEPTION:
-            owner = exception_shipment.get(fields.get("exception"), -1)
-        else:
-            owner = fields.get("shipment")
+        owner = _row_shipment(label, pk, fields, exception_shipment)
         if label == "exceptions_mgmt.deliveryexception":
             exception_shipment[pk] = owner
         contents.by_shipment.setdefault(owner, {}).setdefault(label, []).append(pk)
@@ -225,6 +214,28 @@ def read_archive(data: bytes, *, keep_rows: bool = False) -> ArchiveContents:
     contents.counts = found
     contents.sha256 = expected_hash
     return contents
+
+
+def _manifest(line: bytes) -> tuple[dict[str, int], str, str]:
+    """The row counts, SHA-256 and month an archive's last line records."""
+    try:
+        manifest = json.loads(line)["manifest"]
+        expected_counts = {str(k): int(v) for k, v in manifest["counts"].items()}
+        return expected_counts, str(manifest["sha256"]), str(manifest["month"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArchiveError("The archive's last line is not a valid manifest.") from exc
+
+
+def _row_shipment(
+    label: str, pk: Any, fields: dict[str, Any], exception_shipment: dict[Any, int]
+) -> Any:
+    """The shipment an archived row belongs to; -1 for a row whose exception is
+    not (yet) in the file."""
+    if label == "shipments.shipment":
+        return pk
+    if label in VIA_EXCEPTION:
+        return exception_shipment.get(fields.get("exception"), -1)
+    return fields.get("shipment")
 
 
 def archive_month(

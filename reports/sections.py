@@ -26,20 +26,17 @@ from reports.exception_metrics import (
     exceptions_by_group,
     notified_in_time,
 )
+from reports.headline import change, changed_most, headline, headline_figures
 from reports.metrics import (
     BUCKET_LABELS,
     Delivered,
     cell,
-    change,
-    changed_most,
     delivered_rows,
     delivery,
     delivery_by,
     destination,
     exceptions,
     feedback,
-    headline,
-    headline_figures,
     lateness,
     percentile,
     rate,
@@ -62,7 +59,9 @@ BY_COLUMNS = [
 ]
 
 
-def _by_table(key: str, title: str, name: str, rows: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+def _by_table(
+    key: str, title: str, name: str, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "key": key,
         "title": title,
@@ -73,7 +72,7 @@ def _by_table(key: str, title: str, name: str, rows: list[dict[str, Any]]):  # t
 
 def _count_table(
     key: str, title: str, name: str, counts: dict[str, int], *, keep_order: bool = False
-):  # type: ignore[no-untyped-def]
+) -> dict[str, Any]:
     return {
         "key": key,
         "title": title,

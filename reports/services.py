@@ -183,7 +183,7 @@ def report_make(run_id: int) -> ReportRun | None:
         return None
     run = ReportRun.objects.select_related("carrier", "hub").get(pk=run_id)
     saved: list[str] = []
-    storage = ReportRun._meta.get_field("pdf").storage  # type: ignore[attr-defined]
+    storage = ReportRun._meta.get_field("pdf").storage
     try:
         with without_jit():
             data = report_data(run_period(run), run_filters(run))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from reports import services
 from reports.forms import ReportRequestForm
 from reports.models import ReportRun, RunStatus
-from shipments.views import staff_view
+from tracksop.web import paginate, posted, staff_view
 
 PERM = "reports.request_report"
 CONTENT_TYPES = {
@@ -23,7 +21,7 @@ CONTENT_TYPES = {
 
 @staff_view(PERM)
 def report_list(request: HttpRequest) -> HttpResponse:
-    form = ReportRequestForm(request.POST if request.method == "POST" else None)
+    form = ReportRequestForm(posted(request))
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
@@ -46,9 +44,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
         .defer("data")
         .order_by("-created_at", "-id")
     )
-    page = Paginator(runs, settings.TRACKSOP_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    page = paginate(request, runs)
     return render(
         request, "reports/list.html", {"form": form, "page": page}, status=status
     )
@@ -67,7 +63,7 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @staff_view(PERM)
-def report_file(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+def report_file(request: HttpRequest, pk: int, kind: str) -> FileResponse:
     run = get_object_or_404(ReportRun, pk=pk, status=RunStatus.DONE)
     if kind not in CONTENT_TYPES:
         raise Http404
@@ -75,8 +71,7 @@ def report_file(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     if not field:
         raise Http404
     name = field.name.rsplit("/", 1)[-1]
-    # A streaming response; staff_view is typed for HttpResponse only.
-    return FileResponse(  # type: ignore[return-value]
+    return FileResponse(
         field.open("rb"),
         as_attachment=True,
         filename=name,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from shipments import selectors
 from shipments.access import VIEW_ACCESS_LOG, shipment_access_log
-from shipments.views import staff_view
+from tracksop.web import paginate, staff_view
 
 
 @staff_view(VIEW_ACCESS_LOG)
@@ -18,9 +16,7 @@ from shipments.views import staff_view
 def shipment_access(request: HttpRequest, code: str) -> HttpResponse:
     # Reading the log is not itself logged: it shows no customer's data.
     shipment = selectors.shipment_get(user=request.user, code=code)
-    page = Paginator(
-        shipment_access_log(shipment=shipment), settings.TRACKSOP_PAGE_SIZE
-    ).get_page(request.GET.get("page"))
+    page = paginate(request, shipment_access_log(shipment=shipment))
     return render(
         request,
         "shipments/access.html",

@@ -43,6 +43,7 @@ from shipments.status import (
     TransitionRefused,
     next_state,
 )
+from tracksop.errors import Refused
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractUser, AnonymousUser
@@ -92,7 +93,7 @@ DETAIL_FIELDS = (
 PRE_DISPATCH = (ShipmentStatus.CREATED, ShipmentStatus.READY)
 
 
-class StaleShipment(Exception):
+class StaleShipment(Refused):
     """The shipment changed after the user loaded the form."""
 
     def __init__(self, shipment: Shipment) -> None:

@@ -16,6 +16,8 @@ from typing import NoReturn
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from tracksop.errors import Refused
+
 
 class ShipmentStatus(models.TextChoices):
     CREATED = "created", _("Created")
@@ -126,7 +128,7 @@ CHECKPOINT_KINDS = (
 ALWAYS_ALLOWED = frozenset({K.NOTE, K.CORRECTION})
 
 
-class TransitionRefused(Exception):
+class TransitionRefused(Refused):
     """A move the status machine forbids; the message names both states."""
 
 

@@ -1,14 +1,14 @@
 from django.urls import path
 
-from shipments import access_views, views
+from shipments import access_views, desk_views, views
 
 urlpatterns = [
     path("search/", views.search, name="shipment-search"),
     path("new/", views.shipment_create, name="shipment-create"),
     path("scan/", views.bulk_scan, name="bulk-scan"),
     path("monitor/", views.monitor, name="monitor"),
-    path("inquiries/", views.inquiry_list, name="inquiry-list"),
-    path("<str:code>/", views.shipment_detail, name="shipment-detail"),
+    path("inquiries/", desk_views.inquiry_list, name="inquiry-list"),
+    path("<str:code>/", desk_views.shipment_detail, name="shipment-detail"),
     path("<str:code>/access/", access_views.shipment_access, name="shipment-access"),
     path("<str:code>/edit/", views.shipment_edit, name="shipment-edit"),
     path("<str:code>/check/", views.shipment_check, name="shipment-check"),
@@ -18,10 +18,10 @@ urlpatterns = [
     path("<str:code>/cancel/", views.shipment_cancel, name="shipment-cancel"),
     path("<str:code>/sync/", views.shipment_sync_now, name="shipment-sync-now"),
     path("<str:code>/events/<int:event_id>/void/", views.event_void, name="event-void"),
-    path("<str:code>/inquiries/new/", views.inquiry_create, name="inquiry-create"),
+    path("<str:code>/inquiries/new/", desk_views.inquiry_create, name="inquiry-create"),
     path(
         "<str:code>/inquiries/<int:pk>/answer/",
-        views.inquiry_answer,
+        desk_views.inquiry_answer,
         name="inquiry-answer",
     ),
 ]

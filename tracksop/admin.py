@@ -1,4 +1,6 @@
-from typing import Any
+"""The admin of staff profiles, API integrations and their keys."""
+
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,14 +11,26 @@ from django.utils import timezone
 from tracksop.api_keys import api_key_issue, api_key_revoke
 from tracksop.models import ApiKey, Integration, Scope, StaffProfile
 
+# ModelAdmin, TabularInline and ModelForm are generic in django-stubs only; at
+# run time they are not (no django_stubs_ext patch in production), so they are
+# subscripted for the type checker alone.
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[Any]
+    TabularInline = admin.TabularInline[Any, Any]
+    ApiKeyModelForm = forms.ModelForm[ApiKey]
+else:
+    ModelAdmin = admin.ModelAdmin
+    TabularInline = admin.TabularInline
+    ApiKeyModelForm = forms.ModelForm
+
 
 @admin.register(StaffProfile)
-class StaffProfileAdmin(admin.ModelAdmin):
+class StaffProfileAdmin(ModelAdmin):
     list_display = ["user", "timezone"]
     search_fields = ["user__username"]
 
 
-class ApiKeyInline(admin.TabularInline):
+class ApiKeyInline(TabularInline):
     model = ApiKey
     extra = 0
     can_delete = False
@@ -29,13 +43,13 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Integration)
-class IntegrationAdmin(admin.ModelAdmin):
+class IntegrationAdmin(ModelAdmin):
     list_display = ["name", "contact_email", "is_active", "created_at"]
     search_fields = ["name"]
     inlines = [ApiKeyInline]
 
 
-class ApiKeyForm(forms.ModelForm):
+class ApiKeyForm(ApiKeyModelForm):
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices, widget=forms.CheckboxSelectMultiple
     )
@@ -46,7 +60,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ModelAdmin):
     form = ApiKeyForm
     list_display = [
         "name",

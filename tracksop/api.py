@@ -35,8 +35,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from shipments.services import StaleShipment
-from shipments.status import TransitionRefused
+from tracksop.errors import Refused
 from tracksop.models import IDEMPOTENCY_TTL, ApiKey, IdempotencyRecord
 
 IDEMPOTENCY_KEY_MAX = 255
@@ -78,7 +77,7 @@ def _as_api_exception(exc: Exception) -> Exception:
         return exceptions.ValidationError(
             get_error_detail(DjangoValidationError(detail))
         )
-    if isinstance(exc, TransitionRefused | StaleShipment):
+    if isinstance(exc, Refused):
         return Conflict(str(exc))
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied(str(exc) or None)

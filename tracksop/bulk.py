@@ -1,9 +1,14 @@
-"""Writing many rows, each with its own values, in one statement."""
+"""Writing many rows, each with its own values, in one statement.
+
+This module stands in for `QuerySet.bulk_update`/`bulk_create`, so it works on
+the model internals they use (`_base_manager`, `_state`, the related-field
+check before a save) as they do.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from django.db import connections, router
 from django.db.models import Field, Model
@@ -28,7 +33,7 @@ def bulk_set(objs: Sequence[Model], fields: Sequence[str]) -> int:
     if connection.vendor != "postgresql":
         return model._base_manager.bulk_update(objs, fields)
     meta = model._meta
-    columns = [cast(Field, meta.pk), *(cast(Field, meta.get_field(n)) for n in fields)]
+    columns = [meta.pk, *(cast("Field[Any, Any]", meta.get_field(n)) for n in fields)]
     q = connection.ops.quote_name
     table = q(meta.db_table)
     names = [q(str(field.column)) for field in columns]
@@ -49,7 +54,8 @@ def bulk_set(objs: Sequence[Model], fields: Sequence[str]) -> int:
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount
+        changed: int = cursor.rowcount
+        return changed
 
 
 def bulk_insert(objs: Sequence[Model]) -> list[Model]:
@@ -70,7 +76,7 @@ def bulk_insert(objs: Sequence[Model]) -> list[Model]:
     if connection.vendor != "postgresql":
         return model._base_manager.bulk_create(objs)
     meta = model._meta
-    pk = cast(Field, meta.pk)
+    pk = meta.pk
     fields = [f for f in meta.concrete_fields if f is not pk]
     q = connection.ops.quote_name
     names = [q(str(field.column)) for field in fields]

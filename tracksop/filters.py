@@ -7,7 +7,7 @@ from typing import Any
 import django_filters
 
 
-class FilterBar(django_filters.FilterSet):
+class FilterBar(django_filters.FilterSet):  # type: ignore[misc]  # django-filter has no types
     """A FilterSet whose fields come styled for the filter bar, so the monitor,
     the inquiries and the exception queue look and line up alike. Each choice
     filter names its empty choice ("Any carrier"): the default reads

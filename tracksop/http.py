@@ -24,16 +24,14 @@ def client_ip(request: HttpRequest) -> str:
     """The client's address: REMOTE_ADDR, or with TRACKSOP_PROXY_COUNT proxies
     in front, the address the outermost trusted proxy saw (X-Forwarded-For is
     appended to by each proxy, so only its last N entries can be trusted)."""
-    proxies = settings.TRACKSOP_PROXY_COUNT
+    proxies: int = settings.TRACKSOP_PROXY_COUNT
     if proxies > 0:
-        hops = [
-            h.strip()
-            for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-            if h.strip()
-        ]
+        forwarded: str = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         if len(hops) >= proxies:
             return hops[-proxies]
-    return request.META.get("REMOTE_ADDR") or "0.0.0.0"  # noqa: S104
+    remote: str = request.META.get("REMOTE_ADDR") or "0.0.0.0"  # noqa: S104
+    return remote
 
 
 # --- public pages (no login): shared by shipments and notifications ----------

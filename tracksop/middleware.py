@@ -6,7 +6,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
@@ -39,7 +39,8 @@ def session_expired(*, login_at: float | None, now: float) -> bool:
     One with no login time is from before this rule: its age is unknown."""
     if login_at is None:
         return True
-    return now - login_at >= settings.TRACKSOP_SESSION_MAX_HOURS * 3600
+    max_hours: float = settings.TRACKSOP_SESSION_MAX_HOURS
+    return now - login_at >= max_hours * 3600
 
 
 class SessionLifetimeMiddleware:
@@ -108,12 +109,17 @@ class RejectNulMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if _has_nul(request):
-            return HttpResponseBadRequest(
-                "The request contains a NUL character, which no field accepts.",
-                content_type="text/plain; charset=utf-8",
+        if not _has_nul(request):
+            return self.get_response(request)
+        text = "The request contains a NUL character, which no field accepts."
+        if request.path_info.startswith("/api/"):
+            # The API documents its errors as problem+json, this one too.
+            from tracksop.api import problem
+
+            return JsonResponse(
+                problem(400, text), status=400, content_type="application/problem+json"
             )
-        return self.get_response(request)
+        return HttpResponseBadRequest(text, content_type="text/plain; charset=utf-8")
 
 
 def _has_nul(request: HttpRequest) -> bool:

@@ -6,6 +6,12 @@ permissions, never group names, so a site can grant a person extra rights.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.apps.registry import Apps
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+
 LOGISTICS = "Logistics staff"
 CUSTOMER_SERVICE = "Customer service"
 SUPERVISOR = "Supervisor"
@@ -85,15 +91,18 @@ def sync_roles_after_migrate(**kwargs: object) -> None:
     sync_role_groups(apps)
 
 
-def sync_role_groups(apps, schema_editor=None) -> None:  # type: ignore[no-untyped-def]
+def sync_role_groups(
+    apps: Apps, schema_editor: BaseDatabaseSchemaEditor | None = None
+) -> None:
     """Create or update the role groups. Used by migrations, so it takes `apps`."""
     from django.contrib.auth.management import create_permissions
 
     for config in apps.get_app_configs():
         # Migration-state app configs have no models module, which makes
-        # create_permissions skip them; lend them one for the call.
+        # create_permissions skip them; lend them one for the call (it only
+        # tests that there is one, so True serves).
         original = getattr(config, "models_module", None)
-        config.models_module = original or True
+        config.models_module = original or True  # type: ignore[assignment]
         create_permissions(config, verbosity=0, apps=apps)
         config.models_module = original
     Group = apps.get_model("auth", "Group")

@@ -1,7 +1,9 @@
+"""The pages of no one app: the dashboard and a person's preferences."""
+
 from __future__ import annotations
 
 import zoneinfo
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from django import forms
 from django.contrib import messages
@@ -9,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET
 
 from exceptions_mgmt.services import queue_counts
 from notifications.selectors import failed_count
@@ -17,6 +19,7 @@ from reports.selectors import dashboard_kpis
 from shipments.selectors import VIEW_INQUIRY, dashboard_counts, inquiry_open_count
 from tracksop.middleware import SESSION_KEY
 from tracksop.models import StaffProfile
+from tracksop.web import GET_POST, posted
 
 
 @login_required
@@ -52,7 +55,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
-class PreferencesForm(forms.ModelForm):
+# ModelForm is generic in django-stubs only (no django_stubs_ext patch at run
+# time), so it is subscripted for the type checker alone.
+if TYPE_CHECKING:
+    ProfileModelForm = forms.ModelForm[StaffProfile]
+else:
+    ProfileModelForm = forms.ModelForm
+
+
+class PreferencesForm(ProfileModelForm):
     timezone = forms.ChoiceField(
         choices=[("", "Server default")]
         + [(name, name) for name in sorted(zoneinfo.available_timezones())],
@@ -66,12 +77,11 @@ class PreferencesForm(forms.ModelForm):
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@GET_POST
 def preferences(request: HttpRequest) -> HttpResponse:
     user = cast(User, request.user)  # login_required: never anonymous here
     profile, _ = StaffProfile.objects.get_or_create(user=user)
-    posted = request.POST if request.method == "POST" else None
-    form = PreferencesForm(posted, instance=profile)
+    form = PreferencesForm(posted(request), instance=profile)
     if request.method == "POST":
         if form.is_valid():
             form.save()

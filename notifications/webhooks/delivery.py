@@ -42,7 +42,7 @@ USER_AGENT = "TrackSOP-Webhooks/1"
 
 
 def _opts(model: type[Model]) -> Options[Any]:
-    return model._meta  # noqa: SLF001  Django's documented Model _meta API
+    return model._meta
 
 
 def retry_delay(attempts: int) -> float | None:

@@ -109,7 +109,7 @@ def webhooks_for_events(records: Sequence[Recorded]) -> list[WebhookMessage]:
 
 
 def _opts(model: type[Model]) -> Options[Any]:
-    return model._meta  # noqa: SLF001  Django's documented Model _meta API
+    return model._meta
 
 
 def _message_id() -> str:

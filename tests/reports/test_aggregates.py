@@ -18,7 +18,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from reports import aggregates
-from reports.metrics import headline, headline_values
+from reports.headline import headline, headline_values
 from reports.models import PeriodAggregate
 from reports.periods import Filters, Period, iso_week, month_of
 from reports.sections import report_data

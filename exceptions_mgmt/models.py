@@ -65,6 +65,10 @@ class Level(models.IntegerChoices):
     MANAGERS = 2, _("Level 2: managers")
 
 
+# The longest description; the views cut what they copy into one to it.
+DESCRIPTION_LENGTH = 2000
+
+
 class DeliveryException(models.Model):
     shipment = models.ForeignKey(
         Shipment, on_delete=models.PROTECT, related_name="delivery_exceptions"
@@ -74,7 +78,7 @@ class DeliveryException(models.Model):
     severity = models.CharField(
         max_length=10, choices=Severity.choices, default=Severity.MEDIUM
     )
-    description = models.TextField(max_length=2000, blank=True)
+    description = models.TextField(max_length=DESCRIPTION_LENGTH, blank=True)
     expected_resolution = models.DateTimeField()
     status = models.CharField(
         max_length=12, choices=ExceptionStatus.choices, default=ExceptionStatus.OPEN
@@ -223,6 +227,16 @@ class ExceptionNote(models.Model):
 class ExceptionChange(models.Model):
     """Every change to an exception, with who and when (append-only)."""
 
+    class Action(models.TextChoices):
+        REPORTED = "reported", _("Reported")
+        ASSIGNED = "assigned", _("Assigned")
+        NOTED = "noted", _("Noted")
+        RESCHEDULED = "rescheduled", _("Rescheduled")
+        ESCALATED = "escalated", _("Escalated")
+        RESOLVED = "resolved", _("Resolved")
+        CLOSED_WITH_SHIPMENT = "closed_with_shipment", _("Closed with the shipment")
+        VOIDED = "voided", _("Voided")
+
     exception = models.ForeignKey(
         DeliveryException, on_delete=models.CASCADE, related_name="changes"
     )
@@ -234,7 +248,7 @@ class ExceptionChange(models.Model):
         related_name="+",
     )
     at = models.DateTimeField(auto_now_add=True)
-    action = models.CharField(max_length=24)
+    action = models.CharField(max_length=24, choices=Action.choices)
     data = models.JSONField(default=dict, blank=True)
 
     class Meta:

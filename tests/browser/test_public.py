@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from exceptions_mgmt.services import exception_report
+from exceptions_mgmt.reporting import exception_report
 from notifications.models import Channel, Kind, Notification
 from shipments import services
 from shipments.models import Shipment

@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from exceptions_mgmt import services
+from exceptions_mgmt import reporting, services, sweep
 from exceptions_mgmt.models import (
     Cause,
     DeliveryException,
@@ -27,7 +27,7 @@ from exceptions_mgmt.models import (
     ExceptionStatus,
     Severity,
 )
-from exceptions_mgmt.services import ExceptionConflict
+from exceptions_mgmt.status import ExceptionConflict
 from notifications.models import Audience, Channel, Kind, Notification
 from notifications.services import queue_now
 from shipments import services as shipment_services
@@ -67,7 +67,7 @@ def _report(
 ) -> DeliveryException:
     kwargs.setdefault("cause", Cause.WEATHER)
     kwargs.setdefault("expected_resolution", _later())
-    return services.exception_report(shipment=shipment, user=user, **kwargs)
+    return reporting.exception_report(shipment=shipment, user=user, **kwargs)
 
 
 def _messages(shipment: Shipment, kind: str) -> dict[str, Notification]:
@@ -633,7 +633,7 @@ def test_a_voided_exception_leaves_the_queue_and_the_dashboard_counts(
     )
 
     assert list(selectors.exception_queue()) == [kept]
-    assert services.queue_counts()["open"] == 1
+    assert selectors.queue_counts()["open"] == 1
 
 
 def test_the_sweep_never_escalates_a_voided_exception(
@@ -648,7 +648,7 @@ def test_the_sweep_never_escalates_a_voided_exception(
         )
         clock.shift(timedelta(days=5))  # past every critical rule
 
-        assert services.exceptions_escalate() == 0
+        assert sweep.exceptions_escalate() == 0
 
     exception.refresh_from_db()
     assert (exception.status, exception.escalation_level) == (

@@ -17,7 +17,7 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from exceptions_mgmt import services as exception_services
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt.models import Cause, DeliveryException, ExceptionChange
 from notifications.models import Notification
 from shipments import services
@@ -54,7 +54,7 @@ def _world() -> list[Shipment]:
     for code in ("hub-a", "hub-b", "hub-c"):
         LocationFactory(code=code)
     shipments = [dispatched_shipment(carrier=fleet) for _ in range(4)]
-    exception_services.exception_report(
+    exception_reporting.exception_report(
         shipment=shipments[1],
         user=None,
         cause=Cause.WEATHER,

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from exceptions_mgmt.services import exception_report
+from exceptions_mgmt.reporting import exception_report
 from shipments import services
 from shipments.models import Feedback, Shipment
 from shipments.public import tracking_page_forget

@@ -225,7 +225,9 @@ class ExceptionNote(models.Model):
 
 
 class ExceptionChange(models.Model):
-    """Every change to an exception, with who and when (append-only)."""
+    """Every change to an exception, with who and when (append-only). `data`
+    holds what changed; people in it are user ids (`to` of an assignment),
+    resolved to names when the history is shown."""
 
     class Action(models.TextChoices):
         REPORTED = "reported", _("Reported")

@@ -162,14 +162,18 @@ def exception_history(
     changes = list(
         ExceptionChange.objects.filter(exception=exception).select_related("actor")
     )
-    # Assignments name the login; show people as colleagues know them.
-    logins = {str(c.data.get("to")) for c in changes if c.action == A.ASSIGNED}
+    # Assignments name people by id; show them as colleagues know them.
+    ids = {
+        to
+        for c in changes
+        if c.action == A.ASSIGNED and isinstance(to := c.data.get("to"), int)
+    }
     names = (
         {
-            user.get_username(): user.get_full_name() or user.get_username()
-            for user in get_user_model().objects.filter(username__in=logins)
+            user.pk: user.get_full_name() or user.get_username()
+            for user in get_user_model().objects.filter(pk__in=ids)
         }
-        if logins
+        if ids
         else {}
     )
     return [
@@ -190,15 +194,19 @@ def describe_change(
     change: ExceptionChange,
     *,
     show_levels: bool = True,
-    names: dict[str, str] | None = None,
+    names: dict[int, str] | None = None,
 ) -> str:
+    """One history row in words. `names`: the people assignments name, by
+    user id (`exception_history` reads them in one query)."""
     data = change.data or {}
     match change.action:
         case A.REPORTED:
             return "Reported"
         case A.ASSIGNED:
-            login = str(data.get("to", "?"))
-            return f"Assigned to {(names or {}).get(login, login)}"
+            to = data.get("to")
+            # Rows older than the ids keep the login of someone since gone.
+            name = (names or {}).get(to) if isinstance(to, int) else None
+            return f"Assigned to {name or to or '?'}"
         case A.NOTED:
             return "Added a note"
         case A.RESCHEDULED:

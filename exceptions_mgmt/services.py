@@ -147,7 +147,7 @@ def exception_assign(
         locked.assignee = assignee
         _work(locked, A.ASSIGNED, timezone.now())
         _save(locked)
-        _change(locked, user, A.ASSIGNED, to=assignee.get_username(), previous=previous)
+        _change(locked, user, A.ASSIGNED, to=assignee.pk, previous=previous)
     return locked
 
 

@@ -792,6 +792,6 @@ def test_every_change_is_recorded_with_who_made_it(
         ("resolved", supervisor),
     ]
     assigned = changes.get(action="assigned")
-    assert assigned.data == {"to": staff.username, "previous": None}
+    assert assigned.data == {"to": staff.pk, "previous": None}
     exception.refresh_from_db()
     assert exception.version == 5  # one per change after the report

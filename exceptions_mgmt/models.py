@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from shipments.models import Inquiry, Shipment, TrackingEvent
@@ -34,6 +35,9 @@ class Cause(models.TextChoices):
 
 # Causes a person picks; LATE and NO_SCAN come from the detection sweep.
 REPORTABLE_CAUSES = [c for c in Cause if c not in (Cause.LATE, Cause.NO_SCAN)]
+# Causes a customer may read by name. One typed by staff ("other") could name
+# people: customers read a vague phrase instead.
+PUBLIC_CAUSES = frozenset(c.value for c in Cause if c != Cause.OTHER)
 
 
 class Severity(models.TextChoices):
@@ -181,6 +185,17 @@ class DeliveryException(models.Model):
         if self.cause == Cause.OTHER and self.cause_other:
             return self.cause_other
         return str(Cause(self.cause).label)
+
+    @property
+    def public_cause(self) -> str:
+        """The cause as customers read it, for the data of the events it
+        writes: the listed cause's msgid, which the public page and the
+        customers' messages translate for their reader; "" for a cause typed
+        by staff."""
+        if self.cause not in PUBLIC_CAUSES:
+            return ""
+        with translation.override(None):
+            return str(Cause(self.cause).label)
 
     @property
     def is_resolved(self) -> bool:

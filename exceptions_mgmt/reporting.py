@@ -42,8 +42,10 @@ def event_data(exception: DeliveryException, **extra: Any) -> dict[str, Any]:
     resolution): what staff, integrations and customers read of it."""
     return {
         "cause": exception.cause_label,
-        # The code as well: the public page words the cause in the reader's language.
+        # The code as well, for integrations (webhooks carry it).
         "cause_code": exception.cause,
+        # What customers read (shipments.public words it in their language).
+        "public_cause": exception.public_cause,
         "severity": exception.severity,
         "expected_resolution": exception.expected_resolution.isoformat(),
         "exception": exception.pk,

@@ -116,6 +116,7 @@ def test_reporting_holds_the_shipment_and_logs_the_cause_in_its_timeline(
     assert event.data == {
         "cause": "Address issue",
         "cause_code": Cause.ADDRESS,
+        "public_cause": "Address issue",
         "severity": Severity.HIGH,
         "expected_resolution": expected.isoformat(),
         "exception": exception.pk,

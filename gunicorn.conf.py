@@ -20,7 +20,7 @@ def _without_server(self: wsgi.Response) -> list[str]:
     ]
 
 
-wsgi.Response.default_headers = _without_server  # type: ignore[method-assign]
+wsgi.Response.default_headers = _without_server
 
 
 def post_worker_init(worker: object) -> None:

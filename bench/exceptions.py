@@ -52,13 +52,14 @@ from unittest import mock
 import redis
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Model
 from django.template import Template
 from django.test import utils as test_utils
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench import db, pages
-from exceptions_mgmt import services, tasks
+from exceptions_mgmt import detection, selectors, sweep, tasks
 from exceptions_mgmt.models import (
     DeliveryException,
     EscalationRule,
@@ -84,9 +85,15 @@ MARKS = "bench_exceptions_marks"
 LOCK = "bench.exceptions"
 # Tables the sweep (and the setup) add rows to, in an order they can go in.
 WRITTEN = (Notification, ExceptionChange, ExceptionNote, DeliveryException)
-EVENTS = TrackingEvent._meta.db_table
-SHIPMENTS = Shipment._meta.db_table
-EXCEPTIONS = DeliveryException._meta.db_table
+
+
+def _table(model: type[Model]) -> str:
+    return model._meta.db_table  # Django's documented Options API
+
+
+EVENTS = _table(TrackingEvent)
+SHIPMENTS = _table(Shipment)
+EXCEPTIONS = _table(DeliveryException)
 # The query that finds each kind of work, how to spot it among the sweep's
 # queries, and the indexes that keep its cost to the stale rows. (Not
 # shipment_open_eta for the late ones: it holds the shipments on hold too.)
@@ -124,11 +131,11 @@ class Case:
 
     def time(self) -> None:
         with ExitStack() as stack:
-            for name in self.parts:
-                function = getattr(services, f"exceptions_{name}")
+            for name, module in (("detect", detection), ("escalate", sweep)):
+                function = getattr(module, f"exceptions_{name}")
                 stack.enter_context(
                     mock.patch.object(
-                        services, function.__name__, self._timer(name, function)
+                        module, function.__name__, self._timer(name, function)
                     )
                 )
             started = time.perf_counter()
@@ -169,8 +176,11 @@ def run(small: int, large: int, sweeps: int = SWEEPS) -> tuple[list[Row], list[s
     # The page benchmarks run under Django's test environment, which wraps
     # every template render in a signal for the test client; the sweep renders
     # hundreds of messages and production has no such wrapper.
-    instrumented = Template._render
-    Template._render = test_utils._TestState.saved_data.template_render  # type: ignore[attr-defined]
+    # No public switch turns off the renderer alone (teardown_test_environment
+    # would also turn DEBUG, and so the query log, back on): hence the noqa.
+    instrumented = Template._render  # noqa: SLF001
+    saved = test_utils._TestState.saved_data  # type: ignore[attr-defined]  # noqa: SLF001
+    Template._render = saved.template_render  # noqa: SLF001
     try:
         with _broker() as broker:
             for shipments in (small, large):
@@ -178,7 +188,7 @@ def run(small: int, large: int, sweeps: int = SWEEPS) -> tuple[list[Row], list[s
                     shipments, sweeps, broker, large=shipments == large
                 )
     finally:
-        Template._render = instrumented
+        Template._render = instrumented  # noqa: SLF001
     return _rows(measured[small], measured[large]), _notes(measured[large])
 
 
@@ -209,7 +219,7 @@ def _measure(shipments: int, sweeps: int, broker: redis.Redis, large: bool) -> S
         )
         idle = Case("sweep, nothing stale", _expected(0, 0, 0))
         scale = Scale(shipments, plan, {"full": full, "idle": idle})
-        scale.supervisors = len(services._level_recipients(Level.SUPERVISORS))
+        scale.supervisors = len(selectors.escalation_recipients(Level.SUPERVISORS))
         # Warm-up (caches, templates, connections); its queries are explained.
         _arm(1.0)
         with CaptureQueriesContext(connection) as captured:
@@ -312,7 +322,7 @@ def _plan(shipments: int) -> dict[str, int]:
         cursor.execute(
             f"CREATE TABLE {MARKS} (tbl text PRIMARY KEY, saved bigint, armed bigint)"
         )
-        for table in [*(m._meta.db_table for m in WRITTEN), EVENTS]:
+        for table in [*(_table(m) for m in WRITTEN), EVENTS]:
             cursor.execute(
                 f"INSERT INTO {MARKS} SELECT %s, coalesce(max(id), 0), NULL "
                 f"FROM {table}",
@@ -439,7 +449,7 @@ def _setup() -> None:
             """,
             params,
         )
-        for table in [*(m._meta.db_table for m in WRITTEN), EVENTS]:
+        for table in [*(_table(m) for m in WRITTEN), EVENTS]:
             cursor.execute(
                 f"UPDATE {MARKS} SET armed = (SELECT coalesce(max(id), 0) "
                 f"FROM {table}) WHERE tbl = %s",
@@ -457,9 +467,7 @@ def _vacuum() -> None:
 
 def _mark(model: type[Any], which: str) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {which} FROM {MARKS} WHERE tbl = %s", [model._meta.db_table]
-        )
+        cursor.execute(f"SELECT {which} FROM {MARKS} WHERE tbl = %s", [_table(model)])
         return int(cursor.fetchone()[0])
 
 
@@ -468,7 +476,7 @@ def _delete_after(cursor: Any, which: str) -> None:
     the retention purge's setting lets this transaction delete them."""
     cursor.execute("SET LOCAL tracksop.retention_purge = 'on'")
     for model in WRITTEN:
-        table = model._meta.db_table
+        table = _table(model)
         cursor.execute(
             f"DELETE FROM {table} WHERE id > (SELECT {which} FROM {MARKS} "
             f"WHERE tbl = %s)",
@@ -481,7 +489,8 @@ def _delete_after(cursor: Any, which: str) -> None:
 
 
 def _put_back(cursor: Any, roles: tuple[str, ...] | None = None) -> None:
-    columns = [f.column for f in Shipment._meta.concrete_fields if not f.primary_key]
+    fields = Shipment._meta.concrete_fields  # the Options API
+    columns = [f.column for f in fields if not f.primary_key]
     assignments = ", ".join(f"{c} = v.{c}" for c in columns)
     only = "AND v.bench_role = ANY(%s)" if roles else ""
     cursor.execute(
@@ -596,10 +605,12 @@ def _broker() -> Iterator[redis.Redis]:
 def _point(app: Any, url: str) -> None:
     # Celery reads CELERY_BROKER_URL from the environment before its settings.
     os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
+    # Celery has no public way to re-point a live app at another broker: drop
+    # its connection pools, so the next publish connects to `url`.
+    if app._pool is not None:  # noqa: SLF001
+        app._pool.force_close_all()  # noqa: SLF001
+        app._pool = None  # noqa: SLF001
+    app.amqp._producer_pool = None  # noqa: SLF001
 
 
 # --- EXPLAIN --------------------------------------------------------------

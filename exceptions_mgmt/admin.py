@@ -16,8 +16,10 @@ from exceptions_mgmt.models import (
 )
 
 
+# The admin classes are generic only in django-stubs: subscripting them at run
+# time needs django_stubs_ext, a dev-only package, hence the ignores.
 @admin.register(EscalationRule)
-class EscalationRuleAdmin(admin.ModelAdmin):
+class EscalationRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # see above
     list_display = ["__str__", "severity", "when", "after", "level"]
     list_editable = ["when", "after", "level"]
     list_filter = ["severity", "when", "level"]
@@ -34,7 +36,7 @@ class ReadOnlyMixin:
         return False
 
 
-class NoteInline(ReadOnlyMixin, admin.TabularInline):
+class NoteInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
     model = ExceptionNote
     extra = 0
     fields = readonly_fields = (
@@ -46,14 +48,14 @@ class NoteInline(ReadOnlyMixin, admin.TabularInline):
     )
 
 
-class ChangeInline(ReadOnlyMixin, admin.TabularInline):
+class ChangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
     model = ExceptionChange
     extra = 0
     fields = readonly_fields = ("at", "actor", "action", "data")
 
 
 @admin.register(DeliveryException)
-class DeliveryExceptionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class DeliveryExceptionAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
         "shipment",
         "cause",

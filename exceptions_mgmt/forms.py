@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 
-class _Submit(Submit):
+class _Submit(Submit):  # type: ignore[misc]  # crispy-forms ships no types
     # crispy's Submit is always btn-primary; these pages pick the colour.
     field_classes = "btn"
 
@@ -199,7 +199,8 @@ class ScanReportForm(ReportForm):
         return numbers
 
 
-class WorkerChoiceField(forms.ModelChoiceField):
+# Generic only in django-stubs (as the admin classes: see admin.py).
+class WorkerChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
     def label_from_instance(self, obj: Any) -> str:
         return person(obj)
 
@@ -414,7 +415,7 @@ class ExceptionFilter(FilterBar):
 
     def filter_assignee(self, queryset: Any, name: str, value: str) -> Any:
         if value == "me":
-            return queryset.filter(assignee=self.request.user)  # type: ignore[union-attr]
+            return queryset.filter(assignee=self.request.user)
         if value == "unassigned":
             return queryset.filter(assignee__isnull=True)
         if value.isdigit():

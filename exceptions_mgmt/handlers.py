@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exceptions_mgmt import services
+from exceptions_mgmt import detection, services
 from shipments.events import Recorded
 from shipments.status import CLOSED, EventKind
 
@@ -27,7 +27,7 @@ def on_events_recorded(*, records: list[Recorded], **_: Any) -> None:
         if event.kind == EventKind.NOTE and event.data.get("carrier_exception")
     ]
     if carrier:
-        services.exceptions_report_from_carrier(reports=carrier)
+        detection.exceptions_report_from_carrier(reports=carrier)
     for event, _shipment, _previous in records:
         # A supervisor voided the event that reported an exception: there was
         # no problem, so the exception is void too.

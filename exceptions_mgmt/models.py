@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from shipments.models import Inquiry, Shipment, TrackingEvent
@@ -34,6 +35,9 @@ class Cause(models.TextChoices):
 
 # Causes a person picks; LATE and NO_SCAN come from the detection sweep.
 REPORTABLE_CAUSES = [c for c in Cause if c not in (Cause.LATE, Cause.NO_SCAN)]
+# Causes a customer may read by name. One typed by staff ("other") could name
+# people: customers read a vague phrase instead.
+PUBLIC_CAUSES = frozenset(c.value for c in Cause if c != Cause.OTHER)
 
 
 class Severity(models.TextChoices):
@@ -65,6 +69,10 @@ class Level(models.IntegerChoices):
     MANAGERS = 2, _("Level 2: managers")
 
 
+# The longest description; the views cut what they copy into one to it.
+DESCRIPTION_LENGTH = 2000
+
+
 class DeliveryException(models.Model):
     shipment = models.ForeignKey(
         Shipment, on_delete=models.PROTECT, related_name="delivery_exceptions"
@@ -74,7 +82,7 @@ class DeliveryException(models.Model):
     severity = models.CharField(
         max_length=10, choices=Severity.choices, default=Severity.MEDIUM
     )
-    description = models.TextField(max_length=2000, blank=True)
+    description = models.TextField(max_length=DESCRIPTION_LENGTH, blank=True)
     expected_resolution = models.DateTimeField()
     status = models.CharField(
         max_length=12, choices=ExceptionStatus.choices, default=ExceptionStatus.OPEN
@@ -179,6 +187,17 @@ class DeliveryException(models.Model):
         return str(Cause(self.cause).label)
 
     @property
+    def public_cause(self) -> str:
+        """The cause as customers read it, for the data of the events it
+        writes: the listed cause's msgid, which the public page and the
+        customers' messages translate for their reader; "" for a cause typed
+        by staff."""
+        if self.cause not in PUBLIC_CAUSES:
+            return ""
+        with translation.override(None):
+            return str(Cause(self.cause).label)
+
+    @property
     def is_resolved(self) -> bool:
         return self.status == ExceptionStatus.RESOLVED
 
@@ -221,7 +240,19 @@ class ExceptionNote(models.Model):
 
 
 class ExceptionChange(models.Model):
-    """Every change to an exception, with who and when (append-only)."""
+    """Every change to an exception, with who and when (append-only). `data`
+    holds what changed; people in it are user ids (`to` of an assignment),
+    resolved to names when the history is shown."""
+
+    class Action(models.TextChoices):
+        REPORTED = "reported", _("Reported")
+        ASSIGNED = "assigned", _("Assigned")
+        NOTED = "noted", _("Noted")
+        RESCHEDULED = "rescheduled", _("Rescheduled")
+        ESCALATED = "escalated", _("Escalated")
+        RESOLVED = "resolved", _("Resolved")
+        CLOSED_WITH_SHIPMENT = "closed_with_shipment", _("Closed with the shipment")
+        VOIDED = "voided", _("Voided")
 
     exception = models.ForeignKey(
         DeliveryException, on_delete=models.CASCADE, related_name="changes"
@@ -234,7 +265,7 @@ class ExceptionChange(models.Model):
         related_name="+",
     )
     at = models.DateTimeField(auto_now_add=True)
-    action = models.CharField(max_length=24)
+    action = models.CharField(max_length=24, choices=Action.choices)
     data = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -1,5 +1,5 @@
-"""Reads for the exception pages: each decides its joins so pages stay
-constant-query, whatever the number of rows, notes or changes."""
+"""Reads for the exception pages and the sweep: each decides its joins so
+pages stay constant-query, whatever the number of rows, notes or changes."""
 
 from __future__ import annotations
 
@@ -9,25 +9,30 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from exceptions_mgmt.escalation import Rule, rules_by_severity
 from exceptions_mgmt.models import (
     UNRESOLVED,
     DeliveryException,
+    EscalationRule,
     ExceptionChange,
     ExceptionNote,
+    ExceptionStatus,
     Level,
     Severity,
 )
 from notifications.models import Audience, Notification
 from shipments.models import Shipment
 from shipments.status import ShipmentStatus
-from tracksop import dates
+from tracksop import dates, roles
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+A = ExceptionChange.Action
 
 
 # --- the queue's order ----------------------------------------------------------
@@ -117,6 +122,32 @@ def exception_notes(*, exception: DeliveryException) -> list[ExceptionNote]:
     )
 
 
+def escalation_rules() -> dict[str, list[Rule]]:
+    """The escalation rules, per severity (one query; `escalation.py` reads
+    them)."""
+    return rules_by_severity(
+        Rule(severity=r.severity, when=r.when, after=r.after, level=r.level)
+        for r in EscalationRule.objects.all()
+    )
+
+
+def escalation_recipients(level: int) -> QuerySet[User]:
+    """Who hears of an escalation to `level`: the active people of its role."""
+    group = roles.SUPERVISOR if level == Level.SUPERVISORS else roles.MANAGER
+    return get_user_model().objects.filter(groups__name=group, is_active=True)
+
+
+def queue_counts() -> dict[str, int]:
+    """Dashboard figures over unresolved exceptions (one query)."""
+    now = timezone.now()
+    return DeliveryException.objects.filter(status__in=UNRESOLVED).aggregate(
+        open=Count("id"),
+        escalated=Count("id", filter=Q(status=ExceptionStatus.ESCALATED)),
+        unassigned=Count("id", filter=Q(assignee__isnull=True)),
+        overdue=Count("id", filter=Q(expected_resolution__lt=now)),
+    )
+
+
 @dataclass(frozen=True)
 class ChangeEntry:
     change: ExceptionChange
@@ -131,14 +162,18 @@ def exception_history(
     changes = list(
         ExceptionChange.objects.filter(exception=exception).select_related("actor")
     )
-    # Assignments name the login; show people as colleagues know them.
-    logins = {str(c.data.get("to")) for c in changes if c.action == "assigned"}
+    # Assignments name people by id; show them as colleagues know them.
+    ids = {
+        to
+        for c in changes
+        if c.action == A.ASSIGNED and isinstance(to := c.data.get("to"), int)
+    }
     names = (
         {
-            user.get_username(): user.get_full_name() or user.get_username()
-            for user in get_user_model().objects.filter(username__in=logins)
+            user.pk: user.get_full_name() or user.get_username()
+            for user in get_user_model().objects.filter(pk__in=ids)
         }
-        if logins
+        if ids
         else {}
     )
     return [
@@ -159,33 +194,37 @@ def describe_change(
     change: ExceptionChange,
     *,
     show_levels: bool = True,
-    names: dict[str, str] | None = None,
+    names: dict[int, str] | None = None,
 ) -> str:
+    """One history row in words. `names`: the people assignments name, by
+    user id (`exception_history` reads them in one query)."""
     data = change.data or {}
     match change.action:
-        case "reported":
+        case A.REPORTED:
             return "Reported"
-        case "assigned":
-            login = str(data.get("to", "?"))
-            return f"Assigned to {(names or {}).get(login, login)}"
-        case "noted":
+        case A.ASSIGNED:
+            to = data.get("to")
+            # Rows older than the ids keep the login of someone since gone.
+            name = (names or {}).get(to) if isinstance(to, int) else None
+            return f"Assigned to {name or to or '?'}"
+        case A.NOTED:
             return "Added a note"
-        case "rescheduled":
+        case A.RESCHEDULED:
             return (
                 f"Expected resolution moved from {_when(data.get('previous'))} "
                 f"to {_when(data.get('to'))}"
             )
-        case "resolved":
+        case A.RESOLVED:
             return "Resolved"
-        case "voided":
+        case A.VOIDED:
             return f"Voided with its report: {data.get('reason', '')}"
-        case "escalated":
+        case A.ESCALATED:
             if not show_levels:
                 return "Escalated"
             level = data.get("level")
             label = Level(level).label if level in Level.values else level
             return f"Escalated: {label}"
-        case "closed_with_shipment":
+        case A.CLOSED_WITH_SHIPMENT:
             status = data.get("status", "")
             label = (
                 ShipmentStatus(status).label

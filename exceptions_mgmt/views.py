@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from django.views.decorators.http import require_GET, require_POST
 
-from exceptions_mgmt import selectors, services
+from exceptions_mgmt import reporting, selectors, services
 from exceptions_mgmt.forms import (
     AssignForm,
     BulkForm,
@@ -35,14 +35,15 @@ from exceptions_mgmt.forms import (
     ScanReportForm,
     person,
 )
-from exceptions_mgmt.models import DeliveryException
-from exceptions_mgmt.services import SUPERVISE, WORK, ExceptionConflict
+from exceptions_mgmt.models import DESCRIPTION_LENGTH, DeliveryException
+from exceptions_mgmt.services import SUPERVISE, WORK
+from exceptions_mgmt.status import ExceptionConflict
 from notifications.models import Channel, Status
 from shipments import selectors as shipment_selectors
 from shipments.access import access_log_write
 from shipments.inquiries import inquiry_answer
 from shipments.models import AccessLog, Inquiry, Shipment
-from shipments.services import TransitionRefused
+from shipments.status import TransitionRefused
 from tracksop import dates
 from tracksop.web import (
     GET_POST,
@@ -374,7 +375,7 @@ def report(request: HttpRequest, code: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         exception, status = run_service(
             form,
-            lambda: services.exception_report(
+            lambda: reporting.exception_report(
                 shipment=shipment, user=user, inquiry=inquiry, **form.report_kwargs()
             ),
         )
@@ -418,8 +419,7 @@ def _from_inquiry(inquiry: Inquiry | None) -> dict[str, Any]:
         f"Customer inquiry #{inquiry.pk} ({inquiry.get_channel_display()}, "
         f"{when}): {inquiry.question}"
     )
-    limit = DeliveryException._meta.get_field("description").max_length or 2000
-    return {"description": Truncator(text).chars(limit)}
+    return {"description": Truncator(text).chars(DESCRIPTION_LENGTH)}
 
 
 def _answer_with_report(
@@ -472,7 +472,7 @@ def scan(request: HttpRequest) -> HttpResponse:
             details = form.report_kwargs()
             result, refused = run_service(
                 form,
-                lambda: services.exceptions_report_scanned(
+                lambda: reporting.exceptions_report_scanned(
                     user=_user(request),
                     numbers=form.cleaned_data["numbers"],
                     **details,

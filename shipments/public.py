@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -94,18 +94,13 @@ STEPS = (
 )
 PICKUP_STEP = pgettext_lazy("progress step", "Ready to collect")
 
-# Causes typed by staff as free text ("other") could name people: never shown.
-PUBLIC_CAUSES = {
-    "weather",
-    "address",
-    "damaged",
-    "lost",
-    "customs",
-    "failed_attempt",
-    "carrier_delay",
-    "late",
-    "no_scan",
-}
+# How customers read an exception's cause is the exceptions app's to say, in
+# the data of the events it writes: `public_cause`, a msgid translated when
+# shown, empty for a cause typed by staff (which could name people). Events
+# written before that key keep their data (the log is append-only, down to a
+# trigger): for them the app names at start the cause codes whose `cause` is
+# listed wording (`legacy_public_causes_add`); any other is never shown.
+_legacy_public_causes: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -173,13 +168,23 @@ def _steps(status: str, resume_status: str) -> tuple[Step, ...]:
     )
 
 
-def public_cause(data: dict[str, Any]) -> str:
+def legacy_public_causes_add(codes: Iterable[str]) -> None:
+    """Cause codes whose `cause` text customers may read in events written
+    before `public_cause` (the exceptions app calls this from its ready())."""
+    _legacy_public_causes.update(codes)
+
+
+def public_cause(data: Mapping[str, Any]) -> str:
     """An exception event's cause as a customer may read it, in the active
     language: a listed cause by name, anything typed by staff as a vague
     phrase. The tracking page and the customers' messages both use this."""
-    if data.get("cause_code", "") in PUBLIC_CAUSES:
-        return gettext(data.get("cause", ""))
-    return gettext("A problem with the delivery")
+    if "public_cause" in data:
+        wording = str(data["public_cause"] or "")
+    elif data.get("cause_code", "") in _legacy_public_causes:
+        wording = str(data.get("cause") or "")
+    else:
+        wording = ""
+    return gettext(wording) if wording else gettext("A problem with the delivery")
 
 
 def _problem(events: list[TrackingEvent]) -> Problem | None:
@@ -264,8 +269,8 @@ def public_tracking(*, token: str) -> PublicTracking | None:
         carrier_url=shipment.tracking_url,
         checkpoints=checkpoints,
         problem=_problem(events) if shipment.status == S.EXCEPTION else None,
-        can_give_feedback=delivered and not shipment.has_feedback,  # type: ignore[attr-defined]
-        feedback_given=shipment.has_feedback,  # type: ignore[attr-defined]
+        can_give_feedback=delivered and not shipment.has_feedback,
+        feedback_given=shipment.has_feedback,
         is_closed=shipment.status in CLOSED,
     )
 

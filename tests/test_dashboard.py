@@ -11,7 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt import services as exception_services
+from exceptions_mgmt import sweep as exception_sweep
 from exceptions_mgmt.models import Cause, DeliveryException, Severity
 from notifications.models import Status
 from shipments.checkpoints import checkpoint_record
@@ -45,7 +47,7 @@ def _a_bit_of_everything(cs_agent: User) -> None:
     )
     soon = timezone.now() + timedelta(hours=24)
     for severity in (Severity.MEDIUM, Severity.LOW):
-        exception_services.exception_report(
+        exception_reporting.exception_report(
             shipment=dispatched_shipment(),
             user=None,
             cause=Cause.WEATHER,
@@ -53,8 +55,8 @@ def _a_bit_of_everything(cs_agent: User) -> None:
             expected_resolution=soon,
         )
     # Medium, four hours unacknowledged: level 1 (low takes 72 hours).
-    exception_services.exceptions_escalate(now=timezone.now() + timedelta(hours=5))
-    taken = exception_services.exception_report(
+    exception_sweep.exceptions_escalate(now=timezone.now() + timedelta(hours=5))
+    taken = exception_reporting.exception_report(
         shipment=dispatched_shipment(),
         user=None,
         cause=Cause.DAMAGED,

@@ -18,7 +18,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exceptions_mgmt import services as exception_services
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt.models import Cause
 from shipments.models import Inquiry, Shipment
 from shipments.selectors import shipment_get, shipment_search
@@ -101,7 +101,7 @@ def _urls(kwargs: dict[str, Any]) -> list[str]:
 @pytest.fixture
 def world(supervisor: User) -> dict[str, Any]:
     shipment = dispatched_shipment()
-    exception = exception_services.exception_report(
+    exception = exception_reporting.exception_report(
         shipment=shipment,
         user=supervisor,
         cause=Cause.WEATHER,

@@ -5,6 +5,8 @@ the model internals they use (`_base_manager`, `_state`, the related-field
 check before a save) as they do.
 """
 
+# ruff: noqa: SLF001 - the internals named above, as Django's own bulk methods
+
 from __future__ import annotations
 
 from collections.abc import Sequence

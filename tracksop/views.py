@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from exceptions_mgmt.services import queue_counts
+from exceptions_mgmt.selectors import queue_counts
 from notifications.selectors import failed_count
 from reports.selectors import dashboard_kpis
 from shipments.selectors import VIEW_INQUIRY, dashboard_counts, inquiry_open_count

@@ -19,7 +19,7 @@ from django.utils import timezone
 from playwright.sync_api import Locator, Page, expect
 from pytest_django.live_server_helper import LiveServer
 
-from exceptions_mgmt import services
+from exceptions_mgmt import sweep
 from exceptions_mgmt.models import DeliveryException, ExceptionStatus
 from notifications.models import Audience, Kind, Notification, Status
 from shipments.models import Shipment
@@ -88,7 +88,7 @@ def test_an_exception_is_reported_escalated_and_resolved_by_a_supervisor(
 
     # Nobody acknowledged it for five hours: the sweep escalates it (medium:
     # four hours unacknowledged → level 1) and emails the supervisors.
-    assert services.exceptions_escalate(now=timezone.now() + timedelta(hours=5)) == 1
+    assert sweep.exceptions_escalate(now=timezone.now() + timedelta(hours=5)) == 1
     alert = Notification.objects.get(kind=Kind.ESCALATION)
     assert (alert.to, alert.audience, alert.status) == (
         supervisor.email,

@@ -20,6 +20,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Channel, Status
@@ -167,7 +168,7 @@ def data(escalation_rules: None) -> Data:
         path="/shipments/search/?q=" + LONG_EMAIL + "&x=" + "y" * 200,
     )
     access_log_write(user=boss, page="shipment", shipments=[long], path="/x")
-    exception = exception_services.exception_report(
+    exception = exception_reporting.exception_report(
         shipment=long.pk,
         user=worker,
         cause="other",

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect
 from pytest_django import Settings
 from pytest_django.live_server_helper import LiveServer
 
-from exceptions_mgmt.services import exception_report
+from exceptions_mgmt.reporting import exception_report
 from notifications.models import Channel, Kind, Notification
 from shipments.checkpoints import checkpoint_record
 from shipments.models import Shipment

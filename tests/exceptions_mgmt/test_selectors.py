@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from exceptions_mgmt import selectors, services
+from exceptions_mgmt import reporting, selectors
 from exceptions_mgmt.models import Cause, DeliveryException, Level, Severity
 from tests.factories import dispatched_shipment
 
@@ -67,7 +67,7 @@ def test_the_queue_page_orders_rows_as_the_rule_says(
     made = {}
     for spec in specs:
         hours, level, severity = spec
-        row = services.exception_report(
+        row = reporting.exception_report(
             shipment=dispatched_shipment(),
             user=None,
             cause=Cause.WEATHER,

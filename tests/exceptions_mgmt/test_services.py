@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
-from exceptions_mgmt import services
+from exceptions_mgmt import reporting, services, sweep
 from exceptions_mgmt.models import (
     Cause,
     DeliveryException,
@@ -28,7 +28,7 @@ from exceptions_mgmt.models import (
     ExceptionStatus,
     Severity,
 )
-from exceptions_mgmt.services import ExceptionConflict
+from exceptions_mgmt.status import ExceptionConflict
 from notifications.models import Audience, Channel, Kind, Notification
 from notifications.outbox import queue_now
 from shipments import services as shipment_services
@@ -69,7 +69,7 @@ def _report(
 ) -> DeliveryException:
     kwargs.setdefault("cause", Cause.WEATHER)
     kwargs.setdefault("expected_resolution", _later())
-    return services.exception_report(shipment=shipment, user=user, **kwargs)
+    return reporting.exception_report(shipment=shipment, user=user, **kwargs)
 
 
 def _messages(shipment: Shipment, kind: str) -> dict[str, Notification]:
@@ -118,6 +118,7 @@ def test_reporting_holds_the_shipment_and_logs_the_cause_in_its_timeline(
     assert event.data == {
         "cause": "Address issue",
         "cause_code": Cause.ADDRESS,
+        "public_cause": "Address issue",
         "severity": Severity.HIGH,
         "expected_resolution": expected.isoformat(),
         "exception": exception.pk,
@@ -635,7 +636,7 @@ def test_a_voided_exception_leaves_the_queue_and_the_dashboard_counts(
     event_void(event=voided.report_event, user=supervisor, reason="Duplicate report")
 
     assert list(selectors.exception_queue()) == [kept]
-    assert services.queue_counts()["open"] == 1
+    assert selectors.queue_counts()["open"] == 1
 
 
 def test_the_sweep_never_escalates_a_voided_exception(
@@ -650,7 +651,7 @@ def test_the_sweep_never_escalates_a_voided_exception(
         )
         clock.shift(timedelta(days=5))  # past every critical rule
 
-        assert services.exceptions_escalate() == 0
+        assert sweep.exceptions_escalate() == 0
 
     exception.refresh_from_db()
     assert (exception.status, exception.escalation_level) == (
@@ -788,6 +789,6 @@ def test_every_change_is_recorded_with_who_made_it(
         ("resolved", supervisor),
     ]
     assigned = changes.get(action="assigned")
-    assert assigned.data == {"to": staff.username, "previous": None}
+    assert assigned.data == {"to": staff.pk, "previous": None}
     exception.refresh_from_db()
     assert exception.version == 5  # one per change after the report

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
-from exceptions_mgmt import services, tasks
+from exceptions_mgmt import detection, reporting, services, sweep, tasks
 from exceptions_mgmt.models import (
     Cause,
     DeliveryException,
@@ -91,14 +91,14 @@ def recipients(
 def _report(shipment: Shipment | None = None, **kwargs: Any) -> DeliveryException:
     kwargs.setdefault("cause", Cause.WEATHER)
     kwargs.setdefault("expected_resolution", timezone.now() + timedelta(days=5))
-    return services.exception_report(
+    return reporting.exception_report(
         shipment=shipment or dispatched_shipment(), user=None, **kwargs
     )
 
 
 def _sweep_at(moment: datetime, **kwargs: Any) -> int:
     with time_machine.travel(moment, tick=False):
-        return services.exceptions_escalate(**kwargs)
+        return sweep.exceptions_escalate(**kwargs)
 
 
 def _emails(exception: DeliveryException) -> list[tuple[int, str]]:
@@ -279,8 +279,8 @@ def test_two_sweeps_at_once_escalate_each_exception_once() -> None:
     with time_machine.travel(moment, tick=False):
         # Small batches, so the two sweeps interleave rather than one taking all.
         outcomes = race(
-            lambda: services.exceptions_escalate(batch=1),
-            lambda: services.exceptions_escalate(batch=1),
+            lambda: sweep.exceptions_escalate(batch=1),
+            lambda: sweep.exceptions_escalate(batch=1),
         )
 
     assert all(isinstance(o, int) for o in outcomes), outcomes
@@ -311,13 +311,13 @@ def test_a_shipment_past_its_eta_gets_one_late_exception(scanned: bool) -> None:
         if scanned:
             checkpoint_record(shipment=shipment, kind=K.ARRIVED_HUB, user=None)
         clock.shift(timedelta(days=1))  # the day of its ETA: not late yet
-        assert services.exceptions_detect() == 0
+        assert detection.exceptions_detect() == 0
 
         # In transit, it is also silent past TRACKSOP_STALL_HOURS by now; one
         # exception holds it, not two.
         clock.shift(timedelta(days=1, hours=1))
-        assert services.exceptions_detect() == 1
-        assert services.exceptions_detect() == 0
+        assert detection.exceptions_detect() == 1
+        assert detection.exceptions_detect() == 0
 
     exception = DeliveryException.objects.get(shipment=shipment)
     assert exception.cause == Cause.LATE
@@ -344,20 +344,20 @@ def test_a_resolved_late_shipment_is_raised_again_only_when_its_new_eta_passes(
     with time_machine.travel(timezone.now(), tick=False) as clock:
         shipment = dispatched_shipment()
         clock.shift(timedelta(days=4))
-        assert services.exceptions_detect() == 1
+        assert detection.exceptions_detect() == 1
         first = DeliveryException.objects.get(shipment=shipment)
         clock.shift(timedelta(hours=1))
         services.exception_resolve(exception=first, user=supervisor, notes="Found")
         # Still past the same ETA, which was dealt with.
-        assert services.exceptions_detect() == 0
+        assert detection.exceptions_detect() == 0
 
         new_eta = timezone.localdate() + timedelta(days=2)
         shipment_services.shipment_eta_change(
             shipment=shipment, user=supervisor, estimated_delivery=new_eta
         )
-        assert services.exceptions_detect() == 0
+        assert detection.exceptions_detect() == 0
         clock.shift(timedelta(days=3))
-        assert services.exceptions_detect() == 1
+        assert detection.exceptions_detect() == 1
 
     second = DeliveryException.objects.exclude(pk=first.pk).get(shipment=shipment)
     assert second.cause == Cause.LATE
@@ -376,11 +376,11 @@ def test_an_in_transit_shipment_without_a_scan_gets_one_no_scan_exception(
         checkpoint_record(shipment=moving, kind=K.PICKED_UP, user=None)
         waiting = dispatched_shipment()  # not picked up yet: not stalled
         clock.shift(timedelta(hours=5))
-        assert services.exceptions_detect() == 0
+        assert detection.exceptions_detect() == 0
 
         clock.shift(timedelta(hours=2))
-        assert services.exceptions_detect() == 1
-        assert services.exceptions_detect() == 0
+        assert detection.exceptions_detect() == 1
+        assert detection.exceptions_detect() == 0
 
     exception = DeliveryException.objects.get()
     assert exception.shipment == moving
@@ -398,7 +398,7 @@ def test_a_delivered_shipment_past_its_eta_gets_nothing() -> None:
         shipment = dispatched_shipment()
         checkpoint_record(shipment=shipment, kind=K.DELIVERED, user=None)
         clock.shift(timedelta(days=10))
-        assert services.exceptions_detect() == 0
+        assert detection.exceptions_detect() == 0
 
     assert not DeliveryException.objects.filter(shipment=shipment).exists()
 
@@ -409,7 +409,7 @@ def test_a_shipment_with_an_open_exception_gets_nothing_more() -> None:
         checkpoint_record(shipment=shipment, kind=K.PICKED_UP, user=None)
         open_one = _report(shipment, cause=Cause.DAMAGED)
         clock.shift(timedelta(days=10))  # past its ETA and long silent
-        assert services.exceptions_detect() == 0
+        assert detection.exceptions_detect() == 0
 
     assert list(DeliveryException.objects.filter(shipment=shipment)) == [open_one]
 
@@ -444,8 +444,8 @@ def test_a_sweep_hands_its_messages_to_the_broker_in_one_publish_per_commit(
         clock.shift(timedelta(days=4))
 
         with django_capture_on_commit_callbacks() as callbacks:
-            assert services.exceptions_detect(chunk=2) == 3
-            assert services.exceptions_escalate() == 1
+            assert detection.exceptions_detect(chunk=2) == 3
+            assert sweep.exceptions_escalate() == 1
 
     publishes = [c for c in callbacks if getattr(c, "func", None) is queue_now]
     for callback in callbacks:
@@ -485,8 +485,8 @@ def test_a_detection_that_fails_is_undone_alone_and_the_sweep_goes_on(
             )
         clock.shift(timedelta(days=4))
 
-        with caplog.at_level(logging.ERROR, logger="exceptions_mgmt.services"):
-            assert services.exceptions_detect(chunk=3) == 2
+        with caplog.at_level(logging.ERROR, logger="exceptions_mgmt.detection"):
+            assert detection.exceptions_detect(chunk=3) == 2
 
     assert f"on shipment {failing.pk} failed" in caplog.text
     failing.refresh_from_db()
@@ -505,8 +505,8 @@ def test_two_detection_sweeps_at_once_raise_each_exception_once() -> None:
         clock.shift(timedelta(days=4))
         # Small chunks, so the two sweeps interleave rather than one taking all.
         outcomes = race(
-            lambda: services.exceptions_detect(chunk=2),
-            lambda: services.exceptions_detect(chunk=2),
+            lambda: detection.exceptions_detect(chunk=2),
+            lambda: detection.exceptions_detect(chunk=2),
         )
 
     assert all(isinstance(o, int) for o in outcomes), outcomes
@@ -537,11 +537,11 @@ def test_detection_costs_the_same_queries_for_two_late_shipments_as_for_twelve()
     with time_machine.travel(timezone.now(), tick=False) as clock:
         few = [dispatched_shipment() for _ in range(2)]
         clock.shift(timedelta(days=4))
-        found, for_few = _queries(services.exceptions_detect)
+        found, for_few = _queries(detection.exceptions_detect)
         assert found == len(few)
         many = [dispatched_shipment() for _ in range(12)]
         clock.shift(timedelta(days=4))
-        found, for_many = _queries(services.exceptions_detect)
+        found, for_many = _queries(detection.exceptions_detect)
         assert found == len(many)
 
     assert for_many == for_few
@@ -558,11 +558,11 @@ def test_escalation_costs_the_same_queries_for_one_stale_exception_as_for_six(
     with time_machine.travel(timezone.now(), tick=False) as clock:
         _report(severity=Severity.HIGH)
         clock.shift(timedelta(hours=2))  # past the hour it may stay unacknowledged
-        escalated, for_one = _queries(services.exceptions_escalate)
+        escalated, for_one = _queries(sweep.exceptions_escalate)
         assert escalated == 1
         six = [_report(severity=Severity.HIGH) for _ in range(6)]
         clock.shift(timedelta(hours=2))
-        escalated, for_six = _queries(services.exceptions_escalate)
+        escalated, for_six = _queries(sweep.exceptions_escalate)
         assert escalated == len(six)
 
     assert for_six == for_one
@@ -590,7 +590,7 @@ def test_each_shipment_in_a_chunk_keeps_its_own_choices_and_subscribers() -> Non
             confirmed_at=timezone.now(),
         )
         clock.shift(timedelta(days=4))
-        assert services.exceptions_detect() == 3
+        assert detection.exceptions_detect() == 3
 
     def sent(shipment: Shipment) -> list[tuple[str, str, str]]:
         return sorted(

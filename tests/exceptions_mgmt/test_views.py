@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, Settings
 
-from exceptions_mgmt import services
+from exceptions_mgmt import detection, reporting, services, sweep
 from exceptions_mgmt.models import (
     Cause,
     DeliveryException,
@@ -73,7 +73,7 @@ def _report(
 ) -> DeliveryException:
     kwargs.setdefault("cause", Cause.WEATHER)
     kwargs.setdefault("expected_resolution", _later())
-    return services.exception_report(
+    return reporting.exception_report(
         shipment=shipment or dispatched_shipment(), user=user, **kwargs
     )
 
@@ -349,7 +349,7 @@ def test_the_queue_is_paginated(
 def _escalated() -> DeliveryException:
     e = _report(severity=Severity.MEDIUM)
     # Medium, not acknowledged for four hours: level 1 (the default rules).
-    services.exceptions_escalate(now=timezone.now() + timedelta(hours=5))
+    sweep.exceptions_escalate(now=timezone.now() + timedelta(hours=5))
     return _fresh(e)
 
 
@@ -949,8 +949,8 @@ def test_each_scanned_package_gets_its_own_exception_and_problems_are_listed(
     assert not response.context["form"]["numbers"].value()
 
 
-def _scan_report(staff: User, numbers: list[str]) -> services.ScanReport:
-    return services.exceptions_report_scanned(
+def _scan_report(staff: User, numbers: list[str]) -> reporting.ScanReport:
+    return reporting.exceptions_report_scanned(
         user=staff,
         numbers=numbers,
         cause="weather",
@@ -1181,7 +1181,7 @@ def test_a_late_package_shows_its_missed_delivery_date_and_how_late_it_is(
     with time_machine.travel(timezone.now(), tick=False) as clock:
         shipment = dispatched_shipment()  # due in three days
         clock.shift(timedelta(days=5))
-        assert services.exceptions_detect() == 1
+        assert detection.exceptions_detect() == 1
         exception = DeliveryException.objects.get(shipment=shipment)
 
         page = _page(_as(client, staff).get(exception.get_absolute_url()))

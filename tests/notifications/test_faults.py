@@ -183,8 +183,8 @@ def _publish_to(url: str) -> None:
     # Dropped, not closed: kombu keeps pools in a global registry keyed by the
     # connection, and closing them would break the next user of the old URL.
     # Celery has no public way to drop them, hence the private attributes.
-    celery_app._pool = None  # type: ignore[attr-defined]
-    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
+    celery_app._pool = None  # type: ignore[attr-defined]  # noqa: SLF001
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]  # noqa: SLF001
 
 
 def _forget_pools(url: str) -> None:
@@ -217,8 +217,8 @@ def private_broker(tmp_path: Path, settings: Settings) -> Iterator[RedisServer]:
         else:
             os.environ["CELERY_BROKER_URL"] = saved_env
         celery_app.conf["broker_url"] = saved_conf
-        celery_app._pool = None  # type: ignore[attr-defined]
-        celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
+        celery_app._pool = None  # type: ignore[attr-defined]  # noqa: SLF001
+        celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]  # noqa: SLF001
         server.stop()
 
 
@@ -251,9 +251,9 @@ def test_closing_a_broker_connection_after_redis_died_mid_poll_is_not_a_crash(
     # kombu's Redis channel: the poll and the QoS it drives are not typed, and
     # the state this test is about has no public handle.
     channel: Any = consumer.channel
-    channel._brpop_start()
+    channel._brpop_start()  # noqa: SLF001
     assert received
-    assert channel.qos._delivered
+    assert channel.qos._delivered  # noqa: SLF001
 
     private_broker.kill()
     connection.collect(socket_timeout=1)

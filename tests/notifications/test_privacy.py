@@ -13,6 +13,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.forms import ReportForm, RescheduleForm
 from exceptions_mgmt.models import Cause
@@ -76,7 +77,7 @@ def _texts(shipment: Shipment, kind: str, audience: str) -> dict[str, str]:
 
 
 def _report_other(shipment: Shipment) -> Any:
-    return exception_services.exception_report(
+    return exception_reporting.exception_report(
         shipment=shipment,
         user=UserFactory(),
         cause=Cause.OTHER,

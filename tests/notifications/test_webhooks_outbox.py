@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import Cause
 from notifications.models import WebhookEndpoint, WebhookEventType, WebhookMessage
@@ -104,7 +105,7 @@ def test_exceptions_are_opened_and_resolved_without_what_staff_typed(
     supervisor = UserFactory()
     expected = timezone.now() + timedelta(hours=6)
 
-    exception = exception_services.exception_report(
+    exception = exception_reporting.exception_report(
         shipment=shipment,
         user=None,
         cause=Cause.WEATHER,

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, Settings
 
-from exceptions_mgmt import services as exception_services
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt.models import Cause
 from reports.models import Archive
 from shipments.access import access_log_write
@@ -76,7 +76,7 @@ def test_the_exception_page_logs_the_exceptions_shipment(
     client: Client, supervisor: User
 ) -> None:
     shipment = dispatched_shipment()
-    exception = exception_services.exception_report(
+    exception = exception_reporting.exception_report(
         shipment=shipment,
         user=supervisor,
         cause=Cause.WEATHER,

@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from exceptions_mgmt import reporting
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import Cause
 from shipments import services
@@ -170,7 +171,7 @@ def test_each_kinds_data_has_the_keys_its_typed_dict_declares(
     )
     scan = checkpoint_record(shipment=shipment, kind=EventKind.PICKED_UP, user=None)
     event_void(event=scan, user=supervisor, reason="Wrong parcel")
-    exception = exception_services.exception_report(
+    exception = reporting.exception_report(
         shipment=shipment,
         user=supervisor,
         cause=Cause.WEATHER,

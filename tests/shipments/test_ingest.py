@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
-from exceptions_mgmt import services as exception_services
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt.models import Cause, DeliveryException, ExceptionChange
 from notifications.models import Notification
 from shipments.checkpoints import checkpoint_record
@@ -55,7 +55,7 @@ def _world() -> list[Shipment]:
     for code in ("hub-a", "hub-b", "hub-c"):
         LocationFactory(code=code)
     shipments = [dispatched_shipment(carrier=fleet) for _ in range(4)]
-    exception_services.exception_report(
+    exception_reporting.exception_report(
         shipment=shipments[1],
         user=None,
         cause=Cause.WEATHER,

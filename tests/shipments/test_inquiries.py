@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries, Settings
 
+from exceptions_mgmt import reporting as exception_reporting
 from exceptions_mgmt import services as exception_services
 from exceptions_mgmt.models import DeliveryException
 from notifications.models import Notification
@@ -583,7 +584,7 @@ def test_the_shipment_page_costs_the_same_queries_for_3_or_30_inquiries(
         if i % 2:
             inquiry_answer(inquiry=inquiry, user=supervisor, answer="Done")
         if i % 3 == 0:  # some led to an exception, each shown with its link
-            reported = exception_services.exception_report(
+            reported = exception_reporting.exception_report(
                 shipment=shipment,
                 user=cs_agent,
                 cause="damaged",
@@ -773,11 +774,11 @@ def test_an_exception_cannot_name_an_inquiry_about_another_shipment(
 ) -> None:
     from django.core.exceptions import ValidationError
 
-    from exceptions_mgmt import services as exception_services
+    from exceptions_mgmt import reporting as exception_reporting
 
     other = dispatched_shipment()
     with pytest.raises(ValidationError) as refused:
-        exception_services.exception_report(
+        exception_reporting.exception_report(
             shipment=other,
             user=cs_agent,
             cause="damaged",

@@ -22,7 +22,7 @@ from pytest_django import (
     Settings,
 )
 
-from exceptions_mgmt.services import exception_report
+from exceptions_mgmt.reporting import exception_report
 from shipments.checkpoints import checkpoint_record, event_void
 from shipments.feedback import FeedbackRefused, feedback_record
 from shipments.models import Feedback, Location, Shipment

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from exceptions_mgmt import services
+from exceptions_mgmt import reporting, services, sweep
 from exceptions_mgmt.models import Cause, DeliveryException, Severity
 from notifications.models import Notification, Status
 from shipments.models import Shipment
@@ -81,7 +81,7 @@ class Command(BaseCommand):
         for shipment, (cause, severity, hours, text) in zip(
             moving, REPORTS, strict=False
         ):
-            exception = services.exception_report(
+            exception = reporting.exception_report(
                 shipment=shipment,
                 user=reporter,
                 cause=cause,
@@ -119,7 +119,7 @@ class Command(BaseCommand):
                 user=supervisor,
                 notes="Carrier confirmed it is on the next linehaul.",
             )
-        swept = services.exceptions_sweep()
+        swept = sweep.exceptions_sweep()
         Notification.objects.filter(pk__gt=last, status=Status.PENDING).update(
             # Now, not `now` from the start: sent after they were written.
             status=Status.SENT,

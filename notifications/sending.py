@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
-from django.db.models import F, Field, Model
+from django.db.models import F, Field
 from django.utils import timezone
 
 from notifications import gateways, selectors
@@ -37,7 +37,7 @@ from notifications.models import Channel, Notification, Preference, Status
 from shipments.models import Shipment
 
 if TYPE_CHECKING:
-    from django.db.models.options import Options
+    pass
 
 # A claimed row and its party's channel choice (`Preference.Choice`).
 Claimed = tuple[Notification, str]
@@ -69,10 +69,6 @@ def _lease() -> tuple[datetime, datetime]:
     """Now and the end of a claim made now."""
     now = timezone.now()
     return now, now + timedelta(seconds=settings.TRACKSOP_NOTIFY_LEASE_SECONDS)
-
-
-def _opts(model: type[Model]) -> Options[Any]:
-    return model._meta
 
 
 # --- the fast path -------------------------------------------------------
@@ -110,10 +106,10 @@ def _claim_sql(*, others: bool = False) -> tuple[str, tuple[str, ...]]:
     to claim their own rows."""
     q = connection.ops.quote_name
     notification, shipment, preference = (
-        q(_opts(model).db_table) for model in (Notification, Shipment, Preference)
+        q(model._meta.db_table) for model in (Notification, Shipment, Preference)
     )
     columns = tuple(
-        f.attname for f in _opts(Notification).concrete_fields if f.attname in _CLAIMED
+        f.attname for f in Notification._meta.concrete_fields if f.attname in _CLAIMED
     )
     due, where = "", "id = %s AND status = %s AND next_attempt_at <= %s"
     if others:
@@ -208,7 +204,7 @@ class FastPath:
         """The UPDATE the ORM would write, without its query building (a
         worker's CPU is the limit on sending; see _claim_sql)."""
         q = connection.ops.quote_name
-        meta = _opts(Notification)
+        meta = Notification._meta
         columns = [cast("Field[Any, Any]", meta.get_field(name)) for name in fields]
         values = [f.get_db_prep_save(fields[f.name], connection) for f in columns]
         # Identifiers from model metadata, never from input.
@@ -339,7 +335,7 @@ PATHS: dict[str, Path] = {"fast": FAST, "orm": ORM}
 
 def current() -> Path:
     """The path TRACKSOP_NOTIFY_PATH names (the fast one when unset)."""
-    name = getattr(settings, "TRACKSOP_NOTIFY_PATH", "fast")
+    name = settings.TRACKSOP_NOTIFY_PATH
     try:
         return PATHS[name]
     except KeyError:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Model
+from django.db.models import F
 from django.utils import timezone
 
 from notifications.models import (
@@ -36,13 +36,9 @@ from notifications.webhooks.endpoints import (
 )
 
 if TYPE_CHECKING:
-    from django.db.models.options import Options
+    pass
 
 USER_AGENT = "TrackSOP-Webhooks/1"
-
-
-def _opts(model: type[Model]) -> Options[Any]:
-    return model._meta
 
 
 def retry_delay(attempts: int) -> float | None:
@@ -67,7 +63,7 @@ _UNHURRIED = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
 
 def _in_field_order(model: type[Any], names: set[str]) -> tuple[str, ...]:
     # Model.from_db takes a subset of the columns in the model's field order.
-    return tuple(f.attname for f in _opts(model).concrete_fields if f.attname in names)
+    return tuple(f.attname for f in model._meta.concrete_fields if f.attname in names)
 
 
 _MESSAGE_COLUMNS = _in_field_order(
@@ -93,7 +89,7 @@ def _claim_sql() -> str:
     """Claim a due message and read it with its endpoint in one statement
     (the worker's CPU and round trips are what limit delivery)."""
     q = connection.ops.quote_name
-    m, e = q(_opts(WebhookMessage).db_table), q(_opts(WebhookEndpoint).db_table)
+    m, e = q(WebhookMessage._meta.db_table), q(WebhookEndpoint._meta.db_table)
     returning = [f"{m}.{q(c)}" for c in _MESSAGE_COLUMNS] + [
         f"{e}.{q(c)}" for c in _ENDPOINT_COLUMNS
     ]
@@ -174,7 +170,7 @@ def _record_sql() -> str:
     unless the claim lapsed meanwhile (the attempt is logged all the same).
     An earlier delivery's time stays when a replay fails."""
     q = connection.ops.quote_name
-    a, m = q(_opts(WebhookAttempt).db_table), q(_opts(WebhookMessage).db_table)
+    a, m = q(WebhookAttempt._meta.db_table), q(WebhookMessage._meta.db_table)
     values = ", ".join(
         "%s::jsonb" if c == "request_headers" else "%s" for c in _ATTEMPT_COLUMNS
     )

@@ -8,12 +8,11 @@ import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Model
 from django.utils import timezone
 
 from notifications.models import (
@@ -27,7 +26,7 @@ from shipments.events import Recorded
 from shipments.models import Carrier, Location, Shipment, TrackingEvent
 
 if TYPE_CHECKING:
-    from django.db.models.options import Options
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -108,22 +107,18 @@ def webhooks_for_events(records: Sequence[Recorded]) -> list[WebhookMessage]:
     return rows
 
 
-def _opts(model: type[Model]) -> Options[Any]:
-    return model._meta
-
-
 def _message_id() -> str:
     return "msg_" + uuid.uuid4().hex
 
 
 def _carrier_codes(shipments: Sequence[Shipment]) -> dict[int, str]:
-    field = _opts(Shipment).get_field("carrier")
+    field = Shipment._meta.get_field("carrier")
     codes: dict[int, str] = {}
     missing: set[int] = set()
     for shipment in shipments:
         if shipment.carrier_id is None:
             continue
-        if field.is_cached(shipment):  # type: ignore[union-attr]
+        if field.is_cached(shipment):
             codes[shipment.carrier_id] = shipment.carrier.code  # type: ignore[union-attr]
         else:
             missing.add(shipment.carrier_id)
@@ -137,13 +132,13 @@ def _carrier_codes(shipments: Sequence[Shipment]) -> dict[int, str]:
 
 
 def _locations(events: Sequence[TrackingEvent]) -> dict[int, Location]:
-    field = _opts(TrackingEvent).get_field("location")
+    field = TrackingEvent._meta.get_field("location")
     found: dict[int, Location] = {}
     missing: set[int] = set()
     for event in events:
         if event.location_id is None:
             continue
-        if field.is_cached(event):  # type: ignore[union-attr]
+        if field.is_cached(event):
             found[event.location_id] = event.location  # type: ignore[assignment]
         else:
             missing.add(event.location_id)

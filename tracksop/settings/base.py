@@ -576,6 +576,10 @@ TRACKSOP_NOTIFY_RETRY_MAX_SECONDS = env.float(
 TRACKSOP_NOTIFY_LEASE_SECONDS = env.float(
     "TRACKSOP_NOTIFY_LEASE_SECONDS", default=300.0
 )
+# How the worker claims and sends (notifications/sending.py): "fast" (raw
+# claim SQL, stored bytes over the open SMTP connection) or "orm" (the plain
+# reference path, same outcome, slower).
+TRACKSOP_NOTIFY_PATH = env.str("TRACKSOP_NOTIFY_PATH", default="fast")
 # Due emails one task sends over its mail connection: its own and, under a
 # backlog, others whose tasks then have nothing to do (1: one each).
 TRACKSOP_NOTIFY_BATCH_SIZE = env.int("TRACKSOP_NOTIFY_BATCH_SIZE", default=10)
@@ -605,7 +609,7 @@ if TRACKSOP_SMS_BACKEND == "twilio" and not (
         "TWILIO_FROM."
     )
 
-# Outbound webhooks (notifications/webhooks.py). Off, the default: no request
+# Outbound webhooks (notifications/webhooks/). Off, the default: no request
 # to private, loopback, link-local or other non-public addresses (SSRF).
 TRACKSOP_WEBHOOK_ALLOW_PRIVATE = env.bool(
     "TRACKSOP_WEBHOOK_ALLOW_PRIVATE", default=False

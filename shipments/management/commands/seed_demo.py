@@ -3,6 +3,9 @@
 Rows are built in memory and written with bulk inserts (100,000 shipments with
 their events in well under two minutes). Each history is folded through the
 real status machine, so stored status always equals the replay of the log.
+
+A development tool kept in one file (a little over 500 lines): the plan of a
+shipment's life and its bulk writer read best side by side.
 """
 
 from __future__ import annotations

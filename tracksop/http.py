@@ -14,8 +14,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views import defaults
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,23 @@ def public_page(
         {**context, "company": settings.TRACKSOP_COMPANY_NAME},
         status=status,
     )
+
+
+def bad_request(
+    request: HttpRequest, exception: Exception | None = None
+) -> HttpResponse:
+    """The site's 400 handler (a Host header no setting allows, a broken
+    multipart body): the API answers it as problem+json, as its schema says;
+    pages get Django's plain page."""
+    if request.path_info.startswith("/api/"):
+        from tracksop.api import problem
+
+        return JsonResponse(
+            problem(400, "The request is malformed and was not read."),
+            status=400,
+            content_type="application/problem+json",
+        )
+    return defaults.bad_request(request, exception or Exception())
 
 
 def public_not_found(

@@ -46,4 +46,5 @@ urlpatterns = [
     *notification_public,
 ]
 
+handler400 = "tracksop.http.bad_request"
 handler404 = "tracksop.http.public_not_found"

@@ -246,3 +246,27 @@ def test_head_needs_the_scope_get_needs(api_key_for: IssueApiKey) -> None:
     assert client(raw).head("/api/v1/shipments/").status_code == 403
     _, reader = api_key_for("shipments:read", name="Reader")
     assert client(reader).head("/api/v1/shipments/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/shipments/", "/api/v1/shipments/X/checkpoints/"]
+)
+def test_a_request_django_cannot_read_is_a_problem_json_400(
+    api_key_for: IssueApiKey, path: str
+) -> None:
+    # A Host header no ALLOWED_HOSTS entry matches never reaches a view.
+    _, raw = api_key_for("shipments:write", "events:write")
+    response = client(raw).post(
+        path, {"kind": "picked_up"}, format="json", HTTP_HOST="bad host +."
+    )
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"] == "The request is malformed and was not read."
+
+
+def test_a_page_django_cannot_read_stays_a_plain_400() -> None:
+    response = Client().get("/login/", HTTP_HOST="bad host +.")
+
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")

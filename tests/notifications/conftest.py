@@ -122,6 +122,29 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink.stop()
 
 
+@pytest.fixture
+def mail_server(settings: Settings, smtp_sink: SmtpSink) -> SmtpSink:
+    """Email from this process goes to the local SMTP sink."""
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": smtp_sink.port, "timeout": 5},
+        }
+    }
+    return smtp_sink
+
+
+@pytest.fixture
+def no_marks() -> Iterator[None]:
+    """The fast path's "already taken" marks are per process; a test using
+    this starts and ends without any."""
+    from notifications import sending
+
+    sending.FAST.taken.clear()
+    yield
+    sending.FAST.taken.clear()
+
+
 # --- Celery worker ------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ server received is compared. Nothing is patched."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,29 +23,11 @@ from shipments.models import Shipment
 from tests.factories import dispatched_shipment
 from tests.notifications.conftest import SmtpSink
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_marks")]
 
 PATHS = ("fast", "orm")
 
 Received = list[tuple[str, str, str]]
-
-
-@pytest.fixture
-def mail_server(settings: Any, smtp_sink: SmtpSink) -> SmtpSink:
-    settings.MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": smtp_sink.port, "timeout": 5},
-        }
-    }
-    return smtp_sink
-
-
-@pytest.fixture(autouse=True)
-def _no_marks() -> Iterator[None]:
-    sending.FAST.taken.clear()
-    yield
-    sending.FAST.taken.clear()
 
 
 def _email(shipment: Shipment) -> Notification:

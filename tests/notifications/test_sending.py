@@ -7,7 +7,6 @@ patched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
 from typing import Any
@@ -29,26 +28,7 @@ from shipments.status import EventKind
 from tests.factories import NotificationFactory, dispatched_shipment
 from tests.notifications.conftest import SmtpSink
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def mail_server(settings: Settings, smtp_sink: SmtpSink) -> SmtpSink:
-    settings.MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": smtp_sink.port, "timeout": 5},
-        }
-    }
-    return smtp_sink
-
-
-@pytest.fixture(autouse=True)
-def _no_marks() -> Iterator[None]:
-    """Marks are per process; each test starts and ends without any."""
-    sending.FAST.taken.clear()
-    yield
-    sending.FAST.taken.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_marks")]
 
 
 def _email(shipment: Shipment) -> Notification:

@@ -557,17 +557,6 @@ def test_handling_an_event_twice_writes_nothing_new_for_subscribers(
     assert len(_subscriber_rows(shipment, Kind.OUT_FOR_DELIVERY)) == 1
 
 
-@pytest.fixture
-def mail_server(settings: Settings, smtp_sink: SmtpSink) -> SmtpSink:
-    settings.MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": smtp_sink.port, "timeout": 5},
-        }
-    }
-    return smtp_sink
-
-
 def test_a_subscribers_email_goes_out_with_a_one_click_stop_header(
     mail_server: SmtpSink, shipment: Shipment
 ) -> None:

@@ -11,18 +11,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from shipments.carrier_formats import Push, kept_headers, parse
-from shipments.carriers.status import CarrierEvent, Places, carrier_checkpoint
+from shipments.carriers.status import (
+    CarrierEvent,
+    Places,
+    carrier_checkpoint,
+    delivery_date_update,
+)
 from shipments.ingest import INGEST_LIMIT, CheckpointIn, checkpoints_ingest
-from shipments.models import Carrier, CarrierWebhook, Source
+from shipments.models import Carrier, CarrierWebhook, Shipment, Source, TrackingEvent
+from shipments.selectors import shipments_by_codes
+from shipments.services import shipment_eta_change
+from shipments.status import EventKind, TransitionRefused
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +102,12 @@ def carrier_events_ingest(
     wanted: list[tuple[int, CheckpointIn]] = []
     places = Places.load()
     for index, event in enumerate(events):
+        update = delivery_date_update(push_format, event)
+        if update is not None:
+            outcome[index] = _eta_update(
+                event, update, source=source, integration=integration
+            )
+            continue
         checkpoint, why = carrier_checkpoint(push_format, event, places=places)
         if checkpoint is None:
             outcome[index] = _result(event, status="ignored", reason=why)
@@ -113,6 +128,60 @@ def carrier_events_ingest(
                 reason=result.reason,
             )
     return [o for o in outcome if o is not None]
+
+
+def _eta_update(
+    event: CarrierEvent,
+    update: date | str,
+    *,
+    source: str,
+    integration: str,
+) -> dict[str, Any]:
+    """A carrier's new delivery date (`update`, or why it cannot be read) as
+    the shipment's ETA change: the customer hears of a delay as when staff
+    move the date. Refused when the date is unreadable or the change is not
+    allowed; ignored when the carrier said something newer since."""
+    if isinstance(update, str):
+        return _result(event, status="refused", reason=update)
+    found = shipments_by_codes([event.tracking_number.upper()])
+    pk = found.get(event.tracking_number.upper())
+    if pk is None:
+        return _result(event, status="refused", reason=UNKNOWN_NUMBER)
+    shipment = Shipment.objects.select_related("carrier").get(pk=pk)
+    if TrackingEvent.objects.filter(
+        shipment=shipment,
+        source__in=(Source.WEBHOOK, Source.CARRIER),
+        occurred_at__gt=event.occurred_at,
+    ).exists():
+        return _result(
+            event,
+            status="ignored",
+            reason="The carrier reported something newer since this date.",
+        )
+    try:
+        changed = shipment_eta_change(
+            shipment=shipment,
+            user=None,
+            estimated_delivery=update,
+            source=source,
+            integration=integration,
+            occurred_at=event.occurred_at,
+        )
+    except ValidationError as exc:
+        return _result(event, status="refused", reason=" ".join(exc.messages))
+    except TransitionRefused as exc:
+        return _result(event, status="refused", reason=str(exc))
+    return _result(
+        event,
+        status="created" if changed is not None else "duplicate",
+        kind=EventKind.ETA_CHANGED,
+        shipment_id=shipment.shipment_id,
+        event=changed.pk if changed is not None else None,
+        reason="",
+    )
+
+
+UNKNOWN_NUMBER = "No shipment has this tracking number."
 
 
 def carrier_webhook_process(*, webhook_id: int) -> CarrierWebhook | None:

@@ -346,9 +346,11 @@ def shipment_eta_change(
     expected_version: int | None = None,
     source: str = Source.FORM,
     integration: str = "",
+    occurred_at: datetime | None = None,
 ) -> TrackingEvent | None:
     """Move the estimated delivery date. Later than before is a delay, which
-    the customer is told about; the same date records nothing."""
+    the customer is told about; the same date records nothing. `occurred_at`:
+    when a carrier announced the date (its push), else now."""
     _refuse_eta(estimated_delivery, shipment=shipment)
     with transaction.atomic():
         locked = shipment_lock(shipment, expected_version)
@@ -364,7 +366,7 @@ def shipment_eta_change(
         return event_append(
             locked,
             kind=EventKind.ETA_CHANGED,
-            occurred_at=timezone.now(),
+            occurred_at=occurred_at or timezone.now(),
             user=user,
             source=source,
             integration=integration,

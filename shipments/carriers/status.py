@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from shipments.ingest import CheckpointIn
@@ -72,8 +72,8 @@ UPS_TYPES: dict[str, Rule] = {
     "I": Rule(K.IN_TRANSIT_SCAN),  # "On the Way"
     "D": Rule(K.DELIVERED),
     "X": EXCEPTION,
-    # An updated delivery date: an ETA change, which is the ETA service's
-    # (issue 14); meanwhile the stored raw push keeps the new date.
+    # An updated delivery date: not a checkpoint but an ETA change (see
+    # delivery_date_update), taken before this table is asked.
     "U": IGNORE,
 }
 
@@ -306,6 +306,19 @@ class Places:
             if len(codes) == 1:
                 return codes[0]
         return ""
+
+
+def delivery_date_update(push_format: str, event: CarrierEvent) -> date | str | None:
+    """The new delivery date a carrier event announces instead of a scan:
+    a UPS Track Alert of type U ("Update", a new scheduled delivery date).
+    None for every other event; a sentence when the date cannot be read."""
+    if push_format != PushFormat.UPS_TRACK_ALERT or event.status_type != "U":
+        return None
+    raw = str(event.extra.get("ups_scheduledDeliveryDate", ""))
+    try:
+        return datetime.strptime(raw, "%Y%m%d").date()  # noqa: DTZ007 - a date
+    except ValueError:
+        return "The update has no scheduledDeliveryDate as YYYYMMDD."
 
 
 def carrier_checkpoint(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -760,3 +760,145 @@ def test_a_carrier_exception_opens_one_exception_in_the_queue(
     told = Notification.objects.filter(event=reported)
     assert told.count() == 2  # email and SMS
     assert all(said not in n.body_text and said not in n.subject for n in told)
+
+
+# --- UPS type U: a new delivery date ------------------------------------------
+
+
+def ups_update(new_date: date, *, minutes_ago: float) -> dict[str, Any]:
+    """A Track Alert of type U ("Update"): UPS moved the delivery date."""
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    return {
+        **UPS_ORIGIN_SCAN,
+        "activityStatus": {
+            "code": "",
+            "description": "Delivery date updated",
+            "descriptionCode": "",
+            "type": "U",
+        },
+        "gmtActivityDate": f"{at:%Y%m%d}",
+        "gmtActivityTime": f"{at:%H%M%S}",
+        "scheduledDeliveryDate": f"{new_date:%Y%m%d}",
+    }
+
+
+def recent_ups_shipment(ups: Carrier) -> Shipment:
+    with time_machine.travel(timezone.now() - timedelta(hours=2)):
+        return dispatched_shipment(carrier=ups, tracking_number="1Z204W4R0308071865")
+
+
+def test_a_ups_update_moves_the_eta_and_tells_the_customer_of_the_delay(
+    client: Client, ups: Carrier
+) -> None:
+    shipment = recent_ups_shipment(ups)
+    eta = shipment.estimated_delivery
+    assert eta is not None
+    later = eta + timedelta(days=2)
+
+    assert post_ups(client, ups_update(later, minutes_ago=5)).status_code == 200
+    (webhook,) = process_all()
+
+    shipment.refresh_from_db()
+    assert shipment.estimated_delivery == later
+    change = shipment.events.get(kind=EventKind.ETA_CHANGED)
+    assert (change.source, change.integration) == (Source.WEBHOOK, "UPS")
+    assert change.data["to"] == later.isoformat()
+    assert [o["status"] for o in webhook.outcome] == ["created"]
+    assert webhook.outcome[0]["kind"] == EventKind.ETA_CHANGED
+    assert Notification.objects.filter(shipment=shipment, kind="delay").exists()
+    # No checkpoint: a date update is not a scan.
+    assert not shipment.events.filter(kind__in=CHECKPOINT_KINDS).exists()
+
+
+def test_the_same_ups_update_twice_changes_the_eta_once(
+    client: Client, ups: Carrier
+) -> None:
+    shipment = recent_ups_shipment(ups)
+    assert shipment.estimated_delivery is not None
+    later = shipment.estimated_delivery + timedelta(days=1)
+    post_ups(client, ups_update(later, minutes_ago=5))
+    # Another message (another time) with the same date.
+    post_ups(client, ups_update(later, minutes_ago=4))
+
+    first, second = process_all()
+
+    assert [o["status"] for o in first.outcome] == ["created"]
+    assert [o["status"] for o in second.outcome] == ["duplicate"]
+    assert shipment.events.filter(kind=EventKind.ETA_CHANGED).count() == 1
+
+
+def test_an_older_ups_update_arriving_late_is_ignored(
+    client: Client, ups: Carrier
+) -> None:
+    shipment = recent_ups_shipment(ups)
+    eta = shipment.estimated_delivery
+    assert eta is not None
+    scan = {
+        **UPS_ORIGIN_SCAN,
+        "gmtActivityDate": f"{timezone.now() - timedelta(minutes=10):%Y%m%d}",
+        "gmtActivityTime": f"{timezone.now() - timedelta(minutes=10):%H%M%S}",
+    }
+    post_ups(client, scan)
+    process_all()
+    # Sent before the scan, delivered after it.
+    post_ups(client, ups_update(eta + timedelta(days=4), minutes_ago=30))
+
+    webhook = process_all()[-1]
+
+    assert webhook.outcome[0]["status"] == "ignored"
+    assert "newer" in webhook.outcome[0]["reason"]
+    shipment.refresh_from_db()
+    assert shipment.estimated_delivery == eta
+
+
+@pytest.mark.parametrize(
+    ("scheduled", "reason"),
+    [("", "YYYYMMDD"), ("20261399", "YYYYMMDD"), ("19990101", "")],
+)
+def test_a_ups_update_with_a_bad_date_is_refused_and_the_eta_kept(
+    client: Client, ups: Carrier, scheduled: str, reason: str
+) -> None:
+    shipment = recent_ups_shipment(ups)
+    eta = shipment.estimated_delivery
+    message = {**ups_update(timezone.localdate(), minutes_ago=5)}
+    message["scheduledDeliveryDate"] = scheduled
+    assert post_ups(client, message).status_code == 200
+
+    (webhook,) = process_all()
+
+    assert webhook.outcome[0]["status"] == "refused"
+    assert reason in webhook.outcome[0]["reason"]
+    assert webhook.outcome[0]["reason"]
+    shipment.refresh_from_db()
+    assert shipment.estimated_delivery == eta
+    assert not shipment.events.filter(kind=EventKind.ETA_CHANGED).exists()
+
+
+def test_a_ups_update_for_an_unknown_number_is_refused(
+    client: Client, ups: Carrier
+) -> None:
+    post_ups(
+        client, ups_update(timezone.localdate() + timedelta(days=2), minutes_ago=5)
+    )
+
+    (webhook,) = process_all()
+
+    assert webhook.outcome[0]["status"] == "refused"
+    assert webhook.outcome[0]["reason"] == "No shipment has this tracking number."
+
+
+def test_of_two_ups_updates_the_later_announced_date_wins_whatever_arrives_last(
+    client: Client, ups: Carrier
+) -> None:
+    shipment = recent_ups_shipment(ups)
+    eta = shipment.estimated_delivery
+    assert eta is not None
+    post_ups(client, ups_update(eta + timedelta(days=3), minutes_ago=5))
+    process_all()
+    post_ups(client, ups_update(eta + timedelta(days=1), minutes_ago=30))
+
+    older = process_all()[-1]
+
+    assert older.outcome[0]["status"] == "ignored"
+    shipment.refresh_from_db()
+    assert shipment.estimated_delivery == eta + timedelta(days=3)

@@ -6,7 +6,8 @@ may stay unacknowledged, or unresolved, counted from its report, before it
 goes up to a level. Levels only go up. Everything that decides a level or a
 deadline asks this module: the report and the first acknowledgement (which
 store `escalate_after`, the time the sweep selects rows by), the sweep itself
-(`sweep.exceptions_escalate`), and the pages, which show the stored level. No
+(`sweep.exceptions_escalate`), and the exception's page, which shows the
+next escalation (`next_escalation`). No
 I/O here: `selectors.escalation_rules()` loads the rules, once per run.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from exceptions_mgmt.models import DeliveryException, EscalationRule
+from exceptions_mgmt.models import DeliveryException, EscalationRule, Level
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,38 @@ def due_at(rule: Rule, exception: DeliveryException) -> datetime:
     return exception.reported_at + rule.after
 
 
+@dataclass(frozen=True)
+class NextEscalation:
+    at: datetime
+    level: int
+    when: str  # EscalationRule.When: unless acknowledged, or resolved, by then
+
+    @property
+    def when_label(self) -> str:
+        return str(EscalationRule.When(self.when).label)
+
+    @property
+    def level_label(self) -> str:
+        return str(Level(self.level).label)
+
+
+def next_escalation(
+    exception: DeliveryException, rules: Rules
+) -> NextEscalation | None:
+    """The next rule that could still raise its level, and when it falls due;
+    None when no rule is left (the sweep no longer looks at it)."""
+    pending = [r for r in rules.get(exception.severity, ()) if applies(r, exception)]
+    if not pending:
+        return None
+    rule = min(pending, key=lambda r: (due_at(r, exception), -r.level))
+    return NextEscalation(due_at(rule, exception), rule.level, rule.when)
+
+
 def next_deadline(exception: DeliveryException, rules: Rules) -> datetime | None:
-    """When the next rule that could still raise its level falls due; None
-    when no rule is left (the sweep no longer looks at it)."""
-    due = [
-        due_at(rule, exception)
-        for rule in rules.get(exception.severity, ())
-        if applies(rule, exception)
-    ]
-    return min(due) if due else None
+    """When the next rule that could still raise its level falls due (the
+    `escalate_after` the sweep selects by)."""
+    upcoming = next_escalation(exception, rules)
+    return upcoming.at if upcoming is not None else None
 
 
 def level_due(exception: DeliveryException, rules: Rules, now: datetime) -> int:

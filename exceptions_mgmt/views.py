@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from django.views.decorators.http import require_GET, require_POST
 
-from exceptions_mgmt import reporting, selectors, services
+from exceptions_mgmt import escalation, reporting, selectors, services
 from exceptions_mgmt.forms import (
     AssignForm,
     BulkForm,
@@ -224,6 +224,11 @@ def _detail_page(
             "notes": selectors.exception_notes(exception=exception),
             "history": selectors.exception_history(
                 exception=exception, show_levels=can_supervise
+            ),
+            "next_escalation": (
+                None
+                if exception.is_closed
+                else escalation.next_escalation(exception, selectors.escalation_rules())
             ),
             "now": timezone.now(),
             "today": timezone.localdate(),

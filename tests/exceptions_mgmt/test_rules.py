@@ -79,6 +79,19 @@ def test_the_next_deadline_is_the_soonest_rule_that_can_still_raise_the_level() 
     )
 
 
+def test_the_next_escalation_says_when_to_which_level_and_unless_what() -> None:
+    upcoming = escalation.next_escalation(_exception(), RULES)
+    assert upcoming is not None
+    assert (upcoming.at, upcoming.level) == (REPORTED + 4 * HOUR, Level.SUPERVISORS)
+    assert upcoming.when_label == "not acknowledged"
+    assert upcoming.level_label == "Level 1: supervisors"
+
+    taken_on = escalation.next_escalation(_exception(acknowledged=True), RULES)
+    assert taken_on is not None
+    assert (taken_on.level, taken_on.when_label) == (Level.MANAGERS, "not resolved")
+    assert escalation.next_escalation(_exception(level=Level.MANAGERS), RULES) is None
+
+
 def test_a_late_sweep_passes_every_level_between() -> None:
     assert list(escalation.levels_passed(Level.NONE, Level.MANAGERS)) == [1, 2]
 

@@ -381,6 +381,24 @@ def test_the_escalation_level_on_the_detail_page_is_for_supervisors_only(
     assert sup_page.context["history"][-1].text == "Escalated: Level 1: supervisors"
 
 
+def test_the_detail_page_says_when_the_exception_escalates_next(
+    client: Client, cs_agent: User, supervisor: User
+) -> None:
+    e = _report(severity=Severity.MEDIUM)
+    due = e.reported_at + timedelta(hours=4)  # the default medium rule
+
+    cs_page = _as(client, cs_agent).get(e.get_absolute_url())
+    upcoming = cs_page.context["next_escalation"]
+    assert (upcoming.at, upcoming.level) == (due, 1)
+    assert "if not acknowledged by then" in _page(cs_page)
+    assert "Level 1" not in _page(cs_page)  # levels are for supervisors
+    sup_page = _as(client, supervisor).get(e.get_absolute_url())
+    assert "if not acknowledged by then: to Level 1: supervisors" in _page(sup_page)
+
+    services.exception_resolve(exception=_fresh(e), user=supervisor, notes="Fixed")
+    assert client.get(e.get_absolute_url()).context["next_escalation"] is None
+
+
 def test_the_row_button_assigns_that_exception_to_me(
     client: Client, cs_agent: User
 ) -> None:
@@ -1081,8 +1099,9 @@ def test_the_shipment_page_shows_its_open_exception(
 
 # Session, user and the two permission lookups, then what each page reads.
 QUEUE_QUERIES = 4 + 5  # count, rows (joins incl.), carriers, workers (twice)
-# The exception (joins incl.), notes, history, the assignees' names, workers.
-DETAIL_QUERIES = 4 + 5 + 1  # + the access log INSERT
+# The exception (joins incl.), notes, history, the assignees' names, workers,
+# the escalation rules (for the next escalation).
+DETAIL_QUERIES = 4 + 6 + 1  # + the access log INSERT
 
 
 @pytest.mark.parametrize("n", [3, 30])

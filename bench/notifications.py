@@ -266,7 +266,7 @@ def _seed(count: int) -> None:
 
     from notifications import outbox
     from shipments import tracking_numbers as tn
-    from shipments.management.commands.seed_demo import _insert
+    from shipments.management.commands.seed_demo import rows_copy
     from shipments.models import (
         Carrier,
         Shipment,
@@ -374,8 +374,8 @@ def _seed(count: int) -> None:
             }
         )
     with transaction.atomic():
-        _insert(Shipment, shipments)
-        _insert(TrackingEvent, events)
+        rows_copy(Shipment, shipments)
+        rows_copy(TrackingEvent, events)
     with connection.cursor() as cursor:
         for sql in connection.ops.sequence_reset_sql(
             no_style(), [Shipment, TrackingEvent]

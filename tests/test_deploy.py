@@ -26,7 +26,9 @@ PRODUCTION = {
 }
 
 
-def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def production_manage(
+    *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     # Production as configured by these variables alone, not a checkout's .env.
     clean["DJANGO_ENV_FILE"] = ""
@@ -42,21 +44,23 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 def test_production_settings_pass_the_deploy_check() -> None:
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
+    result = production_manage(
+        "check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"])
 def test_production_refuses_to_start_without(missing: str) -> None:
     env = {k: v for k, v in PRODUCTION.items() if k != missing}
-    result = _manage("check", env=env)
+    result = production_manage("check", env=env)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert missing in result.stderr
 
 
 def test_production_refuses_a_short_secret_key() -> None:
-    result = _manage("check", env=PRODUCTION | {"DJANGO_SECRET_KEY": "short"})
+    result = production_manage("check", env=PRODUCTION | {"DJANGO_SECRET_KEY": "short"})
     assert result.returncode != 0
     assert "at least 50 characters" in result.stderr
 
@@ -71,7 +75,7 @@ def test_production_refuses_a_short_secret_key() -> None:
 def test_production_refuses_a_bad_setting(
     variable: str, value: str, message: str
 ) -> None:
-    result = _manage("check", env=PRODUCTION | {variable: value})
+    result = production_manage("check", env=PRODUCTION | {variable: value})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
@@ -79,7 +83,7 @@ def test_production_refuses_a_bad_setting(
 
 def test_the_deploy_check_flags_a_console_mailer() -> None:
     env = PRODUCTION | {"EMAIL_URL": "consolemail://"}
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    result = production_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode != 0
     assert "mail.E001" in result.stderr
 
@@ -99,7 +103,7 @@ def test_docker_compose_file_is_valid() -> None:
 def test_manage_py_in_a_fresh_checkout_runs_without_secrets() -> None:
     # No .env, no DJANGO_* variables: developers' commands still work.
     env = {"DATABASE_URL": PRODUCTION["DATABASE_URL"], "EMAIL_URL": "consolemail://"}
-    result = _manage("makemigrations", "--check", "--dry-run", env=env)
+    result = production_manage("makemigrations", "--check", "--dry-run", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No changes detected" in result.stdout
 

@@ -241,9 +241,9 @@ def test_a_bad_setting_names_what_is_wrong(
 
 
 def test_the_settings_refuse_to_start_with_a_bad_cadence() -> None:
-    from tests.test_deploy import PRODUCTION, _manage
+    from tests.test_deploy import PRODUCTION, production_manage
 
-    result = _manage(
+    result = production_manage(
         "check", env=PRODUCTION | {"TRACKSOP_CARRIER_SYNC": "interval_minutes=-5"}
     )
     assert result.returncode != 0

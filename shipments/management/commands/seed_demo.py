@@ -216,8 +216,8 @@ class Command(BaseCommand):
                     next_event_id += 1
                     events.append(event)
             with transaction.atomic():
-                _insert(Shipment, shipments)
-                _insert(TrackingEvent, events)
+                rows_copy(Shipment, shipments)
+                rows_copy(TrackingEvent, events)
             written_s += len(shipments)
             written_e += len(events)
         with connection.cursor() as cursor:
@@ -504,7 +504,7 @@ def _random_number(rng: random.Random, family: tn.Family) -> str:
     raise AssertionError(f"no check digit completes {body}")
 
 
-def _insert(model: type[Any], rows: list[dict[str, Any]]) -> None:
+def rows_copy(model: type[Any], rows: list[dict[str, Any]]) -> None:
     """Bulk-insert plain rows: COPY on PostgreSQL, executemany elsewhere."""
     if not rows:
         return

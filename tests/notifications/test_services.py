@@ -557,17 +557,6 @@ def test_a_message_no_template_can_render_is_failed_and_the_scan_still_saves(
 
 
 @pytest.fixture
-def mail_server(settings: Settings, smtp_sink: SmtpSink) -> SmtpSink:
-    settings.MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": smtp_sink.port, "timeout": 5},
-        }
-    }
-    return smtp_sink
-
-
-@pytest.fixture
 def pending_email() -> Notification:
     shipment = dispatched_shipment(
         order_number="ORD-31337", recipient_email="jane@example.net"

@@ -9,6 +9,7 @@ change "who is notified of what", start here.
 from __future__ import annotations
 
 import random
+from typing import cast
 
 import phonenumbers
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from notifications.models import Audience, Channel, Kind, Preference
+from shipments.events import EtaChangedData, ExceptionData
 from shipments.models import Shipment, TrackingEvent
 from shipments.status import EventKind, ShipmentStatus
 
@@ -42,13 +44,15 @@ def milestone_for(
         return Kind.DISPATCHED
     if kind == EventKind.EXCEPTION_REPORTED:
         # Found by the late-shipment sweep: to the customer it is a delay.
-        return Kind.DELAY if event.data.get("detected") else Kind.EXCEPTION
+        report = cast(ExceptionData, event.data)
+        return Kind.DELAY if report.get("detected") else Kind.EXCEPTION
     if kind == EventKind.EXCEPTION_UPDATED:
         return Kind.EXCEPTION
     if kind == EventKind.EXCEPTION_RESOLVED:
         return Kind.EXCEPTION_RESOLVED
     if kind == EventKind.ETA_CHANGED:
-        old, new = event.data.get("from") or "", event.data.get("to") or ""
+        eta = cast(EtaChangedData, event.data)
+        old, new = eta.get("from") or "", eta.get("to") or ""
         return Kind.DELAY if old and new and new > old else None
     if shipment.status == previous_status:
         return None

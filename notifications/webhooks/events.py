@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 
 from notifications.models import WebhookEventType
+from shipments.events import EtaChangedData, ExceptionData
 from shipments.models import Location, Shipment, TrackingEvent
 from shipments.status import CHECKPOINT_KINDS, EventKind, ShipmentStatus
 
@@ -75,7 +76,9 @@ def payload_for(
     the event: it grows with every change of the shipment, in the order the
     changes were committed (they are made under the shipment's row lock)."""
     eta_before = (
-        event.data.get("from") or None if event.kind == EventKind.ETA_CHANGED else None
+        cast(EtaChangedData, event.data).get("from") or None
+        if event.kind == EventKind.ETA_CHANGED
+        else None
     )
     return {
         "type": event_type,
@@ -103,15 +106,17 @@ def payload_for(
     }
 
 
-# Of an exception event's data, what a subscriber is told: codes and dates,
-# never a label staff may have typed ("other" causes).
-_EXCEPTION_FACTS = ("cause_code", "severity", "expected_resolution")
-
-
 def _exception_facts(event: TrackingEvent) -> dict[str, str | None] | None:
+    """Of an exception event's data, what a subscriber is told: codes and
+    dates, never a label staff may have typed ("other" causes)."""
     if event.kind not in (EventKind.EXCEPTION_REPORTED, EventKind.EXCEPTION_RESOLVED):
         return None
-    return {key: event.data.get(key) or None for key in _EXCEPTION_FACTS}
+    facts = cast(ExceptionData, event.data)
+    return {
+        "cause_code": facts.get("cause_code") or None,
+        "severity": facts.get("severity") or None,
+        "expected_resolution": facts.get("expected_resolution") or None,
+    }
 
 
 def sample_payload(*, url: str) -> dict[str, Any]:

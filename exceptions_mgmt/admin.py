@@ -16,10 +16,8 @@ from exceptions_mgmt.models import (
 )
 
 
-# The admin classes are generic only in django-stubs: subscripting them at run
-# time needs django_stubs_ext, a dev-only package, hence the ignores.
 @admin.register(EscalationRule)
-class EscalationRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # see above
+class EscalationRuleAdmin(admin.ModelAdmin[EscalationRule]):
     list_display = ["__str__", "severity", "when", "after", "level"]
     list_editable = ["when", "after", "level"]
     list_filter = ["severity", "when", "level"]
@@ -36,7 +34,7 @@ class ReadOnlyMixin:
         return False
 
 
-class NoteInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
+class NoteInline(ReadOnlyMixin, admin.TabularInline[Any, Any]):
     model = ExceptionNote
     extra = 0
     fields = readonly_fields = (
@@ -48,14 +46,14 @@ class NoteInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
     )
 
 
-class ChangeInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
+class ChangeInline(ReadOnlyMixin, admin.TabularInline[Any, Any]):
     model = ExceptionChange
     extra = 0
     fields = readonly_fields = ("at", "actor", "action", "data")
 
 
 @admin.register(DeliveryException)
-class DeliveryExceptionAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class DeliveryExceptionAdmin(ReadOnlyMixin, admin.ModelAdmin[DeliveryException]):
     list_display = [
         "shipment",
         "cause",

@@ -200,7 +200,7 @@ class ScanReportForm(ReportForm):
 
 
 # Generic only in django-stubs (as the admin classes: see admin.py).
-class WorkerChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+class WorkerChoiceField(forms.ModelChoiceField[Any]):
     def label_from_instance(self, obj: Any) -> str:
         return person(obj)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -24,17 +24,11 @@ from notifications.models import (
 from notifications.webhooks import endpoints
 from notifications.webhooks import outbox as webhook_outbox
 
-# ModelAdmin, TabularInline and ModelForm are generic in django-stubs only; at
-# run time they are not (no django_stubs_ext patch in production), so they are
-# subscripted for the type checker alone.
-if TYPE_CHECKING:
-    ModelAdmin = admin.ModelAdmin[Any]
-    TabularInline = admin.TabularInline[Any, Any]
-    EndpointModelForm = forms.ModelForm[WebhookEndpoint]
-else:
-    ModelAdmin = admin.ModelAdmin
-    TabularInline = admin.TabularInline
-    EndpointModelForm = forms.ModelForm
+# Generic in django-stubs; subscriptable at run time too (django_stubs_ext's
+# monkeypatch in the settings).
+ModelAdmin = admin.ModelAdmin[Any]
+TabularInline = admin.TabularInline[Any, Any]
+EndpointModelForm = forms.ModelForm[WebhookEndpoint]
 
 
 @admin.register(MessageTemplate)

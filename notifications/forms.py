@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.template import Engine, TemplateSyntaxError
@@ -85,12 +85,9 @@ class PreviewForm(forms.Form):
         return data
 
 
-# ModelForm is generic in django-stubs only (no django_stubs_ext patch at run
-# time), so it is subscripted for the type checker alone.
-if TYPE_CHECKING:
-    TemplateModelForm = forms.ModelForm[MessageTemplate]
-else:
-    TemplateModelForm = forms.ModelForm
+# Generic in django-stubs; subscriptable at run time too (django_stubs_ext's
+# monkeypatch in the settings).
+TemplateModelForm = forms.ModelForm[MessageTemplate]
 
 
 class MessageTemplateForm(TemplateModelForm):

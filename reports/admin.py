@@ -1,6 +1,6 @@
 """The admin of holidays, report schedules and the audit of purges."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.contrib import admin
@@ -9,15 +9,10 @@ from django.http import HttpRequest
 from reports.models import Holiday, ReportSchedule, RetentionPurge
 from reports.schedules import address_lines
 
-# ModelAdmin and ModelForm are generic in django-stubs only; at run time they
-# are not (no django_stubs_ext patch in production), so they are subscripted
-# for the type checker alone.
-if TYPE_CHECKING:
-    ModelAdmin = admin.ModelAdmin[Any]
-    ScheduleModelForm = forms.ModelForm[ReportSchedule]
-else:
-    ModelAdmin = admin.ModelAdmin
-    ScheduleModelForm = forms.ModelForm
+# Generic in django-stubs; subscriptable at run time too (django_stubs_ext's
+# monkeypatch in the settings).
+ModelAdmin = admin.ModelAdmin[Any]
+ScheduleModelForm = forms.ModelForm[ReportSchedule]
 
 
 @admin.register(Holiday)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.contrib import admin
@@ -31,15 +31,10 @@ from shipments.models import (
     TrackingProvider,
 )
 
-# ModelAdmin and ModelForm are generic in django-stubs only; at run time they
-# are not (no django_stubs_ext patch in production), so they are subscripted
-# for the type checker alone.
-if TYPE_CHECKING:
-    ModelAdmin = admin.ModelAdmin[Any]
-    AccountModelForm = forms.ModelForm[CarrierAccount]
-else:
-    ModelAdmin = admin.ModelAdmin
-    AccountModelForm = forms.ModelForm
+# Generic in django-stubs; subscriptable at run time too (django_stubs_ext's
+# monkeypatch in the settings).
+ModelAdmin = admin.ModelAdmin[Any]
+AccountModelForm = forms.ModelForm[CarrierAccount]
 
 
 @admin.register(Carrier)

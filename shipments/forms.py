@@ -7,7 +7,7 @@ The desk's forms are in `shipments.inquiry_forms`, the public pages' in
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import django_filters
 from crispy_forms.helper import FormHelper
@@ -38,12 +38,9 @@ class VersionedForm(forms.Form):
     version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
 
-# ModelForm is generic in django-stubs only (no django_stubs_ext patch at run
-# time), so it is subscripted for the type checker alone.
-if TYPE_CHECKING:
-    ShipmentModelForm = forms.ModelForm[Shipment]
-else:
-    ShipmentModelForm = forms.ModelForm
+# Generic in django-stubs; subscriptable at run time too (django_stubs_ext's
+# monkeypatch in the settings).
+ShipmentModelForm = forms.ModelForm[Shipment]
 
 
 class ShipmentForm(ShipmentModelForm):

@@ -1,6 +1,6 @@
 """The admin of staff profiles, API integrations and their keys."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,17 +11,11 @@ from django.utils import timezone
 from tracksop.api_keys import api_key_issue, api_key_revoke
 from tracksop.models import ApiKey, Integration, Scope, StaffProfile
 
-# ModelAdmin, TabularInline and ModelForm are generic in django-stubs only; at
-# run time they are not (no django_stubs_ext patch in production), so they are
-# subscripted for the type checker alone.
-if TYPE_CHECKING:
-    ModelAdmin = admin.ModelAdmin[Any]
-    TabularInline = admin.TabularInline[Any, Any]
-    ApiKeyModelForm = forms.ModelForm[ApiKey]
-else:
-    ModelAdmin = admin.ModelAdmin
-    TabularInline = admin.TabularInline
-    ApiKeyModelForm = forms.ModelForm
+# Generic in django-stubs; subscriptable at run time too (django_stubs_ext's
+# monkeypatch in the settings).
+ModelAdmin = admin.ModelAdmin[Any]
+TabularInline = admin.TabularInline[Any, Any]
+ApiKeyModelForm = forms.ModelForm[ApiKey]
 
 
 @admin.register(StaffProfile)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from django import forms
 from django.contrib import messages
@@ -55,12 +55,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
-# ModelForm is generic in django-stubs only (no django_stubs_ext patch at run
-# time), so it is subscripted for the type checker alone.
-if TYPE_CHECKING:
-    ProfileModelForm = forms.ModelForm[StaffProfile]
-else:
-    ProfileModelForm = forms.ModelForm
+# Generic in django-stubs; subscriptable at run time too (django_stubs_ext's
+# monkeypatch in the settings).
+ProfileModelForm = forms.ModelForm[StaffProfile]
 
 
 class PreferencesForm(ProfileModelForm):

@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import django_stubs_ext
 import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
@@ -25,6 +26,10 @@ from django.utils.csp import CSP
 
 from shipments.carriers.cadence import cadence_settings
 from shipments.tracking_numbers import S10_COUNTRY_CODES
+
+# Django's generic classes (ModelAdmin[M], ModelForm[M], QuerySet[M]) as the
+# type stubs write them, at run time too.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"

@@ -59,6 +59,8 @@ def test_customer_service_send_every_failed_message_again_at_once(
     page = log_in("cs")
 
     page.get_by_role("link", name="3 failed messages to customers").click()
+    # The tick-all script is deferred: wait until it has run.
+    page.wait_for_load_state("load")
 
     table = page.get_by_test_id("failed-list")
     expect(table.get_by_text("The email address does not exist")).to_have_count(3)
